@@ -1,0 +1,380 @@
+"""The corruption engine: the paper's six elemental corruptions plus Identity, applied to whole batches.
+
+Every corruption works on a float32 batch `(N, C, H, W)` with values in [0, 255] and returns one of the same
+kind. A composition applies its corruptions left to right on float intermediates and truncates to uint8 once at
+the end, as the paper's code does (`np.uint8(x)` floors). `corrupt()` is the entry point for users: it takes
+uint8 images as numpy arrays or torch tensors, grey `(N, H, W)` or colour `(N, H, W, C)`; `corrupt_batch()` is
+the fast path for loaders that already hold `(N, C, H, W)` uint8 tensors.
+
+Adding a corruption is one class and one decorator line::
+
+    @register
+    class Posterize(Corruption):
+        name, abbreviation, lossless = "Posterize", "PO", False
+        severities = (6, 5, 4, 3, 2)
+        default_severity = 3
+
+        def apply(self, x, keys):
+            step = 2 ** (8 - self.parameter)
+            return torch.floor(x / step) * step
+"""
+from __future__ import annotations
+
+import abc
+import functools
+import hashlib
+import math
+from typing import ClassVar, Sequence, TypeVar, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from comprobust.errors import UserError
+
+ELEMENTALS: tuple[str, ...] = ("Contrast", "GaussianBlur", "ImpulseNoise", "Invert", "Rotate90", "Swirl")
+"""The paper's six elemental corruptions, in the paper's order."""
+
+CompositionLike = Union[str, Sequence[str]]
+Images = TypeVar("Images", np.ndarray, torch.Tensor)
+
+
+class Corruption(abc.ABC):
+    """One image corruption at a fixed severity.
+
+    Subclasses set `name`, `abbreviation`, `lossless` and, when the corruption has a strength, the parameter
+    for each severity 1..5 in `severities` and the paper's `default_severity`.
+    """
+
+    name: ClassVar[str]
+    abbreviation: ClassVar[str]
+    lossless: ClassVar[bool]
+    severities: ClassVar[tuple[float, ...]] = ()
+    default_severity: ClassVar[int | None] = None
+
+    def __init__(self, severity: int | None = None) -> None:
+        if severity is None:
+            severity = self.default_severity
+        elif not self.severities:
+            raise UserError(f"{self.name} has no severity levels; do not pass a severity")
+        elif isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5:
+            raise UserError(f"{self.name}: severity must be an integer in 1..5, got {severity!r}")
+        self.severity = severity
+
+    @property
+    def parameter(self) -> float | None:
+        """The corruption's strength at this severity (None for corruptions without one)."""
+        return self.severities[self.severity - 1] if self.severities else None
+
+    @abc.abstractmethod
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        """Corrupt a float32 `(N, C, H, W)` batch in [0, 255].
+
+        `keys` holds one uint64 per image; random corruptions derive their draws from it alone, so an image's
+        corruption does not depend on the batch it is in.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(severity={self.severity})"
+
+
+_REGISTRY: dict[str, type[Corruption]] = {}
+_BY_ABBREVIATION: dict[str, str] = {}
+
+C = TypeVar("C", bound=type[Corruption])
+
+
+def register(cls: C) -> C:
+    """Class decorator: make a corruption available by its `name` (and `abbreviation`)."""
+    for attribute in ("name", "abbreviation", "lossless"):
+        if not hasattr(cls, attribute):
+            raise TypeError(f"{cls.__name__} must define the class attribute {attribute!r}")
+    if "-" in cls.name:
+        raise TypeError(f"corruption name {cls.name!r} must not contain '-' (it joins compositions)")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"a corruption named {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    _BY_ABBREVIATION[cls.abbreviation] = cls.name
+    return cls
+
+
+def known_names() -> list[str]:
+    """Names of every registered corruption."""
+    return list(_REGISTRY)
+
+
+def get_corruption(name: str, severity: int | None = None) -> Corruption:
+    """The registered corruption `name` (full name or abbreviation) at `severity` (default: the paper's)."""
+    full_name = _BY_ABBREVIATION.get(name, name)
+    if full_name not in _REGISTRY:
+        raise UserError(f"unknown corruption {name!r}; known corruptions: {', '.join(known_names())}")
+    return _REGISTRY[full_name](severity)
+
+
+def parse_composition(composition: CompositionLike) -> tuple[str, ...]:
+    """Normalise "Contrast-Rotate90", ["CO", "R90"] or ("Contrast",) to a tuple of full names, checked."""
+    parts = composition.split("-") if isinstance(composition, str) else list(composition)
+    if not parts:
+        raise UserError("a composition needs at least one corruption (use 'Identity' for clean images)")
+    names = []
+    for part in parts:
+        if not isinstance(part, str):
+            raise UserError(f"composition {composition!r}: corruption names must be strings, got {part!r}")
+        full_name = _BY_ABBREVIATION.get(part, part)
+        if full_name not in _REGISTRY:
+            raise UserError(
+                f"composition {composition!r}: unknown corruption {part!r}; known corruptions: "
+                f"{', '.join(known_names())}"
+            )
+        names.append(full_name)
+    return tuple(names)
+
+
+def composition_name(composition: CompositionLike) -> str:
+    """Canonical name, e.g. "Contrast-Rotate90" (Contrast first, then Rotate90)."""
+    return "-".join(parse_composition(composition))
+
+
+def abbreviate(composition: CompositionLike) -> str:
+    """Short name, e.g. "CO-R90"."""
+    return "-".join(_REGISTRY[name].abbreviation for name in parse_composition(composition))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The elementals (section 1 of the paper-method notes). All operate on float32 (N, C, H, W) in [0, 255].
+
+
+@register
+class Identity(Corruption):
+    name, abbreviation, lossless = "Identity", "ID", True
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        return x
+
+
+@register
+class Contrast(Corruption):
+    """Pull every pixel towards its image's per-channel mean: `(x - mean) * c + mean`."""
+
+    name, abbreviation, lossless = "Contrast", "CO", False
+    severities = (0.4, 0.3, 0.2, 0.1, 0.05)
+    default_severity = 2
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        means = x.mean(dim=(2, 3), keepdim=True)
+        return ((x - means) * self.parameter + means).clamp_(0.0, 255.0)
+
+
+@register
+class GaussianBlur(Corruption):
+    """Gaussian blur of each channel (sigma from the severity), edges extended ('nearest'), truncated at 4 sigma."""
+
+    name, abbreviation, lossless = "GaussianBlur", "GB", False
+    severities = (1.0, 2.0, 3.0, 4.0, 6.0)
+    default_severity = 2
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        kernel = _gaussian_kernel(float(self.parameter), x.device)
+        radius = (kernel.numel() - 1) // 2
+        n, c, h, w = x.shape
+        flat = x.reshape(n * c, 1, h, w)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+        return flat.reshape(n, c, h, w).clamp_(0.0, 255.0)
+
+
+@register
+class ImpulseNoise(Corruption):
+    """Salt and pepper: each element independently becomes 255 or 0 with probability amount/2 each."""
+
+    name, abbreviation, lossless = "ImpulseNoise", "IM", False
+    severities = (0.03, 0.06, 0.09, 0.17, 0.27)
+    default_severity = 5
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        n = x.shape[0]
+        bits = _element_hashes(keys, int(np.prod(x.shape[1:])))
+        flip_below = np.uint64(round(float(self.parameter) * 2**32))
+        flipped = (bits & np.uint64(0xFFFFFFFF)) < flip_below
+        salted = (bits >> np.uint64(63)).astype(bool)
+        flipped_t = torch.from_numpy(flipped).view(n, *x.shape[1:]).to(x.device)
+        salted_t = torch.from_numpy(salted).view(n, *x.shape[1:]).to(x.device)
+        noise = torch.where(salted_t, 255.0, 0.0).to(x.dtype)
+        return torch.where(flipped_t, noise, x)
+
+
+@register
+class Invert(Corruption):
+    name, abbreviation, lossless = "Invert", "IN", True
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        return 255.0 - x
+
+
+@register
+class Rotate90(Corruption):
+    """90 degrees counter-clockwise as displayed: out[r, c] = in[c, W - 1 - r] (square images)."""
+
+    name, abbreviation, lossless = "Rotate90", "R90", True
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        if x.shape[2] != x.shape[3]:
+            raise UserError(f"Rotate90 needs square images, got {x.shape[2]}x{x.shape[3]}")
+        return torch.rot90(x, 1, dims=(2, 3))
+
+
+@register
+class Swirl(Corruption):
+    """scikit-image's swirl (rotation 0, radius sqrt(2)*H/2, centre (W/2, H/2)), bilinear, mirrored edges."""
+
+    name, abbreviation, lossless = "Swirl", "SW", False
+    severities = (0.5, 1.0, 3.0, 5.0, 10.0)
+    default_severity = 3
+
+    def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        n, c, h, w = x.shape
+        index, weight = _swirl_sampling(h, w, float(self.parameter), str(x.device))
+        flat = x.reshape(n, c, h * w)
+        gathered = flat[:, :, index]  # (N, C, H*W, 4): the four bilinear neighbours of each output pixel
+        return (gathered * weight).sum(dim=-1).reshape(n, c, h, w).clamp_(0.0, 255.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
+    radius = int(4.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return torch.tensor(weights / weights.sum(), dtype=torch.float32, device=device)
+
+
+def _mirror(index: np.ndarray, size: int) -> np.ndarray:
+    """Reflect integer indices into [0, size) about the edge pixels (scipy.ndimage mode 'mirror')."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * size - 2
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
+
+
+@functools.lru_cache(maxsize=32)
+def _swirl_sampling(h: int, w: int, strength: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every output pixel: the flat indices of its 4 source neighbours and their bilinear weights."""
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    x0, y0 = w / 2.0, h / 2.0
+    radius = math.sqrt(2.0) * h / 2.0 / 5.0 * math.log(2.0)
+    rho = np.hypot(cols - x0, rows - y0)
+    theta = strength * np.exp(-rho / radius) + np.arctan2(rows - y0, cols - x0)
+    src_col = x0 + rho * np.cos(theta)
+    src_row = y0 + rho * np.sin(theta)
+    row0, col0 = np.floor(src_row), np.floor(src_col)
+    frac_r, frac_c = src_row - row0, src_col - col0
+    row0, col0 = row0.astype(np.int64), col0.astype(np.int64)
+    neighbours, weights = [], []
+    for d_row, w_row in ((0, 1.0 - frac_r), (1, frac_r)):
+        for d_col, w_col in ((0, 1.0 - frac_c), (1, frac_c)):
+            neighbours.append(_mirror(row0 + d_row, h) * w + _mirror(col0 + d_col, w))
+            weights.append(w_row * w_col)
+    index = torch.from_numpy(np.stack(neighbours, axis=-1).reshape(h * w, 4)).to(device)
+    weight = torch.from_numpy(np.stack(weights, axis=-1).reshape(h * w, 4).astype(np.float32)).to(device)
+    return index, weight
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reproducible randomness: counter-based hashing (splitmix64), so the noise of image i under a composition
+# depends only on (seed, composition, step, i) and never on batch size or process split.
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = z + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def noise_keys(seed: int, composition: CompositionLike, step: int, indices: np.ndarray) -> np.ndarray:
+    """One uint64 key per image for step `step` of `composition`: a pure function of its arguments."""
+    base = _splitmix64(np.array([_stable_hash(f"{seed}/{composition_name(composition)}/{step}")], np.uint64))
+    return _splitmix64(base ^ _splitmix64(np.asarray(indices, dtype=np.uint64)))
+
+
+def _element_hashes(keys: np.ndarray, elements_per_image: int) -> np.ndarray:
+    """(N, elements_per_image) uint64 pseudo-random bits, one independent stream per key."""
+    with np.errstate(over="ignore"):
+        counters = np.arange(elements_per_image, dtype=np.uint64) * _GOLDEN
+        return _splitmix64(keys.astype(np.uint64)[:, None] ^ counters[None, :])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Applying compositions.
+
+
+def corrupt_batch(
+    images: torch.Tensor,
+    composition: CompositionLike,
+    *,
+    seed: int = 0,
+    indices: np.ndarray | Sequence[int] | None = None,
+    severities: dict[str, int] | None = None,
+) -> torch.Tensor:
+    """Apply `composition` to a uint8 `(N, C, H, W)` tensor; returns uint8 `(N, C, H, W)`.
+
+    `indices` are the images' positions in their dataset (default 0..N-1): with `seed` they fix the random draws.
+    `severities` overrides the paper's severity per corruption name.
+    """
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise UserError(
+            "corrupt_batch expects a uint8 torch tensor of shape (N, C, H, W); got "
+            f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
+        )
+    names = parse_composition(composition)
+    indices = np.arange(images.shape[0]) if indices is None else np.asarray(indices)
+    if indices.shape != (images.shape[0],):
+        raise UserError(f"indices must have one entry per image ({images.shape[0]}), got shape {indices.shape}")
+    severities = severities or {}
+    x = images.to(torch.float32)
+    for step, name in enumerate(names):
+        corruption = get_corruption(name, severities.get(name))
+        keys = noise_keys(seed, names, step, indices)
+        x = corruption.apply(x, keys)
+    return x.to(torch.uint8)  # truncation toward zero == the paper's np.uint8 floor on [0, 255]
+
+
+def corrupt(
+    images: Images,
+    composition: CompositionLike,
+    *,
+    seed: int = 0,
+    indices: np.ndarray | Sequence[int] | None = None,
+    severities: dict[str, int] | None = None,
+) -> Images:
+    """Apply `composition` to uint8 images: grey `(N, H, W)` or colour `(N, H, W, C)`, numpy or torch.
+
+    Returns uint8 images of the same type and layout. Float images are refused: the engine never guesses
+    whether floats are in 0..1 or 0..255.
+    """
+    is_numpy = isinstance(images, np.ndarray)
+    if not is_numpy and not isinstance(images, torch.Tensor):
+        raise UserError(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+    dtype_ok = images.dtype == (np.uint8 if is_numpy else torch.uint8)
+    if not dtype_ok:
+        raise UserError(
+            f"images must be uint8 in 0..255, got dtype {images.dtype}; convert first, e.g. "
+            "(x * 255).round().astype(np.uint8) for floats in 0..1"
+        )
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        raise UserError(
+            f"images must have shape (N, H, W) for grey or (N, H, W, C) with C in (1, 3) for colour; "
+            f"got {tuple(images.shape)}"
+        )
+    tensor = torch.from_numpy(np.ascontiguousarray(images)) if is_numpy else images
+    nchw = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
+    out = corrupt_batch(nchw.contiguous(), composition, seed=seed, indices=indices, severities=severities)
+    out = out[:, 0] if tensor.dim() == 3 else out.permute(0, 2, 3, 1).contiguous()
+    return out.numpy() if is_numpy else out
