@@ -1,0 +1,241 @@
+"""The one training loop every stage uses.
+
+SGD (momentum 0.9, weight decay 5e-4) with a cosine schedule over `max_epochs`, a checkpoint every epoch
+(model, optimiser, scheduler, epoch, RNG state, history) written atomically, resume from the last checkpoint,
+and the best-validation weights restored at the end (the paper's effective model selection). What a stage trains
+and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+from torch import nn
+
+from comprobust.atomic import atomic_open
+from comprobust.errors import UserError
+
+CHECKPOINT_FORMAT = 1
+LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Budget and optimiser settings of one training run."""
+
+    lr: float
+    max_epochs: int
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    patience: int | None = None  # stop after this many epochs without a better validation value
+
+
+class TrainTask(Protocol):
+    """What a stage trains: its trainable module, its batches and how to score them."""
+
+    model: nn.Module  # the trainable part: optimised, checkpointed and restored to its best weights
+
+    def train_batches(self, epoch: int) -> Iterable[Any]:
+        """The training batches of `epoch` (deterministic given the epoch)."""
+
+    def train_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss to minimise on one batch, plus metrics to average over the epoch (e.g. train_acc)."""
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics; must include `val_loss` (lower is better, ties count as improvement)."""
+
+
+@dataclass
+class FitResult:
+    """The outcome of `fit`: best epoch and its metrics, per-epoch history, checkpoint paths."""
+
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    best_path: Path
+    last_path: Path
+    resumed_from: int | None = None
+    epochs_run: list[int] = field(default_factory=list)
+
+
+EpochLogger = Callable[[dict[str, float], int], None]
+
+
+def fit(
+    task: TrainTask,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    identity: dict[str, Any],
+    log_epoch: EpochLogger | None = None,
+    label: str = "train",
+) -> FitResult:
+    """Train `task.model` to `config`, checkpointing under `checkpoint_dir`; resume if a checkpoint is there.
+
+    `identity` (the stage's resolved config and hash) is stored in every checkpoint; a checkpoint whose identity or
+    parameter shapes differ is refused instead of being resumed.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    model = task.model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"{label}: the task's model has no trainable parameters")
+    optimizer = torch.optim.SGD(
+        parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    history: list[dict[str, float]] = []
+    best = {"epoch": -1, "val_loss": math.inf}
+    start_epoch = 0
+    resumed_from = None
+
+    state = load_checkpoint(checkpoint_dir / LAST, identity, model)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best = list(state["history"]), dict(state["best"])
+        start_epoch = resumed_from = int(state["epoch"]) + 1
+
+    progress = Progress(label, config.max_epochs, start_epoch)
+    epochs_run = []
+    for epoch in range(start_epoch, config.max_epochs):
+        if _patience_exhausted(history, best, config.patience):
+            break
+        started = time.perf_counter()
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for batch in task.train_batches(epoch):
+            loss, metrics = task.train_step(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batches += 1
+            for key, value in {"train_loss": float(loss.detach()), **metrics}.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        if batches == 0:
+            raise UserError(f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch")
+        lr = optimizer.param_groups[0]["lr"]
+        model.eval()
+        with torch.no_grad():
+            val = task.validate()
+        scheduler.step()
+        record = {key: value / batches for key, value in sums.items()}
+        record.update(val)
+        record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
+        history.append(record)
+        improved = record["val_loss"] <= best["val_loss"]
+        if improved:
+            best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
+            _save(checkpoint_dir / BEST, {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch,
+                                          "model": model.state_dict(), "metrics": best})
+        _rotate_and_save(checkpoint_dir, {
+            "format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+        })
+        epochs_run.append(epoch)
+        if log_epoch is not None:
+            log_epoch({**record, "best_epoch": best["epoch"]}, epoch)
+        progress.update(epoch, record, improved)
+
+    if best["epoch"] < 0:
+        raise UserError(f"{label}: max_epochs={config.max_epochs} trains nothing; set max_epochs >= 1")
+    best_state = load_checkpoint(checkpoint_dir / BEST, identity, model)
+    model.load_state_dict(best_state["model"])
+    model.eval()
+    return FitResult(
+        best_epoch=int(best["epoch"]), best_metrics={k: v for k, v in best.items() if k != "epoch"},
+        history=history, best_path=checkpoint_dir / BEST, last_path=checkpoint_dir / LAST,
+        resumed_from=resumed_from, epochs_run=epochs_run,
+    )
+
+
+def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
+    """Read a checkpoint written by `fit` (weights_only), or None if absent; refuse corrupt or foreign files."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or garbled files
+        previous = path.with_name(PREVIOUS)
+        hint = f"; the previous good checkpoint is {previous}" if previous.exists() else ""
+        raise UserError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); move it away to retrain or "
+            f"resume from an older one{hint}"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {path} is not a comprobust checkpoint (format {CHECKPOINT_FORMAT})")
+    mismatch = describe_mismatch(state.get("identity", {}), identity)
+    if mismatch:
+        raise UserError(f"checkpoint {path} belongs to another run ({mismatch}); use a fresh output folder")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state["model"].items()}
+    if expected != found:
+        differing = sorted(set(expected.items()) ^ set(found.items()))[:3]
+        raise UserError(f"checkpoint {path} holds another architecture (parameters differ: {differing})")
+    return state
+
+
+def describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    """A short description of the keys whose values differ between two identity dicts ('' if equal)."""
+    diffs = [
+        f"{key}: checkpoint {found.get(key)!r} vs run {expected.get(key)!r}"
+        for key in sorted(set(found) | set(expected))
+        if found.get(key) != expected.get(key)
+    ]
+    return "; ".join(diffs[:4])
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def _rotate_and_save(folder: Path, payload: dict[str, Any]) -> None:
+    """Keep the current last checkpoint as `previous.pt`, then publish the new one atomically."""
+    last = folder / LAST
+    if last.exists():
+        previous_tmp = folder / f".{PREVIOUS}.link"
+        if previous_tmp.exists():
+            previous_tmp.unlink()
+        os.link(last, previous_tmp)
+        os.replace(previous_tmp, folder / PREVIOUS)
+    _save(last, payload)
+
+
+def _patience_exhausted(history: list[dict[str, float]], best: dict[str, float], patience: int | None) -> bool:
+    return patience is not None and bool(history) and history[-1]["epoch"] - best["epoch"] >= patience
+
+
+class Progress:
+    """A one-line progress bar on a terminal; plain log lines (one per epoch) otherwise."""
+
+    def __init__(self, label: str, total: int, start: int, stream=None) -> None:
+        self.label, self.total, self.stream = label, total, stream or sys.stderr
+        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        if start:
+            self._write(f"{label}: resuming at epoch {start + 1}/{total}\n")
+
+    def update(self, epoch: int, record: dict[str, float], improved: bool) -> None:
+        metrics = "  ".join(
+            f"{key} {record[key]:.4g}" for key in ("train_loss", "val_loss", "val_acc") if key in record
+        )
+        line = f"{self.label}: epoch {epoch + 1}/{self.total}  {metrics}  {record['epoch_time']:.1f}s"
+        line += " *" if improved else ""
+        if self.interactive:
+            done = int(20 * (epoch + 1) / self.total)
+            self._write(f"\r[{'#' * done}{'.' * (20 - done)}] {line}\033[K" + ("\n" if epoch + 1 == self.total else ""))
+        else:
+            self._write(line + "\n")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()

@@ -1,0 +1,142 @@
+"""The training loop: learning, best-validation restore, atomic checkpoints, exact resume after SIGKILL, refusals."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from comprobust.errors import UserError
+from comprobust.training import BEST, LAST, PREVIOUS, TrainConfig, fit
+
+
+class ToyTask:
+    """Noisy linear classification with dropout, so that resuming must also restore the RNG state."""
+
+    def __init__(self, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(256, 8, generator=g)
+        self.y = (self.x[:, 0] + 0.5 * self.x[:, 1] > 0).long()
+        torch.manual_seed(seed)
+        self.model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 2))
+
+    def train_batches(self, epoch: int):
+        order = torch.randperm(192, generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, 192, 32):
+            yield self.x[order[i : i + 32]], self.y[order[i : i + 32]]
+
+    def train_step(self, batch):
+        x, y = batch
+        logits = self.model(x)
+        return nn.functional.cross_entropy(logits, y), {"train_acc": float((logits.argmax(1) == y).float().mean())}
+
+    def validate(self):
+        logits = self.model(self.x[192:])
+        y = self.y[192:]
+        return {"val_loss": float(nn.functional.cross_entropy(logits, y)),
+                "val_acc": float((logits.argmax(1) == y).float().mean())}
+
+
+IDENTITY = {"stage": "toy", "config_hash": "abc123"}
+
+
+def test_fit_learns_and_restores_the_best_validation_weights(tmp_path: Path) -> None:
+    task = ToyTask()
+    logged = []
+    result = fit(task, TrainConfig(lr=0.1, max_epochs=6), tmp_path, IDENTITY, lambda m, e: logged.append((e, m)))
+    assert [e for e, _ in logged] == list(range(6))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    best = min(result.history, key=lambda r: r["val_loss"])
+    assert result.best_epoch == best["epoch"]
+    # The model holds the best epoch's weights, as validated.
+    task.model.eval()
+    with torch.no_grad():
+        assert task.validate()["val_loss"] == pytest.approx(best["val_loss"], abs=1e-6)
+    # Learning-rate follows the cosine schedule from lr down.
+    lrs = [r["lr"] for r in result.history]
+    assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    for name in (LAST, BEST, PREVIOUS):
+        state = torch.load(tmp_path / name, weights_only=True)
+        assert state["identity"] == IDENTITY
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_completed_run_is_not_trained_again(tmp_path: Path) -> None:
+    fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
+    again = fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
+    assert again.epochs_run == [] and again.resumed_from == 3
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from test_training import IDENTITY, ToyTask
+    from comprobust.training import TrainConfig, fit
+
+    def die_after_epoch_1(metrics, epoch):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=5), Path({folder!r}), IDENTITY, die_after_epoch_1)
+    """
+)
+
+
+def test_run_killed_after_epoch_1_resumes_at_epoch_2_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path / "killed"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert torch.load(tmp_path / "killed" / LAST, weights_only=True)["epoch"] == 1
+
+    resumed_task = ToyTask()
+    resumed = fit(resumed_task, TrainConfig(lr=0.1, max_epochs=5), tmp_path / "killed", IDENTITY)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == [2, 3, 4]
+
+    straight_task = ToyTask()
+    straight = fit(straight_task, TrainConfig(lr=0.1, max_epochs=5), tmp_path / "straight", IDENTITY)
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+    for a, b in zip(resumed_task.model.state_dict().values(), straight_task.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_config_or_architecture_is_refused(tmp_path: Path) -> None:
+    fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=1), tmp_path, IDENTITY)
+    with pytest.raises(UserError, match="belongs to another run.*config_hash: checkpoint 'abc123' vs run 'zzz'"):
+        fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=2), tmp_path, {**IDENTITY, "config_hash": "zzz"})
+    wider = ToyTask()
+    wider.model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    with pytest.raises(UserError, match="another architecture"):
+        fit(wider, TrainConfig(lr=0.1, max_epochs=2), tmp_path, IDENTITY)
+
+
+def test_corrupt_checkpoint_is_reported_and_the_previous_one_kept(tmp_path: Path) -> None:
+    fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=2), tmp_path, IDENTITY)
+    previous = (tmp_path / PREVIOUS).read_bytes()
+    last = tmp_path / LAST
+    last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])
+    with pytest.raises(UserError, match=f"{LAST} is corrupt or truncated.*previous good checkpoint is .*{PREVIOUS}"):
+        fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
+    assert (tmp_path / PREVIOUS).read_bytes() == previous
+    assert torch.load(tmp_path / PREVIOUS, weights_only=True)["epoch"] == 0
+
+
+def test_patience_stops_early(tmp_path: Path) -> None:
+    task = ToyTask()
+    calls: list[int] = []
+
+    def worse_every_epoch() -> dict[str, float]:
+        calls.append(0)
+        return {"val_loss": float(len(calls))}
+
+    task.validate = worse_every_epoch
+    result = fit(task, TrainConfig(lr=0.1, max_epochs=10, patience=2), tmp_path, IDENTITY)
+    assert result.epochs_run == [0, 1, 2] and result.best_epoch == 0
