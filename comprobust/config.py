@@ -1,0 +1,259 @@
+"""Experiment YAML -> validated, frozen `ExperimentConfig`. Every mistake is one error naming file and key.
+
+Schema (see experiments/demo.yaml for a commented example)::
+
+    name, description, dataset {name, root, split_sizes, download}, architecture, seeds, output_root,
+    compositions, wandb {project, entity, mode}, cluster {...}, training {common stage parameters},
+    stages {NAME: {method, <parameters>, <references to other stages>, corruptions}},
+    evaluation {batch_size, shards, systems {LABEL: {<role>: STAGE, ...}}}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from comprobust.compositions import resolve_compositions
+from comprobust.corruptions import ELEMENTALS, parse_composition
+from comprobust.errors import UserError
+from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM_ROLES
+from comprobust.validation import check_keys, expect, load_yaml_mapping, suggest
+
+TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
+            "cluster", "training", "stages", "evaluation")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    root: str = "data"
+    split_sizes: Mapping[str, Any] | None = None
+    download: bool = False
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: its method, fully resolved parameters, the stages it reads and its corruptions."""
+
+    name: str
+    method: str
+    params: Mapping[str, Any]
+    refs: Mapping[str, str] = field(default_factory=dict)
+    corruptions: tuple[str, ...] = ()  # non-empty for per-corruption methods
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(self.refs.values())
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """A model under test, assembled from stages (e.g. Modular = backbone + modules)."""
+
+    label: str
+    kind: str
+    roles: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    systems: tuple[SystemConfig, ...] = ()
+    batch_size: int = 512
+    shards: int = 1
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    path: Path
+    dataset: DatasetConfig
+    architecture: str | None
+    seeds: tuple[int, ...]
+    output_dir: Path
+    compositions: tuple[tuple[str, ...], ...]
+    wandb: Mapping[str, Any]
+    cluster: Mapping[str, Any]
+    stages: Mapping[str, StageConfig]
+    evaluation: EvaluationConfig
+    description: str = ""
+
+    def with_stage_params(self, stage: str, overrides: Mapping[str, Any]) -> "ExperimentConfig":
+        """A copy with some of one stage's parameters replaced (validated like the file's own values)."""
+        if stage not in self.stages:
+            raise UserError(f"{self.path}: no stage {stage!r}{suggest(stage, self.stages)}")
+        current = self.stages[stage]
+        spec = METHODS[current.method]
+        params = dict(current.params)
+        for key, value in overrides.items():
+            where = f"override {key}={value!r} for stage {stage!r}"
+            if key not in spec.all_params:
+                raise UserError(f"{where}: {current.method} has no parameter {key!r}{suggest(key, spec.all_params)}")
+            params[key] = _check_param(key, value, where)
+        return replace(self, stages={**self.stages, stage: replace(current, params=params)})
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    raw = load_yaml_mapping(path)
+    where = str(path)
+    check_keys(raw, TOP_KEYS, where, required=("name", "dataset", "stages"))
+    name = expect(raw["name"], str, f"{where}: name")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"{where}: name {name!r} may only contain letters, digits, '-' and '_'")
+    training = raw.get("training") or {}
+    check_keys(training, COMMON_PARAMS, f"{where}: training")
+    stages = _load_stages(raw["stages"], training, where)
+    output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
+    return ExperimentConfig(
+        name=name,
+        path=path,
+        description=expect(raw.get("description", ""), str, f"{where}: description"),
+        dataset=_load_dataset(raw["dataset"], f"{where}: dataset"),
+        architecture=expect(raw.get("architecture"), (str, type(None)), f"{where}: architecture"),
+        seeds=_load_seeds(raw.get("seeds", [0]), f"{where}: seeds"),
+        output_dir=output_root / name,
+        compositions=tuple(_with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")),
+        wandb=_load_wandb(raw.get("wandb") or {}, f"{where}: wandb"),
+        cluster=expect(raw.get("cluster") or {}, dict, f"{where}: cluster"),
+        stages=stages,
+        evaluation=_load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation"),
+    )
+
+
+def _with_where(fn, value: Any, where: str) -> Any:
+    try:
+        return fn(value)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+
+
+def _load_dataset(raw: Any, where: str) -> DatasetConfig:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    expect(raw, dict, where)
+    check_keys(raw, ("name", "root", "split_sizes", "download"), where, required=("name",))
+    return DatasetConfig(
+        name=expect(raw["name"], str, f"{where}.name"),
+        root=expect(raw.get("root", "data"), str, f"{where}.root"),
+        split_sizes=expect(raw.get("split_sizes"), (dict, type(None)), f"{where}.split_sizes"),
+        download=expect(raw.get("download", False), bool, f"{where}.download"),
+    )
+
+
+def _load_seeds(raw: Any, where: str) -> tuple[int, ...]:
+    seeds = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else expect(raw, list, where)
+    if not seeds:
+        raise UserError(f"{where}: give at least one seed")
+    seeds = [expect(seed, int, f"{where}[{i}]") for i, seed in enumerate(seeds)]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: seeds repeat ({seeds}); list each once")
+    return tuple(seeds)
+
+
+def _load_wandb(raw: Any, where: str) -> dict[str, Any]:
+    expect(raw, dict, where)
+    check_keys(raw, ("project", "entity", "mode"), where)
+    mode = expect(raw.get("mode", "auto"), str, f"{where}.mode")
+    if mode not in WANDB_MODES:
+        raise UserError(f"{where}.mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
+    return {
+        "project": expect(raw.get("project", "comprobust"), str, f"{where}.project"),
+        "entity": expect(raw.get("entity"), (str, type(None)), f"{where}.entity"),
+        "mode": mode,
+    }
+
+
+def _check_param(key: str, value: Any, where: str) -> Any:
+    value = expect(value, PARAM_TYPES.get(key, (object,)), where)
+    if key in ("lr", "max_epochs", "batch_size", "search_epochs", "temperature") and value <= 0:
+        raise UserError(f"{where}: must be positive, got {value!r}")
+    if key in ("weight", "weight_decay", "momentum") and value < 0:
+        raise UserError(f"{where}: must not be negative, got {value!r}")
+    return value
+
+
+def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str, StageConfig]:
+    expect(raw, dict, f"{where}: stages")
+    if not raw:
+        raise UserError(f"{where}: stages is empty; define at least one stage")
+    for key, value in training.items():
+        _check_param(key, value, f"{where}: training.{key}")
+    stages: dict[str, StageConfig] = {}
+    for name, body in raw.items():
+        at = f"{where}: stages.{name}"
+        expect(body, dict, at)
+        if "method" not in body:
+            raise UserError(f"{at}: missing required key 'method' (one of {', '.join(METHODS)})")
+        method = body["method"]
+        if method not in METHODS:
+            raise UserError(f"{at}.method: unknown method {method!r}{suggest(str(method), METHODS)}")
+        spec = METHODS[method]
+        allowed = ["method", *spec.all_params, *spec.refs] + (["corruptions"] if spec.per_corruption else [])
+        check_keys(body, allowed, at, required=tuple(spec.refs))
+        params = {**spec.all_params, **training}
+        params.update({k: v for k, v in body.items() if k in spec.all_params})
+        if params["lr"] is None:
+            raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")
+        params = {k: (_check_param(k, v, f"{at}.{k}") if v is not None else None) for k, v in params.items()}
+        corruptions: tuple[str, ...] = ()
+        if spec.per_corruption:
+            listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
+            corruptions = tuple(_with_where(lambda c: parse_composition([c])[0], c, f"{at}.corruptions")
+                                for c in listed)
+        stages[name] = StageConfig(name, method, params, {r: body[r] for r in spec.refs}, corruptions)
+    for stage in stages.values():
+        for role, target in stage.refs.items():
+            at = f"{where}: stages.{stage.name}.{role}"
+            if target not in stages:
+                raise UserError(f"{at}: names stage {target!r}, which is not defined{suggest(str(target), stages)}")
+            wanted = METHODS[stage.method].refs[role]
+            if stages[target].method != wanted:
+                raise UserError(f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
+                                f"{wanted!r} stage")
+    _check_acyclic(stages, where)
+    return stages
+
+
+def _check_acyclic(stages: Mapping[str, StageConfig], where: str) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise UserError(f"{where}: stages depend on each other in a cycle: {cycle}")
+        state[name] = "active"
+        for upstream in stages[name].needs:
+            visit(upstream, path + [name])
+        state[name] = "done"
+
+    for name in stages:
+        visit(name, [])
+
+
+def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) -> EvaluationConfig:
+    expect(raw, dict, where)
+    check_keys(raw, ("systems", "batch_size", "shards"), where)
+    systems = []
+    for label, roles in expect(raw.get("systems") or {}, dict, f"{where}.systems").items():
+        at = f"{where}.systems.{label}"
+        expect(roles, dict, at)
+        kind = next((k for k, r in SYSTEM_ROLES.items() if set(r) == set(roles)), None)
+        if kind is None:
+            forms = "; ".join(f"{k}: {{{', '.join(r)}}}" for k, r in SYSTEM_ROLES.items())
+            raise UserError(f"{at}: roles {sorted(roles)} match no kind of system; use one of {forms}")
+        for role, stage in roles.items():
+            if stage not in stages:
+                raise UserError(f"{at}.{role}: no stage {stage!r}{suggest(str(stage), stages)}")
+            if stages[stage].method not in SYSTEM_ROLES[kind][role]:
+                raise UserError(f"{at}.{role}: stage {stage!r} ({stages[stage].method}) cannot be a {role}; it "
+                                f"needs one of {', '.join(sorted(SYSTEM_ROLES[kind][role]))}")
+        systems.append(SystemConfig(str(label), kind, dict(roles)))
+    batch_size = expect(raw.get("batch_size", 512), int, f"{where}.batch_size")
+    shards = expect(raw.get("shards", 1), int, f"{where}.shards")
+    if batch_size <= 0 or shards <= 0:
+        raise UserError(f"{where}: batch_size and shards must be positive")
+    return EvaluationConfig(tuple(systems), batch_size, shards)

@@ -1,0 +1,1 @@
+"""Training methods: declarative specs in `specs.py`, one module per method with `train(context)`."""
