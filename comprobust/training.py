@@ -34,6 +34,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     patience: int | None = None  # stop after this many epochs without a better validation value
+    cosine_epochs: int | None = None  # T_max of the cosine schedule (default max_epochs)
 
 
 class TrainTask(Protocol):
@@ -88,7 +89,7 @@ def fit(
     optimizer = torch.optim.SGD(
         parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_epochs or config.max_epochs)
     history: list[dict[str, float]] = []
     best = {"epoch": -1, "val_loss": math.inf}
     start_epoch = 0

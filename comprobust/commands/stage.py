@@ -1,0 +1,44 @@
+"""`launch.py run-stage EXPERIMENT.yaml --stage NAME [--seed S] [--corruption C] [--set k=v ...] [--k=v ...]`:
+run one stage in this process. Slurm jobs and W&B sweep agents call this; extra `--key=value` arguments (the form
+a sweep agent passes) are parameter overrides like `--set`."""
+from __future__ import annotations
+
+import argparse
+
+from comprobust.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run-stage", help="run one stage of an experiment in this process")
+    parser.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
+    parser.add_argument("--stage", required=True, help="stage name from the experiment's stages")
+    parser.add_argument("--seed", type=int, help="one of the experiment's seeds (default: the first)")
+    parser.add_argument("--corruption", help="for per-corruption stages: run only this elemental")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a stage parameter, e.g. --set lr=0.05 (repeatable)")
+    parser.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
+    parser.set_defaults(handler=run_stage, accepts_extra=True)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    from comprobust.config import load_experiment
+    from comprobust.corruptions import parse_composition
+    from comprobust.planning import plan
+    from comprobust.stages import execute, parse_overrides
+
+    experiment = load_experiment(args.experiment)
+    overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
+    if overrides:
+        experiment = experiment.with_stage_params(args.stage, overrides)
+    seed = args.seed if args.seed is not None else experiment.seeds[0]
+    runs = plan(experiment, stages=[args.stage], seeds=[seed])
+    if args.corruption:
+        corruption = parse_composition([args.corruption])[0]
+        runs = [run for run in runs if run.corruption == corruption]
+        if not runs:
+            raise UserError(f"stage {args.stage!r} does not run per corruption {corruption!r}")
+    for run in runs:
+        record = execute(experiment, run, mode=args.mode)
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_"))
+        print(f"{run.run_id}: done  {metrics}")
+    return 0

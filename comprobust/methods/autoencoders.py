@@ -1,0 +1,42 @@
+"""ImgSpace step 1: per elemental, an auto-encoder trained to map corrupted images back to the clean ones (MSE in
+normalised space), on paired views [corruption, Identity] with identical crop/flip."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch.nn import functional as F
+
+from comprobust.data import PairedViewLoader
+from comprobust.methods.common import Export, StageContext, mean_metrics
+from comprobust.models import build_autoencoder
+
+
+class AutoEncoderTask:
+    def __init__(self, ctx: StageContext, model: torch.nn.Module) -> None:
+        self.model, self.device = model, ctx.device
+        views = (ctx.corruption, "Identity")
+        size = ctx.params["batch_size"]
+        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size, seed=ctx.seed)
+        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=size, seed=ctx.seed)
+
+    def train_batches(self, epoch: int) -> Iterable:
+        return self.train_loader.batches(epoch)
+
+    def _mse(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x = batch[0].to(self.device)
+        return F.mse_loss(self.model(x[0]), x[1])
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._mse(batch), {}
+
+    def validate(self) -> dict[str, float]:
+        return mean_metrics(({"val_loss": float(self._mse(b))}, b[1].numel()) for b in self.valid_loader.batches(0))
+
+
+def train(ctx: StageContext) -> Export:
+    ctx.seed_torch("init")
+    autoencoder = build_autoencoder(ctx.arch, **ctx.shape_args()).to(ctx.device)
+    result = ctx.fit(AutoEncoderTask(ctx, autoencoder))
+    return ctx.export("autoencoder", autoencoder.state_dict(),
+                      {"corruption": ctx.corruption, "best_epoch": result.best_epoch, **result.best_metrics})

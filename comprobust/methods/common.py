@@ -1,0 +1,170 @@
+"""What every method's `train(context)` shares: the stage context, model exports, classifier tasks."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from comprobust.atomic import atomic_open
+from comprobust.data import LoadedDataset
+from comprobust.errors import UserError
+from comprobust.models import build_autoencoder, build_module, build_network
+from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
+
+EXPORT_FORMAT = 1
+EXPORT_FILE = "model.pt"
+
+
+@dataclass
+class StageContext:
+    """Everything a method needs to train one stage run."""
+
+    run_id: str
+    stage: str
+    seed: int
+    corruption: str | None
+    params: Mapping[str, Any]
+    identity: Mapping[str, Any]
+    data: LoadedDataset
+    arch: str
+    device: torch.device
+    out_dir: Path
+    inputs: Mapping[str, list["Export"]] = field(default_factory=dict)
+    log_epoch: EpochLogger | None = None
+    log_extra: Callable[[str, list[str], list[list[Any]]], None] | None = None  # (key, columns, rows) tables
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        p = {**self.params, **overrides}
+        return TrainConfig(lr=p["lr"], max_epochs=p["max_epochs"], momentum=p["momentum"],
+                           weight_decay=p["weight_decay"], patience=p["patience"],
+                           cosine_epochs=p.get("cosine_epochs"))
+
+    def seed_torch(self, *salt: Any) -> None:
+        """Seed torch's global generator from the run's seed and `salt` (reproducible initialisation)."""
+        text = "/".join(str(s) for s in (self.seed, self.run_id, *salt))
+        torch.manual_seed(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1)
+
+    def shape_args(self) -> dict[str, int]:
+        spec = self.data.spec
+        return {"in_channels": spec.channels, "image_size": spec.image_size}
+
+    def new_network(self) -> nn.Module:
+        return build_network(self.arch, self.data.spec.num_classes, **self.shape_args()).to(self.device)
+
+    def fit(self, task: Any, checkpoint_dir: Path | None = None, config: TrainConfig | None = None,
+            identity: Mapping[str, Any] | None = None, label: str | None = None,
+            log: bool = True) -> FitResult:
+        return fit(task, config or self.train_config(), checkpoint_dir or self.out_dir / "checkpoints",
+                   dict(identity or self.identity), self.log_epoch if log else None, label or self.run_id)
+
+    def export(self, kind: str, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> "Export":
+        export = Export(kind=kind, arch=self.arch, num_classes=self.data.spec.num_classes,
+                        in_channels=self.data.spec.channels, image_size=self.data.spec.image_size,
+                        state={k: v.detach().cpu() for k, v in state.items()}, meta=dict(meta),
+                        path=self.out_dir / EXPORT_FILE)
+        export.save()
+        return export
+
+
+@dataclass
+class Export:
+    """A trained model as handed to downstream stages: self-describing, loadable with weights_only=True."""
+
+    kind: str  # "network" | "module" | "autoencoder"
+    arch: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    state: Mapping[str, torch.Tensor]
+    meta: Mapping[str, Any]
+    path: Path
+
+    def save(self) -> None:
+        payload = {"format": EXPORT_FORMAT, "kind": self.kind, "arch": self.arch, "num_classes": self.num_classes,
+                   "in_channels": self.in_channels, "image_size": self.image_size, "state": dict(self.state),
+                   "meta": dict(self.meta)}
+        with atomic_open(self.path, "wb") as handle:
+            torch.save(payload, handle)
+
+    @classmethod
+    def load(cls, path: Path, expected_kind: str | None = None) -> "Export":
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise UserError(f"model file {path} is corrupt or unreadable ({type(err).__name__}); rerun the stage "
+                            "that produced it") from err
+        if payload.get("format") != EXPORT_FORMAT:
+            raise UserError(f"{path} is not a comprobust model file (format {EXPORT_FORMAT})")
+        if expected_kind is not None and payload["kind"] != expected_kind:
+            raise UserError(f"{path} holds a {payload['kind']}, but a {expected_kind} is needed here")
+        return cls(payload["kind"], payload["arch"], payload["num_classes"], payload["in_channels"],
+                   payload["image_size"], payload["state"], payload["meta"], Path(path))
+
+    def build(self, device: torch.device) -> nn.Module:
+        """The trained model in eval mode, parameters frozen."""
+        shape = {"in_channels": self.in_channels, "image_size": self.image_size}
+        if self.kind == "network":
+            model = build_network(self.arch, self.num_classes, **shape)
+        elif self.kind == "module":
+            model = build_module(self.arch, int(self.meta["level"]), **shape)
+        elif self.kind == "autoencoder":
+            model = build_autoencoder(self.arch, **shape)
+        else:
+            raise UserError(f"{self.path}: unknown model kind {self.kind!r}")
+        model.load_state_dict(self.state)
+        model.to(device).eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        return model
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def mean_metrics(batches: Iterable[tuple[dict[str, float], int]]) -> dict[str, float]:
+    """Average per-batch metric dicts weighted by batch size (every example counts once)."""
+    totals: dict[str, float] = {}
+    count = 0
+    for metrics, size in batches:
+        count += size
+        for key, value in metrics.items():
+            totals[key] = totals.get(key, 0.0) + value * size
+    if count == 0:
+        raise UserError("validation split is empty: give the dataset a non-zero 'valid' split size")
+    return {key: value / count for key, value in totals.items()}
+
+
+class ClassifierTask:
+    """Cross-entropy training of a whole network on (x, y) batches; validation on another batch source."""
+
+    def __init__(self, model: nn.Module, train_batches: Callable[[int], Iterable], valid_batches: Callable[[], Iterable],
+                 device: torch.device) -> None:
+        self.model, self._train, self._valid, self.device = model, train_batches, valid_batches, device
+
+    def train_batches(self, epoch: int) -> Iterable:
+        return self._train(epoch)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = (t.to(self.device) for t in batch)
+        logits = self.model(x)
+        return F.cross_entropy(logits, y), {"train_acc": accuracy(logits, y)}
+
+    def validate(self) -> dict[str, float]:
+        def scored():
+            for x, y in self._valid():
+                x, y = x.to(self.device), y.to(self.device)
+                logits = self.model(x)
+                yield {"val_loss": float(F.cross_entropy(logits, y)), "val_acc": accuracy(logits, y)}, len(y)
+
+        return mean_metrics(scored())
+
+
+def views_as_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, B, C, H, W) paired views and (B,) labels -> (V*B, C, H, W) and (V*B,), view-major."""
+    return x.reshape(-1, *x.shape[2:]), y.repeat(x.shape[0])

@@ -1,0 +1,16 @@
+"""ERM ("CrossEntropy"): one network trained with cross-entropy on mixed batches of Identity + the elementals."""
+from __future__ import annotations
+
+from comprobust.data import MixedElementalLoader
+from comprobust.methods.common import ClassifierTask, Export, StageContext
+
+
+def train(ctx: StageContext) -> Export:
+    ctx.seed_torch("init")
+    network = ctx.new_network()
+    batch_size = ctx.params["batch_size"]
+    train_loader = MixedElementalLoader(ctx.data, "train", batch_size=batch_size, seed=ctx.seed)
+    valid_loader = MixedElementalLoader(ctx.data, "valid", batch_size=batch_size, seed=ctx.seed)
+    task = ClassifierTask(network, train_loader.batches, valid_loader.batches, ctx.device)
+    result = ctx.fit(task)
+    return ctx.export("network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics})

@@ -1,0 +1,132 @@
+"""Run one planned run in this process: what a Slurm job, a local job or a sweep agent executes.
+
+A training run loads its dataset, resolves its input artifacts (use_artifact online, the lineage record offline),
+calls its method's `train`, logs the exported model as an artifact (aliases latest and best) and marks itself done.
+An evaluation run does the same with `comprobust.evaluation`. A run whose `done.json` exists is skipped; a run cut
+off mid-training resumes from its last checkpoint (same W&B run id).
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from comprobust.atomic import atomic_write_text
+from comprobust.config import ExperimentConfig
+from comprobust.data import LoadedDataset, get_dataset_spec, load_dataset
+from comprobust.errors import UserError
+from comprobust.methods.common import Export, StageContext
+from comprobust.planning import PlannedRun
+
+DONE_FILE = "done.json"
+
+
+def run_folder(experiment: ExperimentConfig, run: PlannedRun) -> Path:
+    return experiment.output_dir / "runs" / run.run_id
+
+
+def done_record(experiment: ExperimentConfig, run: PlannedRun) -> dict[str, Any] | None:
+    """The finished run's record, or None if it has not finished."""
+    path = run_folder(experiment, run) / DONE_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is corrupt ({err}); delete it to rerun {run.run_id}") from err
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, root: str, split_sizes_json: str, download: bool) -> LoadedDataset:
+    return load_dataset(name, root, json.loads(split_sizes_json) or None, download)
+
+
+def dataset_for(experiment: ExperimentConfig) -> LoadedDataset:
+    """The experiment's dataset, loaded once per process."""
+    d = experiment.dataset
+    return _dataset(d.name, d.root, json.dumps(d.split_sizes or {}, sort_keys=True), d.download)
+
+
+def architecture_for(experiment: ExperimentConfig) -> str:
+    return experiment.architecture or get_dataset_spec(experiment.dataset.name).architecture
+
+
+def producer_stage(experiment: ExperimentConfig, run: PlannedRun, role: str) -> str:
+    """The stage whose runs fill `role` of `run` (for error messages and lineage)."""
+    if run.kind == "train":
+        return experiment.stages[run.stage].refs[role]
+    system = next(s for s in experiment.evaluation.systems if s.label == run.stage)
+    return system.roles[role]
+
+
+def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = None) -> dict[str, Any]:
+    """Run `run` to completion (or skip it if done) and return its done record."""
+    existing = done_record(experiment, run)
+    if existing is not None:
+        print(f"{run.run_id}: already done, skipped")
+        return existing
+    from comprobust.tracking import start_run
+
+    folder = run_folder(experiment, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = dataset_for(experiment)
+    config = {**run.config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind, "experiment": experiment.name,
+              "architecture": architecture_for(experiment)}
+    inputs = {role: [f"model-{rid}:best" for rid in ids] for role, ids in run.inputs.items()}
+    started = time.perf_counter()
+    with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
+                   job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id, run_id=run.run_id,
+                   config=config, tags=[data.name, run.method, run.kind], mode=mode or experiment.wandb["mode"],
+                   inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
+        resolved = {
+            role: [Export.load(tracker.use_input(ref, required_by=run.stage,
+                                                 produced_by_stage=producer_stage(experiment, run, role)))
+                   for ref in refs]
+            for role, refs in inputs.items()
+        }
+        ctx = StageContext(
+            run_id=run.run_id, stage=run.stage, seed=run.seed, corruption=run.corruption,
+            params=run.config.get("params", {}), identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
+            data=data, arch=architecture_for(experiment), device=device(), out_dir=folder, inputs=resolved,
+            log_epoch=lambda metrics, epoch: tracker.log(metrics, step=epoch),
+            log_extra=lambda key, columns, rows: tracker.log_table(key, columns, rows),
+        )
+        if run.kind == "train":
+            export = importlib.import_module(f"comprobust.methods.{run.method}").train(ctx)
+            metrics = {k: v for k, v in export.meta.items() if isinstance(v, (int, float))}
+            tracker.summary_update(metrics)
+            tracker.log_checkpoint(export.path, run.artifact, metadata={**export.meta, "run_id": run.run_id},
+                                   aliases=("latest",), is_best=True)
+            record = {"export": str(export.path), "metrics": metrics}
+        else:
+            from comprobust.evaluation import evaluate_run
+
+            record = evaluate_run(ctx, run, experiment, tracker)
+    record.update(run_id=run.run_id, kind=run.kind, stage=run.stage, seed=run.seed, corruption=run.corruption,
+                  seconds=round(time.perf_counter() - started, 2), planned=asdict(run))
+    atomic_write_text(folder / DONE_FILE, json.dumps(record, indent=2, default=str))
+    return record
+
+
+def parse_overrides(pairs: list[str], where: str = "--set") -> Mapping[str, Any]:
+    """`key=value` strings -> dict, values parsed as YAML scalars (0.1 -> float, 3 -> int, true -> bool)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key:
+            raise UserError(f"{where} {pair!r}: expected key=value, e.g. lr=0.05")
+        out[key] = yaml.safe_load(value)
+    return out
