@@ -245,5 +245,5 @@ def evaluate_run(ctx: StageContext, run, experiment, tracker) -> dict[str, Any]:
             summary["invariance/composition_median"] = float(np.nanmedian([r[3] for r in invariance_rows]))
     tracker.summary_update({**summary, "system": run.method, "label": run.stage})
     tracker.log_checkpoint(stats_path, f"activations-{run.run_id}", metadata={"kind": "activation_stats"},
-                           aliases=("latest",), is_best=False)
+                           aliases=("latest",), artifact_type="stats")
     return {"metrics": summary, "rows": result.rows, "invariance": invariance_rows, "stats": str(stats_path)}

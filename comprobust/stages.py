@@ -7,13 +7,16 @@ off mid-training resumes from its last checkpoint (same W&B run id).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
+import threading
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -21,10 +24,14 @@ from comprobust.atomic import atomic_write_text
 from comprobust.config import ExperimentConfig
 from comprobust.data import LoadedDataset, get_dataset_spec, load_dataset
 from comprobust.errors import UserError
+from comprobust.locking import FileLock
 from comprobust.methods.common import Export, StageContext
 from comprobust.planning import PlannedRun
 
 DONE_FILE = "done.json"
+FAILED_FILE = "failed.json"
+LOCK_FILE = "running.lock"
+LOCK_STALE_S = 600.0  # a lock not refreshed for this long belongs to a killed job
 
 
 def run_folder(experiment: ExperimentConfig, run: PlannedRun) -> Path:
@@ -70,15 +77,62 @@ def producer_stage(experiment: ExperimentConfig, run: PlannedRun, role: str) -> 
 
 
 def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = None) -> dict[str, Any]:
-    """Run `run` to completion (or skip it if done) and return its done record."""
+    """Run `run` to completion (or skip it if done) and return its done record.
+
+    Holds the run's lock while working, so two launches of the same experiment never train one run twice: the
+    second waits for the first and then finds the run done. A failure leaves `failed.json` with the error.
+    """
     existing = done_record(experiment, run)
     if existing is not None:
         print(f"{run.run_id}: already done, skipped")
         return existing
+    folder = run_folder(experiment, run)
+    lock = FileLock(folder / LOCK_FILE, timeout_s=float("inf"), stale_s=LOCK_STALE_S, poll_s=2.0)
+    if not lock.try_acquire():
+        owner = lock.owner() or {}
+        print(f"{run.run_id}: running elsewhere (pid {owner.get('pid')} on {owner.get('host')}); waiting for it")
+        lock.acquire()
+    try:
+        existing = done_record(experiment, run)
+        if existing is not None:
+            return existing
+        with _heartbeat(lock, LOCK_STALE_S / 4):
+            try:
+                record = _execute_unlocked(experiment, run, folder, mode)
+            except BaseException as err:
+                atomic_write_text(folder / FAILED_FILE, json.dumps({
+                    "run_id": run.run_id, "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc(), "time": time.time()}, indent=2))
+                raise
+        atomic_write_text(folder / DONE_FILE, json.dumps(record, indent=2, default=str))
+        (folder / FAILED_FILE).unlink(missing_ok=True)
+        return record
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _heartbeat(lock: FileLock, every_s: float) -> Iterator[None]:
+    """Refresh `lock` from a background thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            with contextlib.suppress(OSError):
+                lock.refresh()
+
+    thread = threading.Thread(target=beat, daemon=True, name="lock-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Path, mode: str | None) -> dict[str, Any]:
     from comprobust.tracking import start_run
 
-    folder = run_folder(experiment, run)
-    folder.mkdir(parents=True, exist_ok=True)
     data = dataset_for(experiment)
     config = {**run.config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind, "experiment": experiment.name,
               "architecture": architecture_for(experiment)}
@@ -114,7 +168,6 @@ def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = No
             record = evaluate_run(ctx, run, experiment, tracker)
     record.update(run_id=run.run_id, kind=run.kind, stage=run.stage, seed=run.seed, corruption=run.corruption,
                   seconds=round(time.perf_counter() - started, 2), planned=asdict(run))
-    atomic_write_text(folder / DONE_FILE, json.dumps(record, indent=2, default=str))
     return record
 
 
