@@ -1,0 +1,61 @@
+"""`launch.py run EXPERIMENT.yaml [--dry-run] [--detach]` and `launch.py status EXPERIMENT.yaml`."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run an experiment: plan, skip finished runs, submit the rest")
+    run.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
+    run.add_argument("--dry-run", action="store_true", help="print every planned run and sbatch options; submit nothing")
+    run.add_argument("--detach", action="store_true", help="submit and return without following the jobs")
+    run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (their inputs must exist)")
+    run.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds")
+    run.add_argument("--executor", choices=("auto", "local", "slurm", "inline"),
+                     help="override cluster.executor (inline: run in this process, one after another)")
+    run.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
+    run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.set_defaults(handler=run_experiment)
+
+    status = subparsers.add_parser("status", help="done / running / failed / missing, per planned run")
+    status.add_argument("experiment", help="experiment YAML")
+    status.set_defaults(handler=show_status)
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    from comprobust.config import load_experiment
+    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs
+
+    experiment = load_experiment(args.experiment)
+    cluster = cluster_config(experiment, args.executor)
+    runs = select_runs(experiment, args.stages, args.seeds)
+    if args.dry_run:
+        describe_plan(experiment, runs, cluster)
+        return 0
+    launch(experiment, runs, cluster, mode=args.mode, detach=args.detach)
+    if args.detach:
+        return 0
+    paths = output_paths(experiment)
+    if not args.no_report and not args.stages and experiment.evaluation.systems:
+        from comprobust.report import build_report
+
+        build_report(experiment)
+    print(f"runs:   {paths['runs']}\nW&B:    {paths['wandb']}")
+    if paths["report"].exists():
+        print(f"report: {paths['report']}")
+    return 0
+
+
+def show_status(args: argparse.Namespace) -> int:
+    from comprobust.config import load_experiment
+    from comprobust.pipeline import select_runs, status_table
+
+    experiment = load_experiment(args.experiment)
+    rows = status_table(experiment, select_runs(experiment, None, None))
+    width = max(len(r["run_id"]) for r in rows)
+    for row in rows:
+        extra = row["metric"] or row["error"]
+        print(f"{row['state']:8s} {row['run_id']:<{width}}  {extra}")
+    counts = {state: sum(r["state"] == state for r in rows) for state in ("done", "running", "failed", "missing")}
+    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 1 if counts["failed"] else 0

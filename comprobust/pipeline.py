@@ -1,0 +1,150 @@
+"""Launch an experiment: planned runs -> job arrays (one per stage or evaluated system) with Slurm `afterok`
+dependencies, or local processes, or inline in this process; plus the dry run and the status table.
+
+Finished runs (their `done.json` exists) are skipped, so relaunching an experiment runs only what is missing and
+resumes what was cut off.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from comprobust.cluster import (
+    ClusterConfig,
+    RequeueableCall,
+    make_executor,
+    resolve_executor,
+    sbatch_parameters,
+    submit_array,
+    validate_resources,
+    wait_for_jobs,
+)
+from comprobust.config import ExperimentConfig, load_experiment
+from comprobust.errors import UserError
+from comprobust.locking import FileLock
+from comprobust.planning import PlannedRun, plan
+from comprobust.stages import FAILED_FILE, LOCK_FILE, LOCK_STALE_S, done_record, execute, run_folder
+
+
+def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:
+    """The experiment's `cluster:` block, validated, with an optional executor override."""
+    raw = dict(experiment.cluster)
+    if executor is not None:
+        raw["executor"] = executor
+    return ClusterConfig.from_dict(raw, source=str(experiment.path))
+
+
+def run_job(experiment_path: str, run_id: str, mode: str | None = None) -> dict[str, Any]:
+    """What one array task executes: re-read the experiment, find the run by id, execute it."""
+    experiment = load_experiment(experiment_path)
+    runs = {run.run_id: run for run in plan(experiment)}
+    if run_id not in runs:
+        raise UserError(f"{experiment_path} no longer plans run {run_id}: was the file edited after submission?")
+    return execute(experiment, runs[run_id], mode)
+
+
+def waves(runs: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
+    """Runs grouped by stage (or evaluated system), groups in dependency order: one job array each."""
+    groups: dict[tuple[str, str], list[PlannedRun]] = {}
+    for run in runs:
+        groups.setdefault((run.kind, run.stage), []).append(run)
+    return list(groups.values())
+
+
+def state_of(experiment: ExperimentConfig, run: PlannedRun) -> str:
+    """"done", "running", "failed" or "missing"."""
+    if done_record(experiment, run) is not None:
+        return "done"
+    folder = run_folder(experiment, run)
+    if FileLock(folder / LOCK_FILE, stale_s=LOCK_STALE_S).held_by_live_owner():
+        return "running"
+    if (folder / FAILED_FILE).exists():
+        return "failed"
+    return "missing"
+
+
+def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig,
+           mode: str | None = None, detach: bool = False, out=sys.stdout) -> list[Any]:
+    """Submit every run that is not done, with dependencies; wait for them unless `detach`."""
+    pending = [run for run in runs if done_record(experiment, run) is None]
+    print(f"{experiment.name}: {len(runs)} runs planned, {len(runs) - len(pending)} already done, "
+          f"{len(pending)} to run", file=out)
+    if not pending:
+        return []
+    kind = "inline" if cluster.executor == "inline" else resolve_executor(cluster)
+    if kind == "inline":
+        for i, run in enumerate(pending, 1):
+            print(f"[{i}/{len(pending)}] {run.run_id}", file=out, flush=True)
+            execute(experiment, run, mode)
+        return []
+    if kind == "slurm":
+        validate_resources(cluster, experiment.output_dir / "jobs")
+    executor = make_executor(cluster, experiment.output_dir / "jobs" / "%j")
+    submitted: dict[str, Any] = {}
+    all_jobs = []
+    for group in waves(pending):
+        upstream = {rid for run in group for rid in run.upstream}
+        depends_on = [submitted[rid] for rid in upstream if rid in submitted]
+        jobs = submit_array(executor, RequeueableCall(run_job),
+                            [(str(experiment.path), run.run_id, mode) for run in group],
+                            depends_on=depends_on, name=f"{experiment.name}-{group[0].stage}")
+        submitted.update({run.run_id: job for run, job in zip(group, jobs)})
+        all_jobs += jobs
+        print(f"submitted {group[0].stage}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
+              f"({kind})", file=out, flush=True)
+    if detach:
+        print(f"detached; follow with: python launch.py status {experiment.path}", file=out)
+        return all_jobs
+    return wait_for_jobs(all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True))
+
+
+def describe_plan(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig, out=sys.stdout) -> None:
+    """The dry run: every planned run with its state and config, and the sbatch parameters of each array."""
+    for group in waves(runs):
+        first = group[0]
+        params = first.config.get("params") or {k: first.config[k] for k in ("system", "shards") if k in first.config}
+        print(f"\n== {first.kind} {first.stage} ({first.method}): {len(group)} run(s)", file=out)
+        print(f"   config: {json.dumps(params, sort_keys=True, default=str)}", file=out)
+        if cluster.executor != "inline":
+            options = sbatch_parameters(cluster, experiment.output_dir / "jobs", n_tasks=len(group),
+                                        dependency="afterok:<upstream arrays>" if any(r.upstream for r in group)
+                                        else None, job_name=f"{experiment.name}-{first.stage}")
+            print("   sbatch: " + " ".join(f"--{k}={v}" for k, v in options.items()), file=out)
+        for run in group:
+            inputs = ", ".join(run.upstream) or "-"
+            print(f"   {state_of(experiment, run):8s} {run.run_id}  inputs: {inputs}", file=out)
+    print(f"\n{len(runs)} runs; nothing submitted (dry run)", file=out)
+
+
+def status_table(experiment: ExperimentConfig, runs: Iterable[PlannedRun]) -> list[dict[str, Any]]:
+    """One row per run: state, the main validation or test metric, seconds, and the error of a failed run."""
+    rows = []
+    for run in runs:
+        state = state_of(experiment, run)
+        row = {"run_id": run.run_id, "kind": run.kind, "stage": run.stage, "seed": run.seed,
+               "corruption": run.corruption or "", "state": state, "metric": "", "seconds": "", "error": ""}
+        record = done_record(experiment, run) if state == "done" else None
+        if record is not None:
+            metrics = record.get("metrics", {})
+            key = "acc/compositions" if run.kind == "evaluate" else "val_acc" if "val_acc" in metrics else "val_loss"
+            row["metric"] = f"{key}={metrics[key]:.4g}" if key in metrics else ""
+            row["seconds"] = record.get("seconds", "")
+        elif state == "failed":
+            failure = json.loads((run_folder(experiment, run) / FAILED_FILE).read_text())
+            row["error"] = failure.get("error", "")[:120]
+        rows.append(row)
+    return rows
+
+
+def select_runs(experiment: ExperimentConfig, stages: list[str] | None, seeds: list[int] | None) -> list[PlannedRun]:
+    """The planned runs, restricted to some stages and seeds (their upstream runs must exist or be included)."""
+    return plan(experiment, stages=stages, seeds=seeds, evaluation=not stages)
+
+
+def output_paths(experiment: ExperimentConfig) -> dict[str, Path]:
+    """Where a finished experiment's results live."""
+    return {"runs": experiment.output_dir / "runs", "wandb": experiment.output_dir / "wandb",
+            "report": experiment.output_dir / "report" / "index.html"}
+
