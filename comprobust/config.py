@@ -93,9 +93,34 @@ class ExperimentConfig:
         return replace(self, stages={**self.stages, stage: replace(current, params=params)})
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML file."""
-    path = Path(path)
+SMOKE_PARAMS = {"max_epochs": 1, "search_epochs": 1, "search_val_batches": 1}
+SMOKE_SPLITS = {"train": 8, "valid": 2, "test": 2}
+
+
+def smoke(experiment: ExperimentConfig) -> ExperimentConfig:
+    """The same experiment at a budget that runs on a CPU in seconds to minutes: one epoch per stage, batches of at most 16, 8/2/2
+    images per class, Identity + the elementals + every 16th longer composition, outputs under `<name>-smoke`."""
+    stages = {
+        name: replace(stage, params={**stage.params, **{k: v for k, v in SMOKE_PARAMS.items() if k in stage.params},
+                                     "batch_size": min(stage.params["batch_size"], 16)})
+        for name, stage in experiment.stages.items()
+    }
+    longer = [c for c in experiment.compositions if len(c) > 1][::16]
+    return replace(
+        experiment, name=f"{experiment.name}-smoke", output_dir=experiment.output_dir.with_name(f"{experiment.name}-smoke"),
+        dataset=replace(experiment.dataset, split_sizes=SMOKE_SPLITS), stages=stages,
+        compositions=tuple(c for c in experiment.compositions if len(c) == 1) + tuple(longer),
+        evaluation=replace(experiment.evaluation, batch_size=min(experiment.evaluation.batch_size, 256)),
+    )
+
+
+def load_experiment(path: str | Path, smoke_budget: bool = False) -> ExperimentConfig:
+    """Read and validate an experiment YAML file (at the smoke budget if asked, see `smoke`)."""
+    experiment = _load(Path(path))
+    return smoke(experiment) if smoke_budget else experiment
+
+
+def _load(path: Path) -> ExperimentConfig:
     raw = load_yaml_mapping(path)
     where = str(path)
     check_keys(raw, TOP_KEYS, where, required=("name", "dataset", "stages"))

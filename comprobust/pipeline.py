@@ -36,9 +36,9 @@ def cluster_config(experiment: ExperimentConfig, executor: str | None = None) ->
     return ClusterConfig.from_dict(raw, source=str(experiment.path))
 
 
-def run_job(experiment_path: str, run_id: str, mode: str | None = None) -> dict[str, Any]:
+def run_job(experiment_path: str, run_id: str, mode: str | None = None, smoke: bool = False) -> dict[str, Any]:
     """What one array task executes: re-read the experiment, find the run by id, execute it."""
-    experiment = load_experiment(experiment_path)
+    experiment = load_experiment(experiment_path, smoke_budget=smoke)
     runs = {run.run_id: run for run in plan(experiment)}
     if run_id not in runs:
         raise UserError(f"{experiment_path} no longer plans run {run_id}: was the file edited after submission?")
@@ -66,7 +66,7 @@ def state_of(experiment: ExperimentConfig, run: PlannedRun) -> str:
 
 
 def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig,
-           mode: str | None = None, detach: bool = False, out=sys.stdout) -> list[Any]:
+           mode: str | None = None, detach: bool = False, smoke: bool = False, out=sys.stdout) -> list[Any]:
     """Submit every run that is not done, with dependencies; wait for them unless `detach`."""
     pending = [run for run in runs if done_record(experiment, run) is None]
     print(f"{experiment.name}: {len(runs)} runs planned, {len(runs) - len(pending)} already done, "
@@ -88,14 +88,15 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
         upstream = {rid for run in group for rid in run.upstream}
         depends_on = [submitted[rid] for rid in upstream if rid in submitted]
         jobs = submit_array(executor, RequeueableCall(run_job),
-                            [(str(experiment.path), run.run_id, mode) for run in group],
+                            [(str(experiment.path), run.run_id, mode, smoke) for run in group],
                             depends_on=depends_on, name=f"{experiment.name}-{group[0].stage}")
         submitted.update({run.run_id: job for run, job in zip(group, jobs)})
         all_jobs += jobs
         print(f"submitted {group[0].stage}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
               f"({kind})", file=out, flush=True)
     if detach:
-        print(f"detached; follow with: python launch.py status {experiment.path}", file=out)
+        print(f"detached; follow with: python launch.py status {experiment.path}{' --smoke' if smoke else ''}",
+              file=out)
         return all_jobs
     return wait_for_jobs(all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True))
 

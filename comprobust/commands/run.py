@@ -15,10 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="override cluster.executor (inline: run in this process, one after another)")
     run.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument("--smoke", action="store_true",
+                     help="tiny budget (1 epoch, 8/2/2 images per class, 17 compositions): checks the set-up in minutes")
     run.set_defaults(handler=run_experiment)
 
     status = subparsers.add_parser("status", help="done / running / failed / missing, per planned run")
     status.add_argument("experiment", help="experiment YAML")
+    status.add_argument("--smoke", action="store_true", help="the status of the --smoke variant")
     status.set_defaults(handler=show_status)
 
 
@@ -26,13 +29,13 @@ def run_experiment(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
     from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs
 
-    experiment = load_experiment(args.experiment)
+    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
     cluster = cluster_config(experiment, args.executor)
     runs = select_runs(experiment, args.stages, args.seeds)
     if args.dry_run:
         describe_plan(experiment, runs, cluster)
         return 0
-    launch(experiment, runs, cluster, mode=args.mode, detach=args.detach)
+    launch(experiment, runs, cluster, mode=args.mode, detach=args.detach, smoke=args.smoke)
     if args.detach:
         return 0
     paths = output_paths(experiment)
@@ -50,7 +53,7 @@ def show_status(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
     from comprobust.pipeline import select_runs, status_table
 
-    experiment = load_experiment(args.experiment)
+    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
     rows = status_table(experiment, select_runs(experiment, None, None))
     width = max(len(r["run_id"]) for r in rows)
     for row in rows:

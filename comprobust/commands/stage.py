@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a stage parameter, e.g. --set lr=0.05 (repeatable)")
     parser.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
+    parser.add_argument("--smoke", action="store_true", help="the experiment at its smoke budget")
     parser.set_defaults(handler=run_stage, accepts_extra=True)
 
 
@@ -26,7 +27,7 @@ def run_stage(args: argparse.Namespace) -> int:
     from comprobust.planning import plan
     from comprobust.stages import execute, parse_overrides
 
-    experiment = load_experiment(args.experiment)
+    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
     overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
     if overrides:
         experiment = experiment.with_stage_params(args.stage, overrides)

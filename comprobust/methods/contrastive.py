@@ -34,13 +34,13 @@ class ContrastiveTask:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         ce, ctv, acc = self._losses(batch)
-        return ce + ctv, {"train_acc": acc, "train_ce": float(ce), "train_ctv": float(ctv)}
+        return ce + ctv, {"train_acc": acc, "train_ce": float(ce.detach()), "train_ctv": float(ctv.detach())}
 
     def validate(self) -> dict[str, float]:
         def scored():
             for batch in self.valid_loader.batches(0):
                 ce, ctv, acc = self._losses(batch)
-                yield {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc}, \
+                yield {"val_loss": float(ce + ctv), "val_ce": float(ce.detach()), "val_ctv": float(ctv.detach()), "val_acc": acc}, \
                     batch[1].numel()
 
         return mean_metrics(scored())

@@ -53,7 +53,7 @@ class ModuleTask:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         ce, ctv, acc = self._losses(batch)
-        return ce + ctv, {"train_acc": acc, "train_ce": float(ce), "train_ctv": float(ctv)}
+        return ce + ctv, {"train_acc": acc, "train_ce": float(ce.detach()), "train_ctv": float(ctv.detach())}
 
     def validate(self) -> dict[str, float]:
         def scored():
@@ -61,7 +61,7 @@ class ModuleTask:
                 if self.valid_limit is not None and i >= self.valid_limit:
                     return
                 ce, ctv, acc = self._losses(batch)
-                yield {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc}, \
+                yield {"val_loss": float(ce + ctv), "val_ce": float(ce.detach()), "val_ctv": float(ctv.detach()), "val_acc": acc}, \
                     2 * batch[1].numel()
 
         return mean_metrics(scored())
@@ -94,11 +94,11 @@ def train(ctx: StageContext) -> Export:
     [backbone_export] = ctx.inputs["backbone"]
     backbone = backbone_export.build(ctx.device)
     level, search_rows = search_level(ctx, backbone)
-    if ctx.log_extra is not None:
-        ctx.log_extra("level_search", ["level", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"], search_rows)
     ctx.seed_torch("module", level)
     module = build_module(ctx.arch, level, **ctx.shape_args()).to(ctx.device)
     result = ctx.fit(ModuleTask(ctx, backbone, module, level), identity={**ctx.identity, "level": level})
+    if ctx.log_extra is not None:  # after the epochs, so that W&B's step stays monotonic
+        ctx.log_extra("level_search", ["level", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"], search_rows)
     search = {f"level_{row[0]}_val_acc": row[5] for row in search_rows if row[1] == ctx.params["search_epochs"] - 1}
     return ctx.export("module", module.state_dict(), {"level": level, "corruption": ctx.corruption,
                                                       "best_epoch": result.best_epoch, **result.best_metrics,
