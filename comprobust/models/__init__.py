@@ -1,0 +1,96 @@
+"""Networks as lists of blocks with numbered levels, their candidate modules and image-space auto-encoders.
+
+Architectures (paper §4): ``emnist`` (4-conv DTN-like network, 28x28), ``cifar`` (ResNet-18 without max-pool,
+32x32), ``facescrub`` (Inception-v3 at 100x100) and ``small`` (a CPU-demo network, see
+``comprobust.models.small``). Level j of a network is the input of its block j; ``build_module(arch, j)`` is
+the candidate module that maps the level-j shape to itself and is inserted just before block j
+(``BlockNetwork.forward(x, modules={j: [...]})``).
+"""
+from __future__ import annotations
+
+import operator
+from types import ModuleType
+
+from torch import nn
+
+from comprobust.errors import UserError
+from comprobust.models import cifar, emnist, facescrub, small
+from comprobust.models.blocks import AutoEncoder, BlockNetwork
+
+__all__ = ["ARCHITECTURES", "AutoEncoder", "BlockNetwork", "build_autoencoder", "build_module",
+           "build_network", "default_image_size", "module_name", "num_levels"]
+
+_REGISTRY: dict[str, ModuleType] = {"emnist": emnist, "cifar": cifar, "facescrub": facescrub, "small": small}
+ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _arch(arch: str) -> ModuleType:
+    if arch not in _REGISTRY:
+        raise UserError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    return _REGISTRY[arch]
+
+
+def _positive(name: str, value: object) -> int:
+    try:
+        number = operator.index(value)  # int and numpy integers, not floats or strings
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _image_size(arch: str, image_size: int | None) -> int:
+    spec = _arch(arch)
+    size = spec.IMAGE_SIZE if image_size is None else _positive("image_size", image_size)
+    minimum = getattr(spec, "MIN_IMAGE_SIZE", 8)
+    if size < minimum:
+        raise UserError(f"image_size {size} is too small for the {arch!r} network: use at least {minimum} "
+                        f"(its default is {spec.IMAGE_SIZE})")
+    return size
+
+
+def _level(arch: str, level: object) -> int:
+    n = _arch(arch).NUM_LEVELS
+    try:
+        number = operator.index(level)
+    except TypeError:
+        number = -1
+    if isinstance(level, bool) or not 0 <= number < n:
+        raise UserError(f"module level {level!r} does not exist for the {arch!r} network: use 0..{n - 1}")
+    return number
+
+
+def default_image_size(arch: str) -> int:
+    """The paper's image side for ``arch`` (28 emnist, 32 cifar, 100 facescrub, 28 small)."""
+    return _arch(arch).IMAGE_SIZE
+
+
+def num_levels(arch: str) -> int:
+    """Number of levels (= blocks) of the ``arch`` network."""
+    return _arch(arch).NUM_LEVELS
+
+
+def module_name(arch: str, level: int) -> str:
+    """The paper's checkpoint name of the candidate module at ``level`` (e.g. ``ConvModule1``)."""
+    return _arch(arch).module_name(_level(arch, level))
+
+
+def build_network(arch: str, num_classes: int, in_channels: int = 3,
+                  image_size: int | None = None) -> BlockNetwork:
+    """A freshly initialised ``arch`` classifier as a ``BlockNetwork`` (image side defaults to the arch's)."""
+    size = _image_size(arch, image_size)
+    return _arch(arch).build_network(_positive("num_classes", num_classes),
+                                     _positive("in_channels", in_channels), size)
+
+
+def build_module(arch: str, level: int, in_channels: int = 3, image_size: int | None = None) -> nn.Module:
+    """A freshly initialised candidate module for ``level`` of ``arch`` (level shape -> same shape)."""
+    size = _image_size(arch, image_size)
+    return _arch(arch).build_module(_level(arch, level), _positive("in_channels", in_channels), size)
+
+
+def build_autoencoder(arch: str, in_channels: int = 3, image_size: int | None = None) -> AutoEncoder:
+    """A freshly initialised image-space auto-encoder for ``arch`` (image -> image of the same shape)."""
+    size = _image_size(arch, image_size)
+    return _arch(arch).build_autoencoder(_positive("in_channels", in_channels), size)
