@@ -65,7 +65,7 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
             base = {
                 "method": stage.method, "params": dict(stage.params), "dataset": asdict(experiment.dataset),
                 "architecture": experiment.architecture, "seed": seed,
-                "inputs": {role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()},
+                "input_hashes": {role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()},
             }
             by_stage[name] = [
                 _train_run(name, stage.method, seed, corruption, base, inputs)
@@ -95,7 +95,7 @@ def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[
             config = {
                 "system": system.kind, "label": system.label, "seed": seed, "dataset": asdict(experiment.dataset),
                 "compositions": ["-".join(c) for c in experiment.compositions], "shard": shard, "shards": shards,
-                "inputs": {role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()},
+                "input_hashes": {role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()},
             }
             digest = config_hash(config)
             suffix = f"-shard{shard}of{shards}" if shards > 1 else ""

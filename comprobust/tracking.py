@@ -517,6 +517,21 @@ class StageRun:
         return False
 
 
+_SERVICE_TOKEN_RE = re.compile(r"^\d+-(\d+)-")
+
+
+def _forget_inherited_service() -> None:
+    """Drop a W&B service token inherited from a parent process (local jobs, sweep agents, subprocesses).
+
+    wandb lets child processes share their parent's service, but a stage job must own its service: a parent's
+    service may sit on another node (Slurm exports the environment), and a killed child would leave its run
+    registered there, so a rerun of the same run id fails with "run ID ... is in use".
+    """
+    match = _SERVICE_TOKEN_RE.match(os.environ.get("WANDB_SERVICE", ""))
+    if match and int(match.group(1)) != os.getpid():
+        os.environ.pop("WANDB_SERVICE", None)
+
+
 def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: str, run_id: str,
               config: Mapping[str, Any], tags: Iterable[str], mode: str = "auto", inputs: Iterable[str] = (),
               resume: bool = True) -> StageRun:
@@ -543,6 +558,7 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
         if not 0 < len(tag) <= 64:
             raise UserError(f"W&B tag {tag!r} must have 1 to 64 characters")
     input_refs = [str(ArtifactRef.parse(r)) for r in inputs]
+    _forget_inherited_service()
     resolved = resolve_mode(mode)
     secrets = configured_api_keys()
     full = {**git_state(), **dict(config)}
