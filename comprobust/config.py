@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from comprobust.compositions import resolve_compositions
-from comprobust.corruptions import ELEMENTALS, parse_composition
+from comprobust.corruptions import ELEMENTALS, get_corruption
 from comprobust.errors import UserError
 from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM_ROLES
 from comprobust.validation import check_keys, expect, load_yaml_mapping, suggest
@@ -225,8 +225,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         corruptions: tuple[str, ...] = ()
         if spec.per_corruption:
             listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
-            corruptions = tuple(_with_where(lambda c: parse_composition([c])[0], c, f"{at}.corruptions")
-                                for c in listed)
+            corruptions = tuple(_with_where(lambda c: get_corruption(c).name, c, f"{at}.corruptions") for c in listed)
         stages[name] = StageConfig(name, method, params, {r: body[r] for r in spec.refs}, corruptions)
     for stage in stages.values():
         for role, target in stage.refs.items():
@@ -237,26 +236,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
             if stages[target].method != wanted:
                 raise UserError(f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
                                 f"{wanted!r} stage")
-    _check_acyclic(stages, where)
     return stages
-
-
-def _check_acyclic(stages: Mapping[str, StageConfig], where: str) -> None:
-    state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            cycle = " -> ".join(path[path.index(name):] + [name])
-            raise UserError(f"{where}: stages depend on each other in a cycle: {cycle}")
-        state[name] = "active"
-        for upstream in stages[name].needs:
-            visit(upstream, path + [name])
-        state[name] = "done"
-
-    for name in stages:
-        visit(name, [])
 
 
 def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) -> EvaluationConfig:

@@ -66,8 +66,9 @@ def state_of(experiment: ExperimentConfig, run: PlannedRun) -> str:
 
 
 def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig,
-           mode: str | None = None, detach: bool = False, smoke: bool = False, out=sys.stdout) -> list[Any]:
+           mode: str | None = None, detach: bool = False, smoke: bool = False, out=None) -> list[Any]:
     """Submit every run that is not done, with dependencies; wait for them unless `detach`."""
+    out = out or sys.stdout
     pending = [run for run in runs if done_record(experiment, run) is None]
     print(f"{experiment.name}: {len(runs)} runs planned, {len(runs) - len(pending)} already done, "
           f"{len(pending)} to run", file=out)
@@ -101,8 +102,9 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
     return wait_for_jobs(all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True))
 
 
-def describe_plan(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig, out=sys.stdout) -> None:
+def describe_plan(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig, out=None) -> None:
     """The dry run: every planned run with its state and config, and the sbatch parameters of each array."""
+    out = out or sys.stdout
     for group in waves(runs):
         first = group[0]
         params = first.config.get("params") or {k: first.config[k] for k in ("system", "shards") if k in first.config}

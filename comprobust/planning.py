@@ -106,16 +106,22 @@ def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[
 
 
 def _topological(experiment: ExperimentConfig) -> list[str]:
+    """Stage names, every stage after the stages it reads; a cycle is an error naming it."""
     done: list[str] = []
+    active: list[str] = []
 
     def visit(name: str) -> None:
         if name in done:
             return
+        if name in active:
+            cycle = " -> ".join(active[active.index(name):] + [name])
+            raise UserError(f"{experiment.path}: stages depend on each other in a cycle: {cycle}")
+        active.append(name)
         for upstream in experiment.stages[name].needs:
             visit(upstream)
+        active.pop()
         done.append(name)
 
     for name in experiment.stages:
         visit(name)
     return done
-
