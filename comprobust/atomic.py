@@ -13,12 +13,22 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on success fsync and rename it to `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared cluster folders need the usual permissions
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = actions.add_parser("prepare", help="read a dataset and write its elemental sets (idempotent)")
     common(prepare)
     prepare.add_argument(
-        "--out", default=None, help="output folder (default: <root>/comprobust-cache/<dataset>/elementals)"
+        "--out",
+        default=None,
+        help="output folder (default: <root>/comprobust-cache/<dataset>/elementals-<hash of splits, seed>)",
     )
     prepare.add_argument(
         "--splits", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
@@ -92,8 +94,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from comprobust.data.generation import default_out_dir
 
     data = _load(args)
-    out = Path(args.out) if args.out else default_out_dir(data)
     seed = GENERATION_SEED if args.seed is None else args.seed
+    out = Path(args.out) if args.out else default_out_dir(data, seed)
     manifest = prepare_elemental_sets(data, out, splits=args.splits, seed=seed)
     sizes = ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test"))
     print(f"{data.name}: {sizes} images; mean {_fmt(data.mean)} std {_fmt(data.std)}")

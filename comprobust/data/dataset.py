@@ -1,0 +1,144 @@
+"""`load_dataset`: a registered dataset read from disk, split per class, with its normalisation resolved."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+
+from comprobust.data.normalisation import cached_stats
+from comprobust.data.registry import DatasetSpec, SplitSize, get_dataset_spec, get_reader
+from comprobust.data.sources import RawData, cache_dir
+from comprobust.data.splits import SPLITS, resolve_split_sizes, select_test, split_pool
+from comprobust.errors import UserError
+
+
+@dataclasses.dataclass
+class ImageSplit:
+    """One split: uint8 images `(N, C, H, W)`, int64 labels `(N,)`, in label order.
+
+    `source_indices` are the images' positions in the pool (train/valid, carved test) or official test set
+    they came from.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    source_indices: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclasses.dataclass
+class LoadedDataset:
+    """A dataset ready for the loaders: its spec, three splits and the resolved per-channel mean/std."""
+
+    spec: DatasetSpec
+    train: ImageSplit
+    valid: ImageSplit
+    test: ImageSplit
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    root: Path
+    split_sizes: dict[str, SplitSize]
+
+    def __post_init__(self) -> None:
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._scale = 1.0 / (255.0 * std)
+        self._shift = -mean / std
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def split(self, name: str) -> ImageSplit:
+        """The split called `name` ("train", "valid" or "test")."""
+        if name not in SPLITS:
+            raise UserError(f"unknown split {name!r}; use train, valid or test")
+        return getattr(self, name)
+
+    def normalize(self, batch: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """float32 `(x / 255 - mean) / std` of a uint8 (or float in 0..255) `(N, C, H, W)` batch."""
+        if batch.dim() != 4 or batch.shape[1] != len(self.mean):
+            raise UserError(
+                f"normalize expects (N, {len(self.mean)}, H, W) batches for {self.spec.name}, got "
+                f"{tuple(batch.shape)}"
+            )
+        result = batch.to(torch.float32, copy=True) if out is None else out.copy_(batch)
+        return result.mul_(self._scale).add_(self._shift)
+
+    def denormalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """The inverse of `normalize`: float32 in 0..255."""
+        return (batch - self._shift) / self._scale
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike = "data",
+    split_sizes: Mapping[str, SplitSize] | None = None,
+    download: bool = False,
+) -> LoadedDataset:
+    """Read dataset `name` under `root`, split it per class and resolve its normalisation.
+
+    `split_sizes` overrides the spec's per-class sizes, e.g. {"train": 100, "valid": 20} or {"valid": 0.1}.
+    """
+    spec = get_dataset_spec(name)
+    sizes = resolve_split_sizes(spec, split_sizes)  # checked before any file is read
+    root = Path(root)
+    raw = get_reader(name)(root, download)
+    _check_raw(spec, raw)
+    parts = split_pool(
+        raw.pool_labels, spec.num_classes, sizes, carve_test=not spec.official_test, where=raw.where
+    )
+    splits = {key: _take(key, raw.pool_images, raw.pool_labels, idx) for key, idx in parts.items()}
+    if spec.official_test:
+        assert raw.test_images is not None and raw.test_labels is not None
+        idx = select_test(
+            raw.test_labels, spec.num_classes, sizes["test"], where=f"the official {name} test set"
+        )
+        splits["test"] = _take("test", raw.test_images, raw.test_labels, idx)
+    if spec.mean is not None and spec.std is not None:
+        mean, std = spec.mean, spec.std
+    else:
+        mean, std = cached_stats(splits["train"].images, splits["train"].labels, cache_dir(root, name), name)
+    return LoadedDataset(spec, splits["train"], splits["valid"], splits["test"], mean, std, root, sizes)
+
+
+def _take(name: str, images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> ImageSplit:
+    order = np.sort(idx) if isinstance(images, np.memmap) else idx  # sequential reads from a memory map
+    picked = np.ascontiguousarray(images[order])
+    if order is not idx:
+        picked = picked[np.searchsorted(order, idx)]
+    return ImageSplit(
+        name=name,
+        images=torch.from_numpy(picked),
+        labels=torch.from_numpy(np.ascontiguousarray(labels[idx], dtype=np.int64)),
+        source_indices=torch.from_numpy(idx.astype(np.int64)),
+    )
+
+
+def _check_raw(spec: DatasetSpec, raw: RawData) -> None:
+    pairs = [("training pool", raw.pool_images, raw.pool_labels)]
+    if spec.official_test:
+        pairs.append(("test set", raw.test_images, raw.test_labels))
+    for what, images, labels in pairs:
+        if images is None or labels is None:
+            raise UserError(f"{spec.name}: the reader returned no {what}")
+        if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != spec.image_shape:
+            raise UserError(
+                f"{spec.name}: the {what} ({raw.where}) has images {images.dtype} {tuple(images.shape)}, "
+                f"expected uint8 (N, {spec.channels}, {spec.image_size}, {spec.image_size})"
+            )
+        if len(labels) != len(images):
+            raise UserError(f"{spec.name}: the {what} has {len(images)} images but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise UserError(
+                f"{spec.name}: the {what} ({raw.where}) has labels in {labels.min()}..{labels.max()}, "
+                f"expected 0..{spec.num_classes - 1}"
+            )

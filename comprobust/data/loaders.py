@@ -1,0 +1,220 @@
+"""Batched, in-process loaders for the methods (no DataLoader workers).
+
+- `MixedElementalLoader` (ERM): batches drawn from the union of the generated elemental sets (a fixed noise
+  draw per image), augmented after corruption as in the paper's ERM pipeline.
+- `PairedViewLoader` (Contrastive, modules, auto-encoders): the same images under each view, with identical
+  crop/flip applied to the clean image before corrupting, and fresh noise every epoch.
+- `CompositionLoader` (evaluation): a split under one composition, every image once, in a fixed order, with
+  noise fixed by (seed, composition, image index).
+
+All randomness comes from `augment.generator(seed, epoch, stream)`: `batches(epoch)` is a pure function of the
+loader's arguments and `epoch`, so a resumed run sees the batches an uninterrupted run sees. Train loaders
+drop the last incomplete batch (as the paper does); valid/test loaders keep it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from comprobust.corruptions import composition_name, corrupt_batch
+from comprobust.data.augment import apply_crop_flip, derive_seed, draw_crop_flip, generator, single_threaded
+from comprobust.data.dataset import ImageSplit, LoadedDataset
+from comprobust.data.generation import ELEMENTAL_SETS, GENERATION_SEED, load_elemental_sets, materialise
+from comprobust.errors import UserError
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def _num_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+class _Loader:
+    def __init__(
+        self,
+        data: LoadedDataset,
+        split: str,
+        batch_size: int,
+        seed: int,
+        augment: Optional[bool],
+        shuffle: Optional[bool],
+        drop_last: Optional[bool],
+    ) -> None:
+        self.data = data
+        self.split_name = split
+        self.split: ImageSplit = data.split(split)
+        self.batch_size = _check_batch_size(batch_size)
+        self.seed = int(seed)
+        is_train = split == "train"
+        self.shuffle = is_train if shuffle is None else bool(shuffle)
+        self.drop_last = is_train if drop_last is None else bool(drop_last)
+        self.augment = bool(augment) and data.spec.augments
+
+    def _order(self, n: int, epoch: int) -> torch.Tensor:
+        if self.shuffle:
+            return torch.randperm(n, generator=generator(self.seed, epoch, "order"))
+        return torch.arange(n)
+
+    def _augmenter(self, epoch: int):
+        """A function (B,C,H,W) -> (B,C,H,W) drawing crop/flip from the (seed, epoch) stream, or identity."""
+        if not self.augment:
+            return lambda images: images
+        gen = generator(self.seed, epoch, "augment")
+        spec = self.data.spec
+
+        def augment(images: torch.Tensor) -> torch.Tensor:
+            draw = draw_crop_flip(images.shape[0], spec.crop_padding, spec.hflip, gen)
+            return apply_crop_flip(images, spec.crop_padding, draw)
+
+        return augment
+
+
+class MixedElementalLoader(_Loader):
+    """ERM batches mixing the split under every corruption in `corruptions` (default Identity + 6 elementals).
+
+    `generated`: a folder written by `prepare_elemental_sets` (memory-mapped, hash-checked); None generates
+    the same arrays in memory with `corrupt_batch` and `noise_seed`. `augment` None means the paper's choice
+    (train: crop/flip after corruption for CIFAR/FaceScrub; valid/test: none). `.batches(epoch)` yields (x
+    float32 normalised (B, C, H, W), y int64 (B,)).
+    """
+
+    def __init__(
+        self,
+        data: LoadedDataset,
+        split: str = "train",
+        corruptions: Sequence[str] = ELEMENTAL_SETS,
+        batch_size: int = 256,
+        seed: int = 0,
+        augment: Optional[bool] = None,
+        generated: str | Path | None = None,
+        shuffle: Optional[bool] = None,
+        drop_last: Optional[bool] = None,
+        noise_seed: int = GENERATION_SEED,
+    ) -> None:
+        super().__init__(
+            data,
+            split,
+            batch_size,
+            seed,
+            split == "train" if augment is None else augment,
+            shuffle,
+            drop_last,
+        )
+        self.corruptions = tuple(composition_name(c) for c in corruptions)
+        if not self.corruptions:
+            raise UserError("MixedElementalLoader needs at least one corruption")
+        if generated is not None:
+            sets = load_elemental_sets(generated, data, split, self.corruptions)
+            self.arrays, self.noise_seed = sets.arrays, sets.seed
+        else:
+            self.arrays, self.noise_seed = materialise(self.split, self.corruptions, noise_seed), noise_seed
+        self.labels = self.split.labels
+        self.num_images = len(self.split) * len(self.corruptions)
+
+    def __len__(self) -> int:
+        return _num_batches(self.num_images, self.batch_size, self.drop_last)
+
+    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.split)
+        order = self._order(self.num_images, epoch).numpy()
+        augment = self._augmenter(epoch)
+        for b in range(len(self)):
+            flat = order[b * self.batch_size : (b + 1) * self.batch_size]
+            which, image = np.divmod(flat, n)
+            with single_threaded():
+                batch = torch.empty((len(flat), *self.data.spec.image_shape), dtype=torch.uint8)
+                for k in np.unique(which):
+                    positions = np.flatnonzero(which == k)
+                    batch[torch.from_numpy(positions)] = torch.from_numpy(self.arrays[k][image[positions]])
+                x = self.data.normalize(augment(batch))
+            yield x, self.labels[torch.from_numpy(image)]
+
+
+class PairedViewLoader(_Loader):
+    """The same images under each of `views`, identical crop/flip (drawn once, applied to the clean image
+    before corrupting), fresh noise every epoch. `batch_size` counts images per view.
+
+    `.batches(epoch)` yields (x float32 normalised (V, B, C, H, W) in `views` order, y int64 (B,)). `augment`
+    applies to valid too (the paper augments validation of the paired methods).
+    """
+
+    def __init__(
+        self,
+        data: LoadedDataset,
+        split: str = "train",
+        views: Sequence[str] = ("Contrast", "Identity"),
+        batch_size: int = 128,
+        seed: int = 0,
+        augment: bool = True,
+        shuffle: Optional[bool] = None,
+        drop_last: Optional[bool] = None,
+    ) -> None:
+        super().__init__(data, split, batch_size, seed, augment, shuffle, drop_last)
+        self.views = tuple(composition_name(v) for v in views)
+        if not self.views:
+            raise UserError("PairedViewLoader needs at least one view")
+
+    def __len__(self) -> int:
+        return _num_batches(len(self.split), self.batch_size, self.drop_last)
+
+    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order(len(self.split), epoch)
+        augment = self._augmenter(epoch)
+        noise_seed = derive_seed(self.seed, epoch, "noise")
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            with single_threaded():
+                clean = augment(self.split.images[idx])
+                out = torch.empty((len(self.views), *clean.shape), dtype=torch.float32)
+                for v, view in enumerate(self.views):
+                    corrupted = (
+                        clean
+                        if view == "Identity"
+                        else corrupt_batch(clean, view, seed=noise_seed, indices=idx.numpy())
+                    )
+                    self.data.normalize(corrupted, out=out[v])
+            yield out, self.split.labels[idx]
+
+
+class CompositionLoader(_Loader):
+    """Every image of `split` under `composition`, in a fixed order, last batch kept.
+
+    Noise depends only on (seed, composition, image index), so results do not depend on the batch size.
+    `.batches()` yields (x float32 normalised (B, C, H, W), y int64 (B,), indices int64 (B,)).
+    """
+
+    def __init__(
+        self,
+        data: LoadedDataset,
+        split: str = "test",
+        composition: str | Sequence[str] = "Identity",
+        batch_size: int = 512,
+        seed: int = 0,
+        severities: Optional[dict[str, int]] = None,
+    ) -> None:
+        super().__init__(data, split, batch_size, seed, False, False, False)
+        self.composition = composition_name(composition)
+        self.severities = severities
+
+    def __len__(self) -> int:
+        return _num_batches(len(self.split), self.batch_size, False)
+
+    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.split), self.batch_size):
+            idx = torch.arange(start, min(start + self.batch_size, len(self.split)))
+            images = self.split.images[start : start + self.batch_size]
+            with single_threaded():
+                corrupted = corrupt_batch(
+                    images, self.composition, seed=self.seed, indices=idx.numpy(), severities=self.severities
+                )
+                x = self.data.normalize(corrupted)
+            yield x, self.split.labels[start : start + self.batch_size], idx

@@ -1,0 +1,79 @@
+"""A picture of a dataset: rows are samples of a few classes, columns are Identity and the six elementals."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from comprobust.atomic import atomic_write
+from comprobust.corruptions import abbreviate, corrupt_batch
+from comprobust.data.dataset import LoadedDataset
+from comprobust.data.generation import ELEMENTAL_SETS
+from comprobust.errors import UserError
+
+
+def pick_samples(data: LoadedDataset, split: str, classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Positions in `split` of `per_class` random images of each of the first `classes` classes present."""
+    labels = data.split(split).labels.numpy()
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels)[:classes]:
+        members = np.flatnonzero(labels == label)
+        picked.extend(rng.choice(members, size=min(per_class, len(members)), replace=False).tolist())
+    if not picked:
+        raise UserError(f"the {split} split of {data.name} is empty; nothing to show")
+    return np.asarray(picked)
+
+
+def save_sample_grid(
+    data: LoadedDataset,
+    out: str | Path,
+    split: str = "train",
+    classes: int = 6,
+    per_class: int = 1,
+    corruptions: Sequence[str] = ELEMENTAL_SETS,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG grid (rows: samples, columns: corruptions) to `out` atomically; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    positions = pick_samples(data, split, classes, per_class, seed)
+    images = data.split(split).images[torch.from_numpy(positions)]
+    labels = data.split(split).labels[torch.from_numpy(positions)].tolist()
+    columns = [corrupt_batch(images, name, seed=seed, indices=positions) for name in corruptions]
+    names = data.spec.class_names
+    size = 1.3
+    fig, axes = plt.subplots(
+        len(positions),
+        len(corruptions),
+        squeeze=False,
+        figsize=(size * len(corruptions) + 0.6, size * len(positions) + 0.5),
+    )
+    for col, (name, batch) in enumerate(zip(corruptions, columns, strict=True)):
+        axes[0, col].set_title(f"{name}\n({abbreviate(name)})", fontsize=8)
+        for row in range(len(positions)):
+            ax = axes[row, col]
+            pixels = batch[row].permute(1, 2, 0).numpy()
+            if pixels.shape[2] == 1:
+                ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                ax.imshow(pixels, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                label = labels[row]
+                ax.set_ylabel(f"{names[label] if names else label}", fontsize=8, rotation=0, labelpad=14)
+    fig.suptitle(f"{data.name} ({split}): samples per class under Identity and the elementals", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(out, lambda handle: handle.write(buffer.getvalue()))
+    return Path(out)
