@@ -44,6 +44,7 @@ def draw_gallery(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out {args.out!r}: the gallery is a PNG; give a file name ending in .png")
+    compositions = [corruptions.parse_composition(c) for c in args.compositions or DEFAULT_COMPOSITIONS]
     panels = []
     if args.digits > 0:
         panels.append(("digits", sample_digits(args.digits)))
@@ -51,6 +52,6 @@ def draw_gallery(args: argparse.Namespace) -> int:
         panels.append(("photos", sample_photo_patches(args.photos)))
     if not panels:
         raise UserError("nothing to draw: --digits and --photos are both 0")
-    path = render_gallery(panels, args.out, args.compositions or DEFAULT_COMPOSITIONS, seed=args.seed)
+    path = render_gallery(panels, args.out, compositions, seed=args.seed)
     print(f"gallery written to {path}")
     return 0
