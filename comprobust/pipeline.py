@@ -81,7 +81,7 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
             execute(experiment, run, mode)
         return []
     if kind == "slurm":
-        validate_resources(cluster, experiment.output_dir / "jobs")
+        validate_resources(cluster, n_tasks=max(len(group) for group in waves(pending)))
     executor = make_executor(cluster, experiment.output_dir / "jobs" / "%j")
     submitted: dict[str, Any] = {}
     all_jobs = []
