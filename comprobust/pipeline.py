@@ -89,7 +89,7 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
         upstream = {rid for run in group for rid in run.upstream}
         depends_on = [submitted[rid] for rid in upstream if rid in submitted]
         jobs = submit_array(executor, RequeueableCall(run_job),
-                            [(str(experiment.path), run.run_id, mode, smoke) for run in group],
+                            [(str(experiment.path.resolve()), run.run_id, mode, smoke) for run in group],
                             depends_on=depends_on, name=f"{experiment.name}-{group[0].stage}")
         submitted.update({run.run_id: job for run, job in zip(group, jobs)})
         all_jobs += jobs

@@ -513,7 +513,17 @@ class StageRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.finish(exit_code=0 if exc_type is None else 1)
+        if exc_type is None:
+            self.finish(exit_code=0)
+            return False
+        # Leaving on an error or a termination (e.g. submitit's SystemExit after requeueing a preempted job,
+        # while the W&B service is being killed too): record what we can, but never mask the original exception.
+        try:
+            if exc_type in (SystemExit, KeyboardInterrupt) and self._run is not None:
+                self._run.mark_preempting()
+            self.finish(exit_code=1)
+        except Exception as err:  # the service may already be gone; `finish` restored the environment anyway
+            log.warning("could not finish W&B run %s cleanly: %s", self.id, err)
         return False
 
 

@@ -27,6 +27,21 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+SLURM_START_HINT = "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"
+
+
+@pytest.fixture(scope="module")
+def live_slurm(request: pytest.FixtureRequest) -> None:
+    """Skip without a live Slurm, but fail when the Slurm tests were asked for (`-m slurm`)."""
+    from comprobust.cluster import slurm_is_up
+
+    if not slurm_is_up():
+        markexpr = request.config.getoption("-m") or ""
+        if "slurm" in markexpr and "not slurm" not in markexpr:
+            pytest.fail(SLURM_START_HINT)
+        pytest.skip(SLURM_START_HINT)
+
+
 @pytest.fixture(scope="session")
 def small_mnist(tmp_path_factory: pytest.TempPathFactory):
     """The offline default with 40/10/10 images per class (400/100/100)."""

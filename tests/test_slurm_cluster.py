@@ -14,23 +14,18 @@ import pytest
 import submitit
 
 from comprobust.atomic import atomic_write_text
-from comprobust.cluster import (ClusterConfig, JobFailed, Requeueable, job_states, make_executor, slurm_is_up,
+from comprobust.cluster import (ClusterConfig, JobFailed, Requeueable, job_states, make_executor,
                                 submit_array, validate_resources, wait_for_jobs)
 from comprobust.errors import UserError
 
 pytestmark = pytest.mark.slurm
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs cannot import this test module
 REPO = Path(__file__).resolve().parents[1]
-START_HINT = "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _live_slurm(request):
-    if not slurm_is_up():
-        markexpr = request.config.getoption("-m") or ""
-        if "slurm" in markexpr and "not slurm" not in markexpr:
-            pytest.fail(START_HINT)  # asked for the Slurm tests: a missing cluster is an error, not a skip
-        pytest.skip(START_HINT)
+def _live_slurm(live_slurm):
+    """Every test here needs the cluster (see conftest.live_slurm)."""
 
 
 @pytest.fixture(autouse=True)
