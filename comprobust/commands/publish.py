@@ -1,0 +1,44 @@
+"""`launch.py publish EXPERIMENT.yaml|WANDB_DIR [--dry-run]`: sync offline runs to a W&B server."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    publish = subparsers.add_parser(
+        "publish", help="upload offline W&B runs to a server (wandb sync, bounded retries, checked output)",
+        description="Runs `wandb sync` on each offline run folder of the experiment (or of a W&B folder) "
+                    "with bounded retries and a timeout, judges success from wandb's output (its exit status "
+                    "is 0 even when the upload failed), retries failed folders with backoff and exits 1 if "
+                    "any failed. Needs `wandb login` (and WANDB_BASE_URL for a self-hosted server).")
+    publish.add_argument("target", help="experiment YAML, or a W&B folder (<output_dir>/wandb) or run folder")
+    publish.add_argument("--dry-run", action="store_true", help="list what would be synced; upload nothing")
+    publish.add_argument("--attempts", type=int, default=3, help="tries per run folder (default 3)")
+    publish.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+                         help="seconds one `wandb sync` may take before it is killed (default 1800)")
+    publish.add_argument("--backoff", type=float, default=5.0, metavar="S",
+                         help="seconds before the first retry, doubled each time (default 5)")
+    publish.add_argument("--include-unfinished", action="store_true",
+                         help="also sync runs without an exit record (killed runs; a live run would be "
+                              "partial)")
+    publish.add_argument("--entity", help="W&B entity to sync into (default: the experiment's wandb.entity)")
+    publish.add_argument("--project", help="override the runs' W&B project")
+    publish.add_argument("--smoke", action="store_true", help="the runs of the --smoke variant")
+    publish.set_defaults(handler=run_publish)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from comprobust.publish import publish
+
+    target, entity = Path(args.target), args.entity
+    if target.suffix in (".yaml", ".yml"):
+        from comprobust.config import load_experiment
+
+        experiment = load_experiment(target, smoke_budget=args.smoke)
+        target = experiment.output_dir / "wandb"
+        entity = entity or experiment.wandb.get("entity")
+    outcomes = publish(target, entity=entity, project=args.project, dry_run=args.dry_run,
+                       attempts=args.attempts, timeout_s=args.timeout, backoff_s=args.backoff,
+                       include_unfinished=args.include_unfinished)
+    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0
