@@ -93,16 +93,18 @@ class ExperimentConfig:
         return replace(self, stages={**self.stages, stage: replace(current, params=params)})
 
 
-SMOKE_PARAMS = {"max_epochs": 1, "search_epochs": 1, "search_val_batches": 1}
-SMOKE_SPLITS = {"train": 8, "valid": 2, "test": 2}
+SMOKE_PARAMS = {"max_epochs": 1, "search_epochs": 1, "search_val_batches": 1, "levels": [0, 1]}
+SMOKE_SPLITS = {"train": 4, "valid": 1, "test": 1}
+SMOKE_BATCH = 8
 
 
 def smoke(experiment: ExperimentConfig) -> ExperimentConfig:
-    """The same experiment at a budget that runs on a CPU in seconds to minutes: one epoch per stage, batches of at most 16, 8/2/2
-    images per class, Identity + the elementals + every 16th longer composition, outputs under `<name>-smoke`."""
+    """The same experiment at a budget that runs on a CPU in about a minute: one epoch per stage, batches of at most
+    8, 4/1/1 images per class, module search over levels 0 and 1, Identity + the elementals + every 16th longer
+    composition; outputs under `<name>-smoke`."""
     stages = {
         name: replace(stage, params={**stage.params, **{k: v for k, v in SMOKE_PARAMS.items() if k in stage.params},
-                                     "batch_size": min(stage.params["batch_size"], 16)})
+                                     "batch_size": min(stage.params["batch_size"], SMOKE_BATCH)})
         for name, stage in experiment.stages.items()
     }
     longer = [c for c in experiment.compositions if len(c) > 1][::16]

@@ -162,3 +162,20 @@ def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(t
     assert a["meta"] == b["meta"]
     for key in a["state"]:
         assert torch.equal(a["state"][key], b["state"][key]), key
+
+
+@pytest.mark.slow
+def test_two_launches_at_once_train_a_run_only_once(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, stages={"backbone": {"method": "backbone", "lr": 0.05, "max_epochs": 10}})
+    command = [sys.executable, str(REPO / "launch.py"), "run-stage", str(path), "--stage", "backbone"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [first.communicate(timeout=300)[0], second.communicate(timeout=300)[0]]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    experiment = load_experiment(path)
+    [run] = select_runs(experiment, ["backbone"], None)
+    trained = [out for out in outputs if "epoch 10/10" in out]
+    assert len(trained) == 1, outputs  # one trained, the other waited for it and found the run done
+    assert any("running elsewhere" in out for out in outputs)
+    assert len([f for f in find_runs(experiment.output_dir / "wandb") if f.name.endswith(run.run_id)]) == 1

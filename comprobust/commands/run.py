@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     run.add_argument("--smoke", action="store_true",
-                     help="tiny budget (1 epoch, 8/2/2 images per class, 17 compositions): checks the set-up in minutes")
+                     help="tiny budget (1 epoch, 4/1/1 images per class, 17 compositions): checks the set-up in a minute or two")
     run.set_defaults(handler=run_experiment)
 
     status = subparsers.add_parser("status", help="done / running / failed / missing, per planned run")
