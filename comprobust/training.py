@@ -25,6 +25,10 @@ CHECKPOINT_FORMAT = 1
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
 
+class TrainingDiverged(UserError):
+    """The validation loss became NaN or infinite: the run diverged (usually: the learning rate is too high)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Budget and optimiser settings of one training run."""
@@ -131,6 +135,10 @@ def fit(
         record = {key: value / batches for key, value in sums.items()}
         record.update(val)
         record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
+        if not math.isfinite(record["val_loss"]):
+            raise TrainingDiverged(f"{label}: validation loss is {record['val_loss']} after epoch {epoch + 1} "
+                                   f"(train loss {record.get('train_loss')}): training diverged; lower lr "
+                                   f"(now {config.lr})")
         history.append(record)
         improved = record["val_loss"] <= best["val_loss"]
         if improved:

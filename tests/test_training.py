@@ -140,3 +140,10 @@ def test_patience_stops_early(tmp_path: Path) -> None:
     task.validate = worse_every_epoch
     result = fit(task, TrainConfig(lr=0.1, max_epochs=10, patience=2), tmp_path, IDENTITY)
     assert result.epochs_run == [0, 1, 2] and result.best_epoch == 0
+
+
+def test_divergence_is_reported_with_the_learning_rate(tmp_path: Path) -> None:
+    task = ToyTask()
+    task.validate = lambda: {"val_loss": float("nan")}
+    with pytest.raises(UserError, match="validation loss is nan after epoch 1.*training diverged; lower lr \\(now 0.1\\)"):
+        fit(task, TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)

@@ -9,6 +9,7 @@ module is trained there for `max_epochs`. Per-level curves are logged as a table
 """
 from __future__ import annotations
 
+import sys
 from typing import Iterable
 
 import torch
@@ -20,6 +21,7 @@ from comprobust.errors import UserError
 from comprobust.losses import multiview_nt_xent
 from comprobust.methods.common import Export, StageContext, accuracy, mean_metrics
 from comprobust.models import build_module
+from comprobust.training import TrainingDiverged
 
 
 class ModuleTask:
@@ -80,11 +82,18 @@ def search_level(ctx: StageContext, backbone: nn.Module) -> tuple[int, list[list
         ctx.seed_torch("search", level)
         module = build_module(ctx.arch, level, **ctx.shape_args()).to(ctx.device)
         task = ModuleTask(ctx, backbone, module, level, ctx.params["search_val_batches"])
-        result = ctx.fit(task, ctx.out_dir / "search" / f"level-{level}", config,
-                         {**ctx.identity, "search_level": level}, f"{ctx.run_id} level {level}", log=False)
+        try:
+            result = ctx.fit(task, ctx.out_dir / "search" / f"level-{level}", config,
+                             {**ctx.identity, "search_level": level}, f"{ctx.run_id} level {level}", log=False)
+        except TrainingDiverged as err:  # a level whose module diverges is simply not chosen
+            print(f"{err}; level {level} is out of the search", file=sys.stderr)
+            continue
         rows += [[level, r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"]]
                  for r in result.history]
     final = {row[0]: row[5] for row in rows if row[1] == ctx.params["search_epochs"] - 1}
+    if not final:
+        raise UserError(f"stage {ctx.stage}: the module diverged at every candidate level {levels}; lower lr "
+                        f"(now {ctx.params['lr']})")
     return max(final, key=lambda level: (final[level], -level)), rows
 
 
