@@ -81,7 +81,7 @@ class FileLock:
         owner = self.owner()
         if owner is None:
             return age > max(self.stale_s, 5.0)  # an owner still writing its record is not stale
-        if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
+        if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", -1))):
             return True
         return age > self.stale_s
 
@@ -115,7 +115,8 @@ class FileLock:
         self.release()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
     if pid <= 0:
         return False
     try:

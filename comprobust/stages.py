@@ -172,7 +172,10 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
 
 
 def parse_overrides(pairs: list[str], where: str = "--set") -> Mapping[str, Any]:
-    """`key=value` strings -> dict, values parsed as YAML scalars (0.1 -> float, 3 -> int, true -> bool)."""
+    """`key=value` strings -> dict, values parsed as YAML scalars (0.1 -> float, 3 -> int, true -> bool).
+
+    Numbers YAML 1.1 reads as strings (`1e-05`, the form Python prints small floats in) become floats too.
+    """
     import yaml
 
     out: dict[str, Any] = {}
@@ -181,5 +184,9 @@ def parse_overrides(pairs: list[str], where: str = "--set") -> Mapping[str, Any]
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise UserError(f"{where} {pair!r}: expected key=value, e.g. lr=0.05")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        out[key] = parsed
     return out

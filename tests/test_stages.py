@@ -179,3 +179,12 @@ def test_two_launches_at_once_train_a_run_only_once(tmp_path: Path) -> None:
     assert len(trained) == 1, outputs  # one trained, the other waited for it and found the run done
     assert any("running elsewhere" in out for out in outputs)
     assert len([f for f in find_runs(experiment.output_dir / "wandb") if f.name.endswith(run.run_id)]) == 1
+
+
+def test_overrides_parse_numbers_as_a_sweep_agent_writes_them() -> None:
+    from comprobust.stages import parse_overrides
+
+    assert parse_overrides(["lr=1e-05", "--weight=0.1", "max_epochs=3", "levels=[0, 2]"]) == {
+        "lr": 1e-05, "weight": 0.1, "max_epochs": 3, "levels": [0, 2]}
+    with pytest.raises(UserError, match="expected key=value"):
+        parse_overrides(["lr"])

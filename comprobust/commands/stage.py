@@ -4,6 +4,8 @@ a sweep agent passes) are parameter overrides like `--set`."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from comprobust.errors import UserError
 
@@ -38,7 +40,11 @@ def run_stage(args: argparse.Namespace) -> int:
         runs = [run for run in runs if run.corruption == corruption]
         if not runs:
             raise UserError(f"stage {args.stage!r} does not run per corruption {corruption!r}")
-    for run in runs:
+    for i, run in enumerate(runs):
+        if i == 1 and os.environ.pop("WANDB_RUN_ID", None):
+            # Under a sweep agent wandb gives every run WANDB_RUN_ID; the sweep's run is the first corruption's,
+            # the other corruptions' runs keep their own ids (the sweep metric comes from all their done.json).
+            print("sweep: runs after the first keep their own W&B run ids", file=sys.stderr)
         record = execute(experiment, run, mode=args.mode)
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_"))
         print(f"{run.run_id}: done  {metrics}")

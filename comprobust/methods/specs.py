@@ -31,7 +31,7 @@ class MethodSpec:
     params: Mapping[str, Any] = field(default_factory=dict)  # method-specific parameters and defaults
     refs: Mapping[str, str] = field(default_factory=dict)  # parameter -> method of the stage it must name
     per_corruption: bool = False
-    monitor: str = "val_loss"
+    metrics: tuple[str, ...] = ("val_loss", "val_acc")  # what a finished run reports (done.json, W&B summary)
 
     @property
     def all_params(self) -> dict[str, Any]:
@@ -43,14 +43,15 @@ METHODS: Mapping[str, MethodSpec] = MappingProxyType({
     for spec in (
         MethodSpec("erm", "ERM ('CrossEntropy'): one network on Identity + the six elementals, mixed batches"),
         MethodSpec("contrastive", "one network, cross-entropy + multi-view NT-Xent on the penultimate layer",
-                   params={"weight": 0.1, "temperature": 0.15}),
+                   params={"weight": 0.1, "temperature": 0.15}, metrics=("val_loss", "val_acc", "val_ce", "val_ctv")),
         MethodSpec("backbone", "one network trained on clean (Identity) images only"),
         MethodSpec("modules", "per elemental: level search, then one module at the chosen depth of a frozen backbone",
                    params={"weight": 1.0, "temperature": 0.15, "search_epochs": 5, "levels": None,
                            "search_val_batches": None},
-                   refs={"backbone": "backbone"}, per_corruption=True),
+                   refs={"backbone": "backbone"}, per_corruption=True,
+                   metrics=("val_loss", "val_acc", "val_ce", "val_ctv")),
         MethodSpec("autoencoders", "per elemental: an auto-encoder trained to undo it (MSE to the clean image)",
-                   per_corruption=True),
+                   per_corruption=True, metrics=("val_loss",)),
         MethodSpec("imgspace", "a classifier trained on auto-encoded elementals and clean images (joint)",
                    refs={"autoencoders": "autoencoders"}),
     )
