@@ -122,6 +122,31 @@ class RunStore:
         """The local npz of a run's activation statistics, or None."""
         raise NotImplementedError
 
+    def _cache_file(self) -> Path | None:
+        """Where this store caches its run records (None: no cache)."""
+        raise NotImplementedError
+
+    def _load_cache(self) -> dict[str, tuple[tuple, RunRecord]]:
+        path = self._cache_file()
+        if path is None or not path.is_file():
+            return {}
+        try:
+            with open(path, "rb") as handle:
+                payload = pickle.load(handle)  # our own file, written by _save_cache
+            if payload.get("version") == _CACHE_VERSION:
+                return payload["entries"]
+        except Exception as err:  # noqa: BLE001  a damaged or foreign cache is rebuilt, never trusted
+            log.warning("ignoring unreadable results cache %s (%s)", path, err)
+        return {}
+
+    def _save_cache(self, entries: dict[str, tuple[tuple, RunRecord]]) -> None:
+        path = self._cache_file()
+        if path is None:
+            return
+        payload = {"version": _CACHE_VERSION, "entries": entries}
+        atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
+
+
     # -- shared ---------------------------------------------------------------------------------------------
     def records(self) -> list[RunRecord]:
         """Every run (one record per run id), oldest first."""
@@ -325,26 +350,6 @@ class OfflineRunStore(RunStore):
         digest = hashlib.sha256(str(self.wandb_dir.resolve()).encode()).hexdigest()[:12]
         return self.cache_dir / f"offline-runs-{digest}.pkl"
 
-    def _load_cache(self) -> dict[str, tuple[tuple, RunRecord]]:
-        path = self._cache_file()
-        if path is None or not path.is_file():
-            return {}
-        try:
-            with open(path, "rb") as handle:
-                payload = pickle.load(handle)  # our own file, written by _save_cache
-            if payload.get("version") == _CACHE_VERSION:
-                return payload["entries"]
-        except Exception as err:  # noqa: BLE001  a damaged or foreign cache is rebuilt, never trusted
-            log.warning("ignoring unreadable results cache %s (%s)", path, err)
-        return {}
-
-    def _save_cache(self, entries: dict[str, tuple[tuple, RunRecord]]) -> None:
-        path = self._cache_file()
-        if path is None:
-            return
-        payload = {"version": _CACHE_VERSION, "entries": entries}
-        atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
-
     def _load_records(self) -> list[RunRecord]:
         from comprobust.wandb_offline import find_runs
 
@@ -497,25 +502,6 @@ class ApiRunStore(RunStore):
             return None
         digest = hashlib.sha256(f"{self.path}|{self.group}".encode()).hexdigest()[:12]
         return self.cache_dir / f"api-runs-{digest}.pkl"
-
-    def _load_cache(self) -> dict[str, tuple[tuple, RunRecord]]:
-        path = self._cache_file()
-        if path is None or not path.is_file():
-            return {}
-        try:
-            with open(path, "rb") as handle:
-                payload = pickle.load(handle)
-            if payload.get("version") == _CACHE_VERSION:
-                return payload["entries"]
-        except Exception as err:  # noqa: BLE001  an unreadable cache is rebuilt
-            log.warning("ignoring unreadable results cache %s (%s)", path, err)
-        return {}
-
-    def _save_cache(self, entries: dict) -> None:
-        path = self._cache_file()
-        if path is not None:
-            payload = {"version": _CACHE_VERSION, "entries": entries}
-            atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _record(self, run: Any) -> RunRecord:
         from comprobust.wandb_offline import plain_config

@@ -168,3 +168,40 @@ class ClassifierTask:
 def views_as_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(V, B, C, H, W) paired views and (B,) labels -> (V*B, C, H, W) and (V*B,), view-major."""
     return x.reshape(-1, *x.shape[2:]), y.repeat(x.shape[0])
+
+
+class PairedContrastiveTask:
+    """Training on paired views with loss = cross-entropy + weighted NT-Xent (Contrastive, Modular modules).
+
+    Subclasses implement `_losses(batch) -> (ce, ctv, accuracy)`; validation averages over the valid split's paired
+    batches (at most `valid_limit` of them), monitoring ce + ctv as the paper does.
+    """
+
+    def __init__(self, ctx: StageContext, model: nn.Module, views: tuple[str, ...], per_view: int,
+                 valid_limit: int | None = None) -> None:
+        from comprobust.data import PairedViewLoader
+
+        self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
+        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=per_view, seed=ctx.seed)
+        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=per_view, seed=ctx.seed)
+
+    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
+        raise NotImplementedError
+
+    def train_batches(self, epoch: int) -> Iterable:
+        return self.train_loader.batches(epoch)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        ce, ctv, acc = self._losses(batch)
+        return ce + ctv, {"train_acc": acc, "train_ce": float(ce.detach()), "train_ctv": float(ctv.detach())}
+
+    def validate(self) -> dict[str, float]:
+        def scored():
+            for i, batch in enumerate(self.valid_loader.batches(0)):
+                if self.valid_limit is not None and i >= self.valid_limit:
+                    return
+                ce, ctv, acc = self._losses(batch)
+                yield {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc}, \
+                    batch[0].shape[0] * batch[0].shape[1]
+
+        return mean_metrics(scored())

@@ -10,34 +10,25 @@ module is trained there for `max_epochs`. Per-level curves are logged as a table
 from __future__ import annotations
 
 import sys
-from typing import Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from comprobust.data import PairedViewLoader
 from comprobust.errors import UserError
 from comprobust.losses import multiview_nt_xent
-from comprobust.methods.common import Export, StageContext, accuracy, mean_metrics
+from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy
 from comprobust.models import build_module
 from comprobust.training import TrainingDiverged
 
 
-class ModuleTask:
-    """Train `model` (a module at `level`) inside the frozen `backbone`."""
+class ModuleTask(PairedContrastiveTask):
+    """Train `model` (a module at `level`) inside the frozen `backbone`, on views [corruption, Identity]."""
 
     def __init__(self, ctx: StageContext, backbone: nn.Module, model: nn.Module, level: int,
                  valid_batches: int | None = None) -> None:
-        self.ctx, self.backbone, self.model, self.level = ctx, backbone, model, level
-        views = (ctx.corruption, "Identity")
-        size = ctx.params["batch_size"]
-        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size, seed=ctx.seed)
-        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=size, seed=ctx.seed)
-        self.valid_limit = valid_batches
-
-    def train_batches(self, epoch: int) -> Iterable:
-        return self.train_loader.batches(epoch)
+        super().__init__(ctx, model, (ctx.corruption, "Identity"), ctx.params["batch_size"], valid_batches)
+        self.backbone, self.level = backbone, level
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
         x, y = batch
@@ -52,21 +43,6 @@ class ModuleTask:
         pair = torch.cat([moduled[:n].flatten(1), clean.flatten(1)])
         ctv = multiview_nt_xent(pair, 2, self.ctx.params["temperature"], self.ctx.params["weight"])
         return F.cross_entropy(logits, y), ctv, accuracy(logits, y)
-
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        ce, ctv, acc = self._losses(batch)
-        return ce + ctv, {"train_acc": acc, "train_ce": float(ce.detach()), "train_ctv": float(ctv.detach())}
-
-    def validate(self) -> dict[str, float]:
-        def scored():
-            for i, batch in enumerate(self.valid_loader.batches(0)):
-                if self.valid_limit is not None and i >= self.valid_limit:
-                    return
-                ce, ctv, acc = self._losses(batch)
-                yield {"val_loss": float(ce + ctv), "val_ce": float(ce.detach()), "val_ctv": float(ctv.detach()), "val_acc": acc}, \
-                    2 * batch[1].numel()
-
-        return mean_metrics(scored())
 
 
 def search_level(ctx: StageContext, backbone: nn.Module) -> tuple[int, list[list]]:

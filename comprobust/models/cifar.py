@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
-from comprobust.models.layers import Stack
+from comprobust.models.layers import Stack, bn_relu, image_space_module
 
 IMAGE_SIZE = 32
 NUM_LEVELS = 10
@@ -46,22 +46,10 @@ def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockN
     return BlockNetwork(blocks, BLOCK_NAMES, (in_channels, image_size, image_size), num_classes, "cifar")
 
 
-def _bn_relu(c: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(c), nn.ReLU()]
-
-
 def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
     """The §4.4 CIFAR candidate module for ``level`` (maps the level's shape to itself)."""
     if level == 0:
-        stack = Stack(image_size)
-        stack.conv(in_channels, 32, 3, 1, 2).add(*_bn_relu(32))
-        stack.conv(32, 64, 3, 2, 2).add(*_bn_relu(64))
-        stack.conv(64, 64, 3, 1, 2).add(*_bn_relu(64))
-        sizes = stack.sizes
-        stack.convt(64, 64, 3, 1, 2, to=sizes[2]).add(*_bn_relu(64))
-        stack.convt(64, 32, 3, 2, 2, to=sizes[1]).add(*_bn_relu(32))
-        stack.convt(32, in_channels, 3, 1, 2, to=sizes[0])
-        return stack.sequential()
+        return image_space_module(in_channels, image_size, 3, (1, 2, 1))
     if level in _MODULE_SOURCE:
         layer, index = _MODULE_SOURCE[level]
         return getattr(resnet18(weights=None), layer)[index]
@@ -72,14 +60,14 @@ def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
 def build_autoencoder(in_channels: int, image_size: int) -> AutoEncoder:
     """The §4.5 CIFAR auto-encoder (k3 convs with padding 2 that grow the map, BN+ReLU, linear output)."""
     enc = Stack(image_size)
-    enc.conv(in_channels, 32, 3, 1, 2).add(*_bn_relu(32))
-    enc.conv(32, 64, 3, 2, 2).add(*_bn_relu(64))
+    enc.conv(in_channels, 32, 3, 1, 2).add(*bn_relu(32))
+    enc.conv(32, 64, 3, 2, 2).add(*bn_relu(64))
     for _ in range(3):
-        enc.conv(64, 64, 3, 1, 2).add(*_bn_relu(64))
+        enc.conv(64, 64, 3, 1, 2).add(*bn_relu(64))
     sizes = enc.sizes
     dec = Stack(enc.size)
     for target in (sizes[4], sizes[3], sizes[2]):
-        dec.convt(64, 64, 3, 1, 2, to=target).add(*_bn_relu(64))
-    dec.convt(64, 32, 3, 2, 2, to=sizes[1]).add(*_bn_relu(32))
+        dec.convt(64, 64, 3, 1, 2, to=target).add(*bn_relu(64))
+    dec.convt(64, 32, 3, 2, 2, to=sizes[1]).add(*bn_relu(32))
     dec.convt(32, in_channels, 3, 1, 2, to=sizes[0])
     return AutoEncoder(enc.sequential(), dec.sequential())

@@ -15,7 +15,7 @@ from torchvision.models import inception_v3
 from torchvision.models.inception import BasicConv2d, InceptionA, InceptionC, InceptionE
 
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
-from comprobust.models.layers import Stack
+from comprobust.models.layers import Stack, bn_relu, image_space_module
 
 IMAGE_SIZE = 100
 MIN_IMAGE_SIZE = 75
@@ -64,27 +64,15 @@ def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockN
     return BlockNetwork(blocks, BLOCK_NAMES, (in_channels, image_size, image_size), num_classes, "facescrub")
 
 
-def _bn_relu(c: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(c), nn.ReLU()]
-
-
 def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
     """The §4.4 FaceScrub candidate module for ``level`` (maps the level's shape to itself)."""
     if level == 0:
-        stack = Stack(image_size)
-        stack.conv(in_channels, 32, 5, 1, 2).add(*_bn_relu(32))
-        stack.conv(32, 64, 5, 2, 2).add(*_bn_relu(64))
-        stack.conv(64, 64, 5, 2, 2).add(*_bn_relu(64))
-        sizes = stack.sizes
-        stack.convt(64, 64, 5, 2, 2, to=sizes[2]).add(*_bn_relu(64))
-        stack.convt(64, 32, 5, 2, 2, to=sizes[1]).add(*_bn_relu(32))
-        stack.convt(32, in_channels, 5, 1, 2, to=sizes[0])
-        return stack.sequential()
+        return image_space_module(in_channels, image_size, 5, (1, 2, 2))
     if level in _CONV_MODULE_CHANNELS:
         c = _CONV_MODULE_CHANNELS[level]
         layers: list[nn.Module] = []
         for _ in range(3):
-            layers += [nn.Conv2d(c, c, 5, 1, 2), *_bn_relu(c)]
+            layers += [nn.Conv2d(c, c, 5, 1, 2), *bn_relu(c)]
         return nn.Sequential(*layers)
     if level in _MIXED_MODULES:
         return inception_init_(_MIXED_MODULES[level]())
@@ -98,10 +86,10 @@ def build_autoencoder(in_channels: int, image_size: int) -> AutoEncoder:
     """The §4.5 FaceScrub auto-encoder: 5 strided k5 convs down to 4x4 and 5 transposed convs back."""
     enc = Stack(image_size)
     for cin, cout in ((in_channels, 64), (64, 128), (128, 256), (256, 256), (256, 512)):
-        enc.conv(cin, cout, 5, 2, 2).add(*_bn_relu(cout))
+        enc.conv(cin, cout, 5, 2, 2).add(*bn_relu(cout))
     sizes = enc.sizes
     dec = Stack(enc.size)
     for (cin, cout), target in zip(((512, 256), (256, 256), (256, 128), (128, 64)), sizes[4:0:-1]):
-        dec.convt(cin, cout, 5, 2, 2, to=target).add(*_bn_relu(cout))
+        dec.convt(cin, cout, 5, 2, 2, to=target).add(*bn_relu(cout))
     dec.convt(64, in_channels, 5, 2, 2, to=sizes[0])
     return AutoEncoder(enc.sequential(), dec.sequential())

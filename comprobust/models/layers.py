@@ -53,3 +53,21 @@ class Stack:
     def sequential(self) -> nn.Sequential:
         return nn.Sequential(*self.layers)
 
+
+def bn_relu(channels: int) -> list[nn.Module]:
+    """BatchNorm2d + ReLU, the activation of the CIFAR and FaceScrub modules and auto-encoders."""
+    return [nn.BatchNorm2d(channels), nn.ReLU()]
+
+
+def image_space_module(in_channels: int, image_size: int, kernel: int, strides: tuple[int, int, int]) -> nn.Sequential:
+    """The level-0 candidate module of the CIFAR and FaceScrub networks (paper section 4.4): three convolutions
+    (32, 64, 64 channels, padding 2, `strides`) and three transposed convolutions mirroring them back to the
+    image's shape, each but the last followed by BatchNorm and ReLU; no output activation."""
+    stack = Stack(image_size)
+    for cin, cout, stride in ((in_channels, 32, strides[0]), (32, 64, strides[1]), (64, 64, strides[2])):
+        stack.conv(cin, cout, kernel, stride, 2).add(*bn_relu(cout))
+    sizes = stack.sizes
+    stack.convt(64, 64, kernel, strides[2], 2, to=sizes[2]).add(*bn_relu(64))
+    stack.convt(64, 32, kernel, strides[1], 2, to=sizes[1]).add(*bn_relu(32))
+    stack.convt(32, in_channels, kernel, strides[0], 2, to=sizes[0])
+    return stack.sequential()
