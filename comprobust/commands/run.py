@@ -39,13 +39,11 @@ def run_experiment(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     paths = output_paths(experiment)
+    print(f"runs:   {paths['runs']}\nW&B:    {paths['wandb']}")
     if not args.no_report and not args.stages and experiment.evaluation.systems:
         from comprobust.report import build_report
 
-        build_report(experiment)
-    print(f"runs:   {paths['runs']}\nW&B:    {paths['wandb']}")
-    if paths["report"].exists():
-        print(f"report: {paths['report']}")
+        build_report(experiment)  # prints the headline table and the report's path
     return 0
 
 
