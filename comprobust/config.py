@@ -96,15 +96,17 @@ class ExperimentConfig:
 SMOKE_PARAMS = {"max_epochs": 1, "search_epochs": 1, "search_val_batches": 1, "levels": [0, 1]}
 SMOKE_SPLITS = {"train": 4, "valid": 1, "test": 1}
 SMOKE_BATCH = 8
+SMOKE_MAX_LR = 0.01  # a few steps on a handful of images at lr 0.1 can blow up BatchNorm statistics
 
 
 def smoke(experiment: ExperimentConfig) -> ExperimentConfig:
     """The same experiment at a budget that runs on a CPU in about a minute: one epoch per stage, batches of at most
-    8, 4/1/1 images per class, module search over levels 0 and 1, Identity + the elementals + every 16th longer
-    composition; outputs under `<name>-smoke`."""
+    8, learning rates capped at 0.01, 4/1/1 images per class, module search over levels 0 and 1, Identity + the
+    elementals + every 16th longer composition; outputs under `<name>-smoke`."""
     stages = {
         name: replace(stage, params={**stage.params, **{k: v for k, v in SMOKE_PARAMS.items() if k in stage.params},
-                                     "batch_size": min(stage.params["batch_size"], SMOKE_BATCH)})
+                                     "batch_size": min(stage.params["batch_size"], SMOKE_BATCH),
+                                     "lr": min(stage.params["lr"], SMOKE_MAX_LR)})
         for name, stage in experiment.stages.items()
     }
     longer = [c for c in experiment.compositions if len(c) > 1][::16]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from comprobust.config import ExperimentConfig
@@ -39,6 +39,11 @@ class PlannedRun:
         return f"model-{self.run_id}"
 
 
+def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:
+    """What of the dataset config determines results: not where the files are, nor whether to download them."""
+    return {"name": experiment.dataset.name, "split_sizes": experiment.dataset.split_sizes}
+
+
 def config_hash(payload: Mapping[str, Any]) -> str:
     """10 hex digits of SHA-256 over canonical JSON."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -63,7 +68,7 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
             stage = experiment.stages[name]
             inputs = {role: tuple(r.run_id for r in by_stage[target]) for role, target in stage.refs.items()}
             base = {
-                "method": stage.method, "params": dict(stage.params), "dataset": asdict(experiment.dataset),
+                "method": stage.method, "params": dict(stage.params), "dataset": dataset_identity(experiment),
                 "architecture": experiment.architecture, "seed": seed,
                 "input_hashes": {role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()},
             }
@@ -93,7 +98,7 @@ def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[
         inputs = {role: tuple(r.run_id for r in by_stage[stage]) for role, stage in system.roles.items()}
         for shard in range(shards):
             config = {
-                "system": system.kind, "label": system.label, "seed": seed, "dataset": asdict(experiment.dataset),
+                "system": system.kind, "label": system.label, "seed": seed, "dataset": dataset_identity(experiment),
                 "compositions": ["-".join(c) for c in experiment.compositions], "shard": shard, "shards": shards,
                 "input_hashes": {role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()},
             }
