@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from comprobust.cli import main
 from comprobust.config import load_experiment

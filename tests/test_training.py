@@ -1,7 +1,6 @@
 """The training loop: learning, best-validation restore, atomic checkpoints, exact resume after SIGKILL, refusals."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
