@@ -13,15 +13,27 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import submitit
+import toy_jobs
+from toy_jobs import Epochs, read_state
 
 from comprobust import cluster
 from comprobust.atomic import atomic_write_text
-from comprobust.cluster import (ClusterConfig, JobFailed, Requeueable, RequeueableCall, job_states, make_executor,
-                                sbatch_parameters, slurm_is_up, submit_array, wait_for_jobs)
+from comprobust.cluster import (
+    ClusterConfig,
+    JobFailed,
+    RequeueableCall,
+    job_states,
+    make_executor,
+    sbatch_parameters,
+    slurm_is_up,
+    submit_array,
+    wait_for_jobs,
+)
 from comprobust.errors import UserError
 
 # the job processes cannot import this test module: ship its functions by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(toy_jobs)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -202,29 +214,6 @@ def test_local_failure_is_reported_with_stderr_and_blocks_dependents(tmp_path):
     assert len(list((tmp_path / "logs").glob("*_submitted.pkl"))) == submitted, "the dependent was submitted"
 
 
-class Epochs(Requeueable):
-    """A toy training run: one 'epoch' per `epoch_s`, its progress in an atomically written checkpoint."""
-
-    def __init__(self, state_file: str, epochs: int, epoch_s: float) -> None:
-        self.state_file, self.epochs, self.epoch_s = state_file, epochs, epoch_s
-
-    def __call__(self) -> dict:
-        path = Path(self.state_file)
-        state = json.loads(path.read_text()) if path.exists() else {"done": [], "starts": 0}
-        state["starts"] += 1
-        state["pid"] = os.getpid()
-        atomic_write_text(path, json.dumps(state))
-        for epoch in range(len(state["done"]), self.epochs):
-            time.sleep(self.epoch_s)
-            state["done"].append(epoch)
-            atomic_write_text(path, json.dumps(state))
-        return state
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {"done": [], "starts": 0}
-
-
 def test_requeueable_checkpoint_resubmits_the_same_callable():
     run = Epochs("/nowhere.json", 3, 0.0)
     delayed = run.checkpoint()
@@ -240,10 +229,10 @@ def test_local_preemption_requeues_and_resumes(tmp_path):
     checkpoint = tmp_path / "train.json"
     [job] = submit_array(local_executor(tmp_path), Epochs(str(checkpoint), 8, 0.25), [()])
     deadline = time.time() + 60
-    while len(_read(checkpoint)["done"]) < 3:
+    while len(read_state(checkpoint)["done"]) < 3:
         assert time.time() < deadline and not job.done(), f"training did not progress: {job.stderr()}"
         time.sleep(0.05)
-    os.kill(_read(checkpoint)["pid"], signal.SIGUSR2)  # submitit's preemption signal
+    os.kill(read_state(checkpoint)["pid"], signal.SIGUSR2)  # submitit's preemption signal
     [state] = wait_for_jobs([job], poll_s=0.2, progress=None)
     assert state["done"] == list(range(8)), "an epoch was lost or repeated"
     assert state["starts"] == 2

@@ -12,14 +12,24 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import submitit
+import toy_jobs
+from toy_jobs import Epochs, read_state
 
 from comprobust.atomic import atomic_write_text
-from comprobust.cluster import (ClusterConfig, JobFailed, Requeueable, job_states, make_executor,
-                                submit_array, validate_resources, wait_for_jobs)
+from comprobust.cluster import (
+    ClusterConfig,
+    JobFailed,
+    job_states,
+    make_executor,
+    submit_array,
+    validate_resources,
+    wait_for_jobs,
+)
 from comprobust.errors import UserError
 
 pytestmark = pytest.mark.slurm
-cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs cannot import this test module
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(toy_jobs)  # the jobs cannot import this test module
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -66,29 +76,8 @@ def explode(x: int) -> None:
     raise ValueError(f"boom {x}")
 
 
-class Epochs(Requeueable):
-    """A toy training run: one 'epoch' per `epoch_s`, its progress in an atomically written state file."""
-
-    def __init__(self, state_file: str, epochs: int, epoch_s: float) -> None:
-        self.state_file, self.epochs, self.epoch_s = state_file, epochs, epoch_s
-
-    def __call__(self) -> dict:
-        path = Path(self.state_file)
-        state = json.loads(path.read_text()) if path.exists() else {"done": [], "starts": 0}
-        state["starts"] += 1
-        atomic_write_text(path, json.dumps(state))
-        for epoch in range(len(state["done"]), self.epochs):  # resume after the last finished epoch
-            time.sleep(self.epoch_s)
-            state["done"].append(epoch)
-            atomic_write_text(path, json.dumps(state))
-        return state
-
-
 def epochs_done(path: Path) -> int:
-    try:
-        return len(json.loads(path.read_text())["done"])
-    except FileNotFoundError:
-        return 0
+    return len(read_state(path)["done"])
 
 
 def wait_for_epochs(path: Path, n: int, job) -> None:

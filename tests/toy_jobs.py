@@ -1,0 +1,36 @@
+"""Toy job bodies shared by the cluster tests. Job processes cannot import test modules, so the test files ship
+this module's code by value (`cloudpickle.register_pickle_by_value`)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from comprobust.atomic import atomic_write_text
+from comprobust.cluster import Requeueable
+
+
+def read_state(path: Path) -> dict:
+    """The toy run's state file: finished epochs and how often the job started."""
+    return json.loads(path.read_text()) if path.exists() else {"done": [], "starts": 0}
+
+
+class Epochs(Requeueable):
+    """A toy training run: one 'epoch' per `epoch_s`, its progress in an atomically written state file, resumed
+    after the last finished epoch when the job is requeued."""
+
+    def __init__(self, state_file: str, epochs: int, epoch_s: float) -> None:
+        self.state_file, self.epochs, self.epoch_s = state_file, epochs, epoch_s
+
+    def __call__(self) -> dict:
+        path = Path(self.state_file)
+        state = read_state(path)
+        state["starts"] += 1
+        state["pid"] = os.getpid()
+        atomic_write_text(path, json.dumps(state))
+        for epoch in range(len(state["done"]), self.epochs):
+            time.sleep(self.epoch_s)
+            state["done"].append(epoch)
+            atomic_write_text(path, json.dumps(state))
+        return state
