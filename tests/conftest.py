@@ -27,6 +27,14 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+@pytest.fixture
+def importable_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put this checkout on PYTHONPATH: job processes (local or sbatch, which exports the submitting environment)
+    then import comprobust wherever pytest was started."""
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+
+
 SLURM_START_HINT = "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"
 
 

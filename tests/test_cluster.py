@@ -2,7 +2,6 @@
 submitit.LocalExecutor (arrays, dependency waiting, failures, preemption and requeue)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,10 +13,9 @@ import cloudpickle
 import pytest
 import submitit
 import toy_jobs
-from toy_jobs import Epochs, read_state
+from toy_jobs import Epochs, explode, read_state, stamp
 
 from comprobust import cluster
-from comprobust.atomic import atomic_write_text
 from comprobust.cluster import (
     ClusterConfig,
     JobFailed,
@@ -34,12 +32,11 @@ from comprobust.errors import UserError
 # the job processes cannot import this test module: ship its functions by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 cloudpickle.register_pickle_by_value(toy_jobs)
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _importable_repo(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+def _importable(importable_repo):
+    """Job processes import comprobust from this checkout (see conftest.importable_repo)."""
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -153,21 +150,8 @@ def test_explicit_local_and_validate_resources_is_a_no_op(tmp_path):
 
 # -------------------------------------------------------------------------------------- real LocalExecutor
 
-def stamp(folder: str, name: str, seconds: float) -> dict:
-    start = time.time()
-    time.sleep(seconds)
-    record = {"name": name, "start": start, "end": time.time()}
-    atomic_write_text(Path(folder) / f"{name}.json", json.dumps(record))
-    return record
-
-
 def square(x: int) -> int:
     return x * x
-
-
-def explode(x: int) -> None:
-    print("about to fail", file=sys.stderr)
-    raise ValueError(f"boom {x}")
 
 
 def local_executor(tmp_path: Path) -> submitit.Executor:

@@ -2,7 +2,6 @@
 arrays, afterok dependencies, failures, resource validation, and preemption/time limits with requeue and resume."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,9 +12,8 @@ import cloudpickle
 import pytest
 import submitit
 import toy_jobs
-from toy_jobs import Epochs, read_state
+from toy_jobs import Epochs, explode, read_state, stamp
 
-from comprobust.atomic import atomic_write_text
 from comprobust.cluster import (
     ClusterConfig,
     JobFailed,
@@ -30,7 +28,6 @@ from comprobust.errors import UserError
 pytestmark = pytest.mark.slurm
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 cloudpickle.register_pickle_by_value(toy_jobs)  # the jobs cannot import this test module
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,9 +36,8 @@ def _live_slurm(live_slurm):
 
 
 @pytest.fixture(autouse=True)
-def _importable_repo(monkeypatch):
-    # sbatch exports the submitting environment: the jobs find comprobust wherever pytest was started
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+def _importable(importable_repo):
+    """Job processes import comprobust from this checkout (see conftest.importable_repo)."""
 
 
 def slurm_config(**overrides) -> ClusterConfig:
@@ -61,19 +57,6 @@ def sh(*cmd: str) -> str:
 
 def whoami(x: int) -> tuple[int, str, str]:
     return x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
-
-
-def stamp(folder: str, name: str, seconds: float) -> dict:
-    start = time.time()
-    time.sleep(seconds)
-    record = {"name": name, "start": start, "end": time.time()}
-    atomic_write_text(Path(folder) / f"{name}.json", json.dumps(record))
-    return record
-
-
-def explode(x: int) -> None:
-    print("about to fail", file=sys.stderr)
-    raise ValueError(f"boom {x}")
 
 
 def epochs_done(path: Path) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,3 +35,18 @@ class Epochs(Requeueable):
             state["done"].append(epoch)
             atomic_write_text(path, json.dumps(state))
         return state
+
+
+def stamp(folder: str, name: str, seconds: float) -> dict:
+    """Sleep, then record when this job started and ended in `<folder>/<name>.json`."""
+    start = time.time()
+    time.sleep(seconds)
+    record = {"name": name, "start": start, "end": time.time()}
+    atomic_write_text(Path(folder) / f"{name}.json", json.dumps(record))
+    return record
+
+
+def explode(x: int) -> None:
+    """A job that fails with a recognisable message."""
+    print("about to fail", file=sys.stderr)
+    raise ValueError(f"boom {x}")
