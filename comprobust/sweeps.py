@@ -56,6 +56,7 @@ from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 from comprobust.sweep_store import (CRASHED, FAILED, FINISHED, HOST, RUNNING, STOPPED, TERMINAL, RunRecord,
                                     SweepStore)
+from comprobust.validation import check_keys, load_yaml_mapping, suggest
 
 SWEEP_FILE, META_FILE = "sweep.yaml", "sweep-meta.json"
 ENV_VAR = "/usr/bin/env"
@@ -103,7 +104,6 @@ class SweepSpec:
 
 def load_sweep(path: str | os.PathLike, require_stage: bool = True) -> SweepSpec:
     """Read and validate a sweep YAML file; every problem is one UserError naming the file and the key."""
-    from comprobust.validation import load_yaml_mapping
 
     path = Path(path)
     config = load_yaml_mapping(path)
@@ -136,11 +136,7 @@ def check_schema(config: dict[str, Any], where: str) -> None:
     from sweeps.config.schema import sweep_config_jsonschema as schema
     from sweeps.config.schema import validator
 
-    for key in config:
-        if key not in schema["properties"]:
-            close = difflib.get_close_matches(str(key), schema["properties"], n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"W&B sweep keys: {', '.join(schema['properties'])}"
-            raise UserError(f"{where}: unknown key {key!r}; {hint}")
+    check_keys(config, schema["properties"], where)
     parameters = config.get("parameters")
     for name, spec in (parameters.items() if isinstance(parameters, dict) else ()):
         _check_parameter_spec(spec, f"parameters.{name}", where)
@@ -199,9 +195,8 @@ def _check_parameter_spec(spec: Any, at: str, where: str) -> None:
     names = _distribution_names()
     distribution = spec.get("distribution")
     if distribution is not None and distribution not in names:
-        close = difflib.get_close_matches(str(distribution), names, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(sorted(names))}"
-        raise UserError(f"{where}: {at}.distribution: unknown distribution {distribution!r}; {hint}")
+        raise UserError(f"{where}: {at}.distribution: unknown distribution {distribution!r}"
+                        f"{suggest(str(distribution), sorted(names))}")
     if distribution is not None:
         import jsonschema
 
@@ -274,7 +269,6 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
 def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTarget, where: str) -> None:
     """Every sweep parameter is a parameter of the stage's method, with values the stage accepts."""
     from comprobust.methods.specs import METHODS
-    from comprobust.validation import suggest
 
     if target.stage not in experiment.stages:
         raise UserError(f"{where}: command runs stage {target.stage!r}, which {target.experiment} does not define"
@@ -634,24 +628,13 @@ class SweepController:
 
     def command_for(self, run: IssuedRun) -> tuple[list[str], dict[str, str]]:
         """The expanded command and environment of `run`, as `wandb agent` builds them; writes the parameter
-        file. ${interpreter} is this Python (a real agent uses `python` from PATH)."""
-        from wandb.sdk.launch.sweeps.utils import (DEFAULT_SWEEP_COMMAND, create_sweep_command,
-                                                   create_sweep_command_args)
+        file (see `_expand_command`)."""
         from wandb.sdk.lib import config_util
 
         args = {name: {"value": _plain(value)} for name, value in run.params.items()}
         param_file = self.param_file(run)
         config_util.save_config_file_from_dict(str(param_file), args)
-        command = create_sweep_command(copy.deepcopy(self.config.get("command") or DEFAULT_SWEEP_COMMAND))
-        macros = create_sweep_command_args({"args": args})
-        macros.update(env=[ENV_VAR], interpreter=[sys.executable], program=[str(self.config.get("program"))])
-        if "${args_json_file}" in command:
-            json_file = param_file.with_suffix(".json")
-            atomic_write_text(json_file, macros["args_json"][0])
-            macros["args_json_file"] = [str(json_file)]
-        argv: list[str] = []
-        for word in map(str, command):
-            argv += (macros.get(word[2:-1]) or []) if word.startswith("${") and word.endswith("}") else [word]
+        argv = _expand_command(self.config, args, json_file=param_file.with_suffix(".json"))
         env = dict(os.environ)
         env.update(WANDB_SWEEP_ID=self.sweep_id, WANDB_RUN_ID=run.run_id, WANDB_SWEEP_PARAM_PATH=str(param_file))
         for key, meta_key in (("WANDB_PROJECT", "project"), ("WANDB_ENTITY", "entity")):
@@ -968,11 +951,24 @@ def preview(spec: SweepSpec, sweep_id: str, n: int, records: Sequence[RunRecord]
 
 def expand_preview(spec: SweepSpec, params: Mapping[str, Any]) -> list[str]:
     """The command an agent would run for `params` (without writing anything)."""
+    return _expand_command(spec.config, {k: {"value": v} for k, v in params.items()})
+
+
+def _expand_command(config: Mapping[str, Any], args: Mapping[str, Any], json_file: Path | None = None) -> list[str]:
+    """The sweep's command with its ${...} macros expanded by wandb's own functions, as `wandb agent` does.
+
+    ${interpreter} is this Python (a real agent uses `python` from PATH). With `json_file`, a command that uses
+    ${args_json_file} gets the parameters written there.
+    """
     from wandb.sdk.launch.sweeps.utils import DEFAULT_SWEEP_COMMAND, create_sweep_command, create_sweep_command_args
 
-    macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-    macros.update(env=[ENV_VAR], interpreter=[sys.executable], program=[str(spec.config.get("program"))])
+    command = create_sweep_command(copy.deepcopy(config.get("command") or DEFAULT_SWEEP_COMMAND))
+    macros = create_sweep_command_args({"args": dict(args)})
+    macros.update(env=[ENV_VAR], interpreter=[sys.executable], program=[str(config.get("program"))])
+    if json_file is not None and "${args_json_file}" in command:
+        atomic_write_text(json_file, macros["args_json"][0])
+        macros["args_json_file"] = [str(json_file)]
     argv: list[str] = []
-    for word in map(str, create_sweep_command(copy.deepcopy(spec.config.get("command") or DEFAULT_SWEEP_COMMAND))):
+    for word in map(str, command):
         argv += (macros.get(word[2:-1]) or []) if word.startswith("${") and word.endswith("}") else [word]
     return argv
