@@ -1,18 +1,19 @@
-# Two commands for a newcomer: `make demo` and `make test`. Both create .venv from requirements.txt first.
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv from requirements.lock first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export WANDB_SILENT ?= true
 
-.PHONY: demo test test-slurm bench gallery clean-venv
+.PHONY: demo test test-fast test-online test-slurm bench gallery lock check-lock clean-venv
 
-$(STAMP): requirements.txt
+# Installs exactly the locked environment (every transitive package), then proves it.
+$(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
+	$(PY) scripts/check_lock.py requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,12 +22,27 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slurm"
 
+test-online: $(STAMP)
+	$(PY) -m pytest -q -m online
+
 test-slurm: $(STAMP)
 	bash scripts/local_slurm.sh start
 	$(PY) -m pytest -q -m slurm; status=$$?; bash scripts/local_slurm.sh stop; exit $$status
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# Re-resolves requirements.txt in a throw-away venv and writes the full pin set to requirements.lock.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -r requirements.txt
+	.lock-venv/bin/python -m pip check
+	.lock-venv/bin/python scripts/check_lock.py --write requirements.lock
+	rm -rf .lock-venv
+
+check-lock: $(STAMP)
+	$(PY) scripts/check_lock.py requirements.lock
 
 clean-venv:
 	rm -rf $(VENV)

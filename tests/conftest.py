@@ -29,10 +29,12 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def importable_repo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put this checkout on PYTHONPATH: job processes (local or sbatch, which exports the submitting environment)
-    then import comprobust wherever pytest was started."""
-    repo = str(Path(__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    """Put this checkout and tests/ on PYTHONPATH: job processes (local or sbatch, which exports the submitting
+    environment) then import comprobust and the shared toy jobs (`toy_jobs`) wherever pytest was started, so job
+    code travels by reference and its tracebacks show real files and source lines."""
+    tests = Path(__file__).resolve().parent
+    paths = [str(tests.parent), str(tests), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
 
 
 SLURM_START_HINT = "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"

@@ -12,7 +12,6 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import submitit
-import toy_jobs
 from toy_jobs import Epochs, explode, read_state, stamp
 
 from comprobust import cluster
@@ -31,7 +30,6 @@ from comprobust.errors import UserError
 
 # the job processes cannot import this test module: ship its functions by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-cloudpickle.register_pickle_by_value(toy_jobs)
 
 
 @pytest.fixture(autouse=True)
