@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import submitit
 from submitit.core.core import Job
 
-from comprobust.errors import UserError
+from comprobust.errors import UserError, WorkFailed
 
 EXECUTORS = ("auto", "local", "slurm", "inline")  # inline: run in the launching process (comprobust.pipeline)
 # sbatch options that have their own key in the cluster block, or that submitit manages itself
@@ -42,12 +42,14 @@ _RESERVED_SBATCH = {
 _SCONTROL_TIMEOUT_S = 5.0
 
 
-class JobFailed(RuntimeError):
-    """A submitted job failed, was cancelled or died; the message carries the tail of its stderr."""
+class JobFailed(WorkFailed):
+    """A submitted job failed, was cancelled or died; the message's first line names the job, the error and its
+    log, the lines after it carry the tail of its stderr."""
 
-    def __init__(self, message: str, job: Job | None = None) -> None:
+    def __init__(self, message: str, job: Job | None = None, cause: str = "") -> None:
         super().__init__(message)
         self.job = job
+        self.cause = cause  # the error alone (and the Slurm state), without job id and log
 
 
 @dataclass(frozen=True)
@@ -525,11 +527,11 @@ def _failure(job: Job, label: str) -> JobFailed:
         summary = trace[-1].strip() if trace else "failed"
     else:
         summary = "ended without a result (killed, cancelled, or its dependency failed)"
-    message = f"{label}: job {job.job_id} failed{where}: {summary}"
+    message = f"{label}: job {job.job_id} failed{where}: {summary}; its log: {job.paths.stderr}"
     tail = _stderr_tail(job)
     if tail:
         message += f"\n----- last lines of {job.paths.stderr} -----\n{tail}"
-    return JobFailed(message, job)
+    return JobFailed(message, job, cause=f"{summary}{where}")
 
 
 def wait_for_jobs(jobs: Sequence[Job], label: str = "jobs", poll_s: float = 1.0, sacct_every_s: float = 10.0,

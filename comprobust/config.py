@@ -17,11 +17,20 @@ from comprobust.compositions import resolve_compositions
 from comprobust.corruptions import ELEMENTALS, get_corruption
 from comprobust.errors import UserError
 from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM_ROLES
-from comprobust.validation import check_keys, expect, load_yaml_mapping, suggest
+from comprobust.validation import check_keys, check_output_folder, check_range, expect, load_yaml_mapping, suggest
 
 TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
             "cluster", "training", "stages", "evaluation")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
+    # name: (low, high, low excluded, high excluded): beyond these a value is a typo, not an experiment
+    "lr": (0.0, 10.0, True, False), "max_epochs": (1, 100_000, False, False), "batch_size": (1, 65_536, False, False),
+    "momentum": (0.0, 1.0, False, True), "weight_decay": (0.0, 1.0, False, True), "patience": (1, 100_000, False, False),
+    "weight": (0.0, 1_000.0, False, False), "temperature": (0.0, 100.0, True, False),
+    "search_epochs": (1, 100_000, False, False), "search_val_batches": (1, 1_000_000, False, False),
+}
+MAX_LEVEL = 100
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, used by some libraries, takes 32 bits
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class ExperimentConfig:
     stages: Mapping[str, StageConfig]
     evaluation: EvaluationConfig
     description: str = ""
+    smoke: bool = False  # at the --smoke budget (see `smoke`)
 
     def with_stage_params(self, stage: str, overrides: Mapping[str, Any]) -> "ExperimentConfig":
         """A copy with some of one stage's parameters replaced (validated like the file's own values)."""
@@ -111,7 +121,7 @@ def smoke(experiment: ExperimentConfig) -> ExperimentConfig:
     }
     longer = [c for c in experiment.compositions if len(c) > 1][::16]
     return replace(
-        experiment, name=f"{experiment.name}-smoke", output_dir=experiment.output_dir.with_name(f"{experiment.name}-smoke"),
+        experiment, name=f"{experiment.name}-smoke", smoke=True, output_dir=experiment.output_dir.with_name(f"{experiment.name}-smoke"),
         dataset=replace(experiment.dataset, split_sizes=SMOKE_SPLITS), stages=stages,
         compositions=tuple(c for c in experiment.compositions if len(c) == 1) + tuple(longer),
         evaluation=replace(experiment.evaluation, batch_size=min(experiment.evaluation.batch_size, 256)),
@@ -135,12 +145,14 @@ def _load(path: Path) -> ExperimentConfig:
     check_keys(training, COMMON_PARAMS, f"{where}: training")
     stages = _load_stages(raw["stages"], training, where)
     output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
+    check_output_folder(output_root / name, f"{where}: output_root", write=False)
+    dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
     return ExperimentConfig(
         name=name,
         path=path,
         description=expect(raw.get("description", ""), str, f"{where}: description"),
-        dataset=_load_dataset(raw["dataset"], f"{where}: dataset"),
-        architecture=expect(raw.get("architecture"), (str, type(None)), f"{where}: architecture"),
+        dataset=dataset,
+        architecture=_load_architecture(raw.get("architecture"), f"{where}: architecture"),
         seeds=_load_seeds(raw.get("seeds", [0]), f"{where}: seeds"),
         output_dir=output_root / name,
         compositions=tuple(_with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")),
@@ -161,21 +173,40 @@ def _with_where(fn, value: Any, where: str) -> Any:
 def _load_dataset(raw: Any, where: str) -> DatasetConfig:
     if isinstance(raw, str):
         raw = {"name": raw}
+    from comprobust.data import get_dataset_spec
+    from comprobust.data.splits import resolve_split_sizes
+
     expect(raw, dict, where)
     check_keys(raw, ("name", "root", "split_sizes", "download"), where, required=("name",))
-    return DatasetConfig(
+    config = DatasetConfig(
         name=expect(raw["name"], str, f"{where}.name"),
         root=expect(raw.get("root", "data"), str, f"{where}.root"),
         split_sizes=expect(raw.get("split_sizes"), (dict, type(None)), f"{where}.split_sizes"),
         download=expect(raw.get("download", False), bool, f"{where}.download"),
     )
+    spec = _with_where(get_dataset_spec, config.name, f"{where}.name")
+    try:
+        resolve_split_sizes(spec, config.split_sizes)
+    except UserError as err:  # its messages start with "split_sizes: "
+        raise UserError(f"{where}.{err}") from None
+    return config
+
+
+def _load_architecture(raw: Any, where: str) -> str | None:
+    from comprobust.models import ARCHITECTURES
+
+    arch = expect(raw, (str, type(None)), where)
+    if arch is not None and arch not in ARCHITECTURES:
+        raise UserError(f"{where}: unknown architecture {arch!r}{suggest(arch, ARCHITECTURES)}")
+    return arch
 
 
 def _load_seeds(raw: Any, where: str) -> tuple[int, ...]:
     seeds = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else expect(raw, list, where)
     if not seeds:
         raise UserError(f"{where}: give at least one seed")
-    seeds = [expect(seed, int, f"{where}[{i}]") for i, seed in enumerate(seeds)]
+    seeds = [check_range(expect(seed, int, f"{where}[{i}]"), f"{where}[{i}]", 0, MAX_SEED)
+             for i, seed in enumerate(seeds)]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: seeds repeat ({seeds}); list each once")
     return tuple(seeds)
@@ -195,11 +226,20 @@ def _load_wandb(raw: Any, where: str) -> dict[str, Any]:
 
 
 def _check_param(key: str, value: Any, where: str) -> Any:
+    """A stage parameter of the right type, finite and within `PARAM_RANGES` (levels: distinct ints)."""
     value = expect(value, PARAM_TYPES.get(key, (object,)), where)
-    if key in ("lr", "max_epochs", "batch_size", "search_epochs", "temperature") and value <= 0:
-        raise UserError(f"{where}: must be positive, got {value!r}")
-    if key in ("weight", "weight_decay", "momentum") and value < 0:
-        raise UserError(f"{where}: must not be negative, got {value!r}")
+    if value is None:
+        return value
+    if key in PARAM_RANGES:
+        low, high, low_open, high_open = PARAM_RANGES[key]
+        check_range(value, where, low, high, low_open, high_open)
+    if key == "levels":
+        if not value:
+            raise UserError(f"{where}: give at least one level, or null to search every level")
+        for i, level in enumerate(value):
+            check_range(expect(level, int, f"{where}[{i}]"), f"{where}[{i}]", 0, MAX_LEVEL)
+        if len(set(value)) != len(value):
+            raise UserError(f"{where}: levels repeat ({value}); list each once")
     return value
 
 
@@ -225,7 +265,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         params.update({k: v for k, v in body.items() if k in spec.all_params})
         if params["lr"] is None:
             raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")
-        params = {k: (_check_param(k, v, f"{at}.{k}") if v is not None else None) for k, v in params.items()}
+        params = {k: _check_param(k, v, f"{at}.{k}") for k, v in params.items()}
         corruptions: tuple[str, ...] = ()
         if spec.per_corruption:
             listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
@@ -261,8 +301,7 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
                 raise UserError(f"{at}.{role}: stage {stage!r} ({stages[stage].method}) cannot be a {role}; it "
                                 f"needs one of {', '.join(sorted(SYSTEM_ROLES[kind][role]))}")
         systems.append(SystemConfig(str(label), kind, dict(roles)))
-    batch_size = expect(raw.get("batch_size", 512), int, f"{where}.batch_size")
-    shards = expect(raw.get("shards", 1), int, f"{where}.shards")
-    if batch_size <= 0 or shards <= 0:
-        raise UserError(f"{where}: batch_size and shards must be positive")
+    batch_size = check_range(expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size",
+                             1, 1_000_000)
+    shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)
     return EvaluationConfig(tuple(systems), batch_size, shards)

@@ -6,3 +6,8 @@ class UserError(Exception):
 
     The command line prints it as one line (no traceback) and exits with status 2.
     """
+
+
+class WorkFailed(RuntimeError):
+    """Work that was started failed (a run, a job): the first line of the message names the run, the cause and
+    where its log or traceback is. The command line prints that line and exits with status 1."""

@@ -2,18 +2,23 @@
 
 The lock is a file created with O_CREAT|O_EXCL (atomic on NFSv3+ and Lustre) holding its owner's host, pid and
 start time. A lock is stale when its owner is a dead process on this host, or when it is older than `stale_s`
-without a refresh (`touch`) — the owner was killed on another node. A stale lock is broken by renaming it to a
-unique name first (atomic), so two processes can never both break and take the same lock.
+without a refresh (`touch`) — the owner was killed on another node. A lock file whose content is not such a record
+(damaged, or written by another program) is stale once its owner had `WRITE_GRACE_S` to write the record. A stale
+lock is reported on stderr and broken by renaming it to a unique name first (atomic), so two processes can never
+both break and take the same lock.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+WRITE_GRACE_S = 5.0  # an owner writes its record right after creating the file; later, an unreadable one is junk
 
 
 class LockTimeout(TimeoutError):
@@ -49,9 +54,7 @@ class FileLock:
         deadline = time.monotonic() + self.timeout_s
         while not self.try_acquire():
             if time.monotonic() > deadline:
-                owner = self.owner() or {}
-                raise LockTimeout(f"{self.path} is held by pid {owner.get('pid')} on {owner.get('host')} since "
-                                  f"{time.ctime(owner.get('time', 0))}; waited {self.timeout_s:.0f} s")
+                raise LockTimeout(f"{self.path} is held by {self.describe_owner()}; waited {self.timeout_s:.0f} s")
             time.sleep(self.poll_s)
 
     def refresh(self) -> None:
@@ -64,11 +67,15 @@ class FileLock:
             self.path.unlink(missing_ok=True)
 
     def owner(self) -> dict[str, Any] | None:
-        """The lock file's content, or None when it is absent or half-written."""
-        try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        """The lock file's owner record, or None when it is absent, half-written, damaged or foreign."""
+        return _read_record(self.path)
+
+    def describe_owner(self) -> str:
+        """"pid P on HOST since TIME", for messages."""
+        owner = self.owner()
+        if owner is None:
+            return "an owner whose record is not readable yet"
+        return f"pid {owner['pid']} on {owner['host']} since {time.ctime(owner['time'])}"
 
     def held_by_live_owner(self) -> bool:
         return self.path.exists() and not self._is_stale()
@@ -78,32 +85,39 @@ class FileLock:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return False
+        return self._staleness(age) is not None
+
+    def _staleness(self, age: float) -> str | None:
+        """Why a lock file of this age is stale, or None when it is not."""
         owner = self.owner()
-        if owner is None:
-            return age > max(self.stale_s, 5.0)  # an owner still writing its record is not stale
-        if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", -1))):
-            return True
-        return age > self.stale_s
+        if owner is None:  # an owner still writing its record is not stale; junk after the grace time is
+            return f"damaged or foreign (not a lock record after {age:.0f} s)" if age > WRITE_GRACE_S else None
+        if owner["host"] == socket.gethostname() and not pid_alive(owner["pid"]):
+            return f"stale (its owner, pid {owner['pid']} on this host, is dead)"
+        return f"stale (not refreshed for {age:.0f} s)" if age > self.stale_s else None
 
     def _break_if_stale(self) -> bool:
         judged = self.owner()
-        if not self._is_stale():
+        try:
+            reason = self._staleness(time.time() - self.path.stat().st_mtime)
+        except FileNotFoundError:
+            return True  # released meanwhile; try again
+        if reason is None:
             return False
         broken = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
         try:
             os.rename(self.path, broken)
         except FileNotFoundError:
             return True  # someone else broke it first; try again
-        try:
-            taken = json.loads(broken.read_text())
-        except (OSError, json.JSONDecodeError):
-            taken = None
-        if judged is not None and taken is not None and taken.get("token") != judged.get("token"):
+        taken = _read_record(broken)
+        if taken is not None and (judged is None or taken.get("token") != judged.get("token")):
             # Between our check and the rename another process broke the stale lock and took it: give it back.
             try:
                 os.link(broken, self.path)
             except FileExistsError:
                 pass
+        else:
+            print(f"comprobust: broke the {reason} lock file {self.path}", file=sys.stderr)
         broken.unlink(missing_ok=True)
         return True
 
@@ -113,6 +127,17 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A lock file's owner record (host, pid, time, token), or None when absent or not such a record."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
+        return None
+    valid = isinstance(record, dict) and isinstance(record.get("host"), str) and \
+        isinstance(record.get("pid"), int) and isinstance(record.get("time"), (int, float))
+    return record if valid else None
 
 
 def pid_alive(pid: int) -> bool:

@@ -6,13 +6,16 @@ resumes what was cut off.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from comprobust.cluster import (
     ClusterConfig,
+    JobFailed,
     RequeueableCall,
     make_executor,
     resolve_executor,
@@ -22,10 +25,11 @@ from comprobust.cluster import (
     wait_for_jobs,
 )
 from comprobust.config import ExperimentConfig, load_experiment
-from comprobust.errors import UserError
+from comprobust.errors import UserError, WorkFailed
 from comprobust.locking import FileLock
-from comprobust.planning import PlannedRun, plan
-from comprobust.stages import FAILED_FILE, LOCK_FILE, LOCK_STALE_S, done_record, execute, run_folder
+from comprobust.planning import PlannedRun, plan, rerun_command
+from comprobust.methods.common import EXPORT_FILE
+from comprobust.stages import DONE_FILE, FAILED_FILE, LOCK_FILE, LOCK_STALE_S, done_record, execute, run_folder
 
 
 def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:
@@ -54,9 +58,12 @@ def waves(runs: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
 
 
 def state_of(experiment: ExperimentConfig, run: PlannedRun) -> str:
-    """"done", "running", "failed" or "missing"."""
-    if done_record(experiment, run) is not None:
-        return "done"
+    """"done", "damaged" (its done.json is unreadable), "running", "failed" or "missing"."""
+    try:
+        if done_record(experiment, run) is not None:
+            return "done"
+    except UserError:
+        return "damaged"
     folder = run_folder(experiment, run)
     if FileLock(folder / LOCK_FILE, stale_s=LOCK_STALE_S).held_by_live_owner():
         return "running"
@@ -78,8 +85,41 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
     if kind == "inline":
         for i, run in enumerate(pending, 1):
             print(f"[{i}/{len(pending)}] {run.run_id}", file=out, flush=True)
-            execute(experiment, run, mode)
+            try:
+                execute(experiment, run, mode)
+            except (UserError, KeyboardInterrupt):
+                raise
+            except Exception as err:  # noqa: BLE001  one line naming the run; the traceback is in failed.json
+                raise _run_failed(experiment, run, f"{type(err).__name__}: {err}") from err
         return []
+    try:
+        return _submit_and_wait(experiment, pending, cluster, kind, mode, detach, smoke, out)
+    except JobFailed as err:
+        run = _run_of(err, pending)
+        if run is None:
+            raise
+        raise _run_failed(experiment, run, err.cause, log=err.job.paths.stderr) from err
+
+
+def _run_failed(experiment: ExperimentConfig, run: PlannedRun, cause: str, log: Path | None = None) -> WorkFailed:
+    """One line: which run failed, why, where its traceback is and how to retry."""
+    where = f"its log: {log}; " if log is not None else ""
+    smoke = " --smoke" if experiment.smoke else ""
+    return WorkFailed(f"run {run.run_id} failed: {cause.splitlines()[0] if cause else 'no message'}; {where}"
+                      f"traceback in {run_folder(experiment, run) / FAILED_FILE}; fix the cause and relaunch "
+                      f"`python launch.py run {experiment.path}{smoke}` (finished runs are skipped)")
+
+
+def _run_of(err: JobFailed, runs: Sequence[PlannedRun]) -> PlannedRun | None:
+    """The planned run a failed job was executing (its arguments: experiment path, run id, ...)."""
+    with contextlib.suppress(Exception):
+        run_id = err.job.submission().args[1]
+        return next(run for run in runs if run.run_id == run_id)
+    return None
+
+
+def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[PlannedRun], cluster: ClusterConfig, kind: str,
+                     mode: str | None, detach: bool, smoke: bool, out: Any) -> list[Any]:
     if kind == "slurm":
         validate_resources(cluster, n_tasks=max(len(group) for group in waves(pending)))
     executor = make_executor(cluster, experiment.output_dir / "jobs" / "%j")
@@ -135,10 +175,36 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[PlannedRun]) -> li
             row["metric"] = f"{key}={metrics[key]:.4g}" if key in metrics else ""
             row["seconds"] = record.get("seconds", "")
         elif state == "failed":
-            failure = json.loads((run_folder(experiment, run) / FAILED_FILE).read_text())
-            row["error"] = failure.get("error", "")[:120]
+            try:
+                row["error"] = str(json.loads((run_folder(experiment, run) / FAILED_FILE).read_text())["error"])[:120]
+            except (OSError, ValueError, KeyError, TypeError):
+                row["error"] = f"{FAILED_FILE} is unreadable; relaunch the experiment to retry the run"
+        elif state == "damaged":
+            row["error"] = f"{DONE_FILE} is damaged; redo it with: {rerun_command(experiment, run)}"
         rows.append(row)
     return rows
+
+
+def set_aside(experiment: ExperimentConfig, run: PlannedRun) -> Path | None:
+    """Make a finished (or damaged) run run again: move its done.json, failed.json and model.pt into
+    `<run folder>/replaced-<time>/` (nothing is deleted). Its checkpoints stay, so a finished training only
+    re-exports its model. Refused while the run is running."""
+    folder = run_folder(experiment, run)
+    present = [folder / name for name in (DONE_FILE, FAILED_FILE, EXPORT_FILE) if (folder / name).exists()]
+    if not present:
+        return None
+    lock = FileLock(folder / LOCK_FILE, stale_s=LOCK_STALE_S)
+    if not lock.try_acquire():
+        raise UserError(f"run {run.run_id} is running ({lock.describe_owner()}); wait for it to end, then retry")
+    try:
+        aside = folder / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
+        aside.mkdir()
+        for path in present:
+            path.rename(aside / path.name)
+    finally:
+        lock.release()
+    print(f"{run.run_id}: set aside {', '.join(p.name for p in present)} in {aside}; running it again")
+    return aside
 
 
 def select_runs(experiment: ExperimentConfig, stages: list[str] | None, seeds: list[int] | None) -> list[PlannedRun]:

@@ -130,3 +130,30 @@ def _topological(experiment: ExperimentConfig) -> list[str]:
     for name in experiment.stages:
         visit(name)
     return done
+
+
+def rerun_command(experiment: ExperimentConfig, run: PlannedRun) -> str:
+    """The command that runs `run` again although it is marked done (for a damaged record or model file)."""
+    smoke = " --smoke" if experiment.smoke else ""
+    if run.kind == "evaluate":
+        return f"python launch.py run {experiment.path}{smoke} --rerun {run.run_id}"
+    corruption = f" --corruption {run.corruption}" if run.corruption else ""
+    return (f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{corruption}{smoke} "
+            "--force")
+
+
+def select_corruption(runs: list[PlannedRun], corruption: str, where: str = "--corruption") -> list[PlannedRun]:
+    """The runs of a per-corruption stage for one elemental, named in full or abbreviated (Contrast or CO)."""
+    from comprobust.corruptions import parse_composition
+
+    try:
+        name = parse_composition([corruption])[0]
+    except UserError as err:
+        raise UserError(f"{where} {corruption}: {str(err).split(': ', 1)[-1]}") from None
+    chosen = [run for run in runs if run.corruption == name]
+    if not chosen:
+        offered = sorted({run.corruption for run in runs if run.corruption})
+        stage = runs[0].stage if runs else "?"
+        raise UserError(f"{where} {corruption}: stage {stage!r} does not run per corruption {name!r}"
+                        + (f"; it runs {', '.join(offered)}" if offered else "; drop --corruption"))
+    return chosen

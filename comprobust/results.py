@@ -2,7 +2,8 @@
 
 * `OfflineRunStore(wandb_dir, cache_dir)` reads offline (or online) run folders from their `run-<id>.wandb`
   transaction logs (`comprobust.wandb_offline`), the `wandb.Table` JSON files next to them and the activation
-  statistics artifacts they logged. Decoded runs are cached in `cache_dir` (a pickle keyed by every run file's
+  statistics artifacts they logged. Decoded runs are cached in `cache_dir` (plain JSON, never a pickle: a cache
+  file in a shared output folder must not be able to run code; keyed by every run file's
   path, size and mtime), so re-reading unchanged runs costs a few `stat` calls.
 * `ApiRunStore(project, entity, group, api)` asks a W&B server through `wandb.Api()`: runs by project and
   group, their config and summary, the table files and the activation artifacts.
@@ -30,7 +31,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from comprobust.atomic import atomic_write
+from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ INVARIANCE_COLUMNS = ["method", "system", "dataset", "seed", "composition", "len
                       "composition_invariance", "units", "accuracy", "source"]
 RUN_COLUMNS = ["run_id", "name", "project", "entity", "group", "job_type", "kind", "state", "method",
                "system", "dataset", "seed", "shard", "shards", "created", "location"]
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: JSON (1 was a pickle, ignored)
 
 
 def method_order(labels: Iterable[str]) -> list[str]:
@@ -131,10 +131,10 @@ class RunStore:
         if path is None or not path.is_file():
             return {}
         try:
-            with open(path, "rb") as handle:
-                payload = pickle.load(handle)  # our own file, written by _save_cache
+            payload = json.loads(path.read_text())
             if payload.get("version") == _CACHE_VERSION:
-                return payload["entries"]
+                return {key: (_tuples(entry["signature"]), _record_from_json(entry["record"]))
+                        for key, entry in payload["entries"].items()}
         except Exception as err:  # noqa: BLE001  a damaged or foreign cache is rebuilt, never trusted
             log.warning("ignoring unreadable results cache %s (%s)", path, err)
         return {}
@@ -143,8 +143,15 @@ class RunStore:
         path = self._cache_file()
         if path is None:
             return
-        payload = {"version": _CACHE_VERSION, "entries": entries}
-        atomic_write(path, lambda handle: pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL))
+        payload = {"version": _CACHE_VERSION,
+                   "entries": {key: {"signature": signature, "record": _record_to_json(record)}
+                               for key, (signature, record) in entries.items()}}
+        try:
+            text = json.dumps(payload)
+        except (TypeError, ValueError) as err:  # a value JSON cannot hold: go without the cache
+            log.warning("not caching the runs in %s (%s)", path, err)
+            return
+        atomic_write_text(path, text)
 
 
     # -- shared ---------------------------------------------------------------------------------------------
@@ -348,7 +355,7 @@ class OfflineRunStore(RunStore):
         if self.cache_dir is None:
             return None
         digest = hashlib.sha256(str(self.wandb_dir.resolve()).encode()).hexdigest()[:12]
-        return self.cache_dir / f"offline-runs-{digest}.pkl"
+        return self.cache_dir / f"offline-runs-{digest}.json"
 
     def _load_records(self) -> list[RunRecord]:
         from comprobust.wandb_offline import find_runs
@@ -501,7 +508,7 @@ class ApiRunStore(RunStore):
         if self.cache_dir is None:
             return None
         digest = hashlib.sha256(f"{self.path}|{self.group}".encode()).hexdigest()[:12]
-        return self.cache_dir / f"api-runs-{digest}.pkl"
+        return self.cache_dir / f"api-runs-{digest}.json"
 
     def _record(self, run: Any) -> RunRecord:
         from comprobust.wandb_offline import plain_config
@@ -610,6 +617,25 @@ def _scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
             continue
         out[key] = _scalars(value) if isinstance(value, Mapping) else value
     return out
+
+
+def _record_to_json(record: RunRecord) -> dict[str, Any]:
+    """A run record as plain JSON values (tables as {"columns", "data"}, the form W&B writes them in)."""
+    fields = {name: getattr(record, name) for name in RunRecord.__dataclass_fields__ if name != "tables"}
+    tables = {name: {"columns": [str(c) for c in frame.columns], "data": frame.to_numpy(dtype=object).tolist()}
+              for name, frame in record.tables.items()}
+    return {**fields, "tables": tables}
+
+
+def _record_from_json(payload: Mapping[str, Any]) -> RunRecord:
+    tables = {name: pd.DataFrame(table["data"], columns=table["columns"])
+              for name, table in payload["tables"].items()}
+    return RunRecord(**{**payload, "tables": tables})
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back into the (nested) tuples the cache keys were."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 def _sort_time(created: float) -> float:

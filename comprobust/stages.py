@@ -26,7 +26,8 @@ from comprobust.data import LoadedDataset, get_dataset_spec, load_dataset
 from comprobust.errors import UserError
 from comprobust.locking import FileLock
 from comprobust.methods.common import Export, StageContext
-from comprobust.planning import PlannedRun
+from comprobust.planning import PlannedRun, plan, rerun_command
+from comprobust.validation import parse_overrides  # noqa: F401  (importable from here, as before)
 
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
@@ -45,8 +46,9 @@ def done_record(experiment: ExperimentConfig, run: PlannedRun) -> dict[str, Any]
         return None
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is corrupt ({err}); delete it to rerun {run.run_id}") from err
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}); redo the run with: "
+                        f"{rerun_command(experiment, run)}") from None
 
 
 def device() -> torch.device:
@@ -89,8 +91,7 @@ def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = No
     folder = run_folder(experiment, run)
     lock = FileLock(folder / LOCK_FILE, timeout_s=float("inf"), stale_s=LOCK_STALE_S, poll_s=2.0)
     if not lock.try_acquire():
-        owner = lock.owner() or {}
-        print(f"{run.run_id}: running elsewhere (pid {owner.get('pid')} on {owner.get('host')}); waiting for it")
+        print(f"{run.run_id}: running elsewhere ({lock.describe_owner()}); waiting for it")
         lock.acquire()
     try:
         existing = done_record(experiment, run)
@@ -130,6 +131,20 @@ def _heartbeat(lock: FileLock, every_s: float) -> Iterator[None]:
         thread.join()
 
 
+def _load_input(experiment: ExperimentConfig, run: PlannedRun, tracker: Any, role: str, ref: str) -> Export:
+    """One input model; when a finished upstream run's model is damaged, the error names the command redoing it."""
+    try:
+        return Export.load(tracker.use_input(ref, required_by=run.stage,
+                                             produced_by_stage=producer_stage(experiment, run, role)))
+    except UserError as err:
+        upstream_id = ref.removeprefix("model-").split(":")[0]
+        upstream = next((r for r in plan(experiment, evaluation=False) if r.run_id == upstream_id), None)
+        if upstream is None or not (run_folder(experiment, upstream) / DONE_FILE).exists():
+            raise
+        raise UserError(f"{err}; run {upstream_id} is marked done, so redo it with: "
+                        f"{rerun_command(experiment, upstream)}") from None
+
+
 def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Path, mode: str | None) -> dict[str, Any]:
     from comprobust.tracking import start_run
 
@@ -142,12 +157,8 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
                    job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id, run_id=run.run_id,
                    config=config, tags=[data.name, run.method, run.kind], mode=mode or experiment.wandb["mode"],
                    inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
-        resolved = {
-            role: [Export.load(tracker.use_input(ref, required_by=run.stage,
-                                                 produced_by_stage=producer_stage(experiment, run, role)))
-                   for ref in refs]
-            for role, refs in inputs.items()
-        }
+        resolved = {role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
+                    for role, refs in inputs.items()}
         ctx = StageContext(
             run_id=run.run_id, stage=run.stage, seed=run.seed, corruption=run.corruption,
             params=run.config.get("params", {}), identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
@@ -169,24 +180,3 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
     record.update(run_id=run.run_id, kind=run.kind, stage=run.stage, seed=run.seed, corruption=run.corruption,
                   seconds=round(time.perf_counter() - started, 2), planned=asdict(run))
     return record
-
-
-def parse_overrides(pairs: list[str], where: str = "--set") -> Mapping[str, Any]:
-    """`key=value` strings -> dict, values parsed as YAML scalars (0.1 -> float, 3 -> int, true -> bool).
-
-    Numbers YAML 1.1 reads as strings (`1e-05`, the form Python prints small floats in) become floats too.
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().lstrip("-")
-        if not sep or not key:
-            raise UserError(f"{where} {pair!r}: expected key=value, e.g. lr=0.05")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):
-            with contextlib.suppress(ValueError):
-                parsed = float(parsed)
-        out[key] = parsed
-    return out

@@ -56,7 +56,7 @@ from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 from comprobust.sweep_store import (CRASHED, FAILED, FINISHED, HOST, RUNNING, STOPPED, TERMINAL, RunRecord,
                                     SweepStore)
-from comprobust.validation import check_keys, load_yaml_mapping, suggest
+from comprobust.validation import check_keys, load_yaml_mapping, parse_overrides, suggest
 
 SWEEP_FILE, META_FILE = "sweep.yaml", "sweep-meta.json"
 ENV_VAR = "/usr/bin/env"
@@ -256,12 +256,7 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
         parsed, extra = parser.parse_known_args(["run-stage", *[w for w in rest if w != "${args}"]])
     except (argparse.ArgumentError, SystemExit) as err:
         raise UserError(f"{where}: command: run-stage arguments {' '.join(rest)} are invalid ({err})") from None
-    overrides: dict[str, Any] = {}
-    for pair in [*parsed.overrides, *extra]:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip("-"):
-            raise UserError(f"{where}: command: {pair!r} is not a --key=value parameter")
-        overrides[key.strip().lstrip("-")] = yaml.safe_load(value)
+    overrides = parse_overrides([*parsed.overrides, *extra], where=f"{where}: command:")
     return StageTarget(parsed.experiment, parsed.stage, parsed.seed, parsed.corruption, bool(parsed.smoke),
                        overrides)
 
@@ -277,8 +272,11 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
     if target.seed is not None and target.seed not in experiment.seeds:
         raise UserError(f"{where}: command: --seed {target.seed} is not among {target.experiment}'s seeds "
                         f"{list(experiment.seeds)}")
-    if target.corruption is not None and not stage.corruptions:
-        raise UserError(f"{where}: command: --corruption given, but stage {target.stage!r} does not run per corruption")
+    if target.corruption is not None:
+        from comprobust.planning import plan, select_corruption
+
+        select_corruption(plan(experiment, stages=[target.stage], seeds=[experiment.seeds[0]]), target.corruption,
+                          where=f"{where}: command: --corruption")
     allowed = METHODS[stage.method].all_params
     parameters = config.get("parameters") or {}
     for name, spec in parameters.items():
@@ -302,8 +300,6 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
 
 
 def _check_value(experiment: Any, stage: str, name: str, value: Any, where: str, at: str) -> None:
-    from comprobust.stages import parse_overrides
-
     value = _plain(value)
     try:
         experiment.with_stage_params(stage, {name: value})
@@ -689,12 +685,10 @@ class SweepController:
     def _stage_result(self, run: IssuedRun) -> dict[str, Any]:
         """Metrics from the done.json of the stage run(s) the command planned (the mean over corruptions)."""
         from comprobust.config import load_experiment
-        from comprobust.planning import plan
+        from comprobust.planning import plan, select_corruption
 
         target = self.target
         assert target is not None
-        from comprobust.stages import parse_overrides
-
         # the parameters exactly as run-stage parses them from the --name=value flags the agent passes
         flags = [f"--{k}={v}" for k, v in run.params.items()]
         overrides = {**target.overrides, **parse_overrides(flags, where="argument")}
@@ -706,7 +700,7 @@ class SweepController:
         seed = target.seed if target.seed is not None else experiment.seeds[0]
         planned = plan(experiment, stages=[target.stage], seeds=[seed])
         if target.corruption is not None:
-            planned = [p for p in planned if p.corruption and p.corruption.lower() == target.corruption.lower()]
+            planned = select_corruption(planned, target.corruption)
         out_dir = Path(experiment.output_dir)
         if not out_dir.is_absolute():
             out_dir = self.workdir / out_dir
@@ -865,6 +859,7 @@ def agent_job(folder: str, count: int | None = None) -> str:
 def summarize(folder: str | os.PathLike) -> dict[str, Any]:
     """Counts per state, the table rows and the best run of an offline sweep."""
     controller = SweepController(folder)
+    controller.store.verify()  # a damaged journal is reported, not read up to the damage
     records = controller.records()
     metric = controller.metric or {}
     name, goal = metric.get("name"), metric.get("goal", "minimize")

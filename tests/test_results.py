@@ -283,7 +283,7 @@ def test_cache_is_reused_and_invalidated_by_a_changed_run(runs_fixture, tmp_path
     first = OfflineRunStore(fixture.wandb_dir, cache, group=NAME)
     results = first.results()
     assert first.cache_misses == 9 and first.cache_hits == 0  # 9 run folders
-    assert len(list(cache.glob("*.pkl"))) == 1
+    assert len(list(cache.glob("*.json"))) == 1
 
     again = OfflineRunStore(fixture.wandb_dir, cache, group=NAME)
     pd.testing.assert_frame_equal(again.results(), results)
@@ -296,7 +296,7 @@ def test_cache_is_reused_and_invalidated_by_a_changed_run(runs_fixture, tmp_path
     pd.testing.assert_frame_equal(changed.results(), results)
     assert (changed.cache_hits, changed.cache_misses) == (8, 1)
 
-    next(cache.glob("*.pkl")).write_bytes(b"not a pickle")  # a damaged cache is rebuilt, not trusted
+    next(cache.glob("*.json")).write_bytes(b"not JSON")  # a damaged cache is rebuilt, not trusted
     rebuilt = OfflineRunStore(fixture.wandb_dir, cache, group=NAME)
     pd.testing.assert_frame_equal(rebuilt.results(), results)
     assert rebuilt.cache_misses == 9

@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--executor", choices=("auto", "local", "slurm", "inline"),
                      help="override cluster.executor (inline: run in this process, one after another)")
     run.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
+    run.add_argument("--rerun", nargs="+", metavar="RUN_ID", default=[],
+                     help="run these finished (or damaged) runs again; their done.json and model.pt are set aside")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     run.add_argument("--smoke", action="store_true",
                      help="tiny budget (1 epoch, 4/1/1 images per class, 17 compositions): checks the set-up in a minute or two")
@@ -27,14 +29,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_experiment(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
-    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs
+    from comprobust.errors import UserError
+    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs, set_aside
+    from comprobust.validation import check_output_folder, suggest
 
     experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
+    check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     cluster = cluster_config(experiment, args.executor)
     runs = select_runs(experiment, args.stages, args.seeds)
+    by_id = {run.run_id: run for run in runs}
+    for run_id in args.rerun:
+        if run_id not in by_id:
+            raise UserError(f"--rerun {run_id}: not a run of {experiment.path}{suggest(run_id, by_id)}")
     if args.dry_run:
         describe_plan(experiment, runs, cluster)
         return 0
+    for run_id in args.rerun:
+        set_aside(experiment, by_id[run_id])
     launch(experiment, runs, cluster, mode=args.mode, detach=args.detach, smoke=args.smoke)
     if args.detach:
         return 0
@@ -57,6 +68,7 @@ def show_status(args: argparse.Namespace) -> int:
     for row in rows:
         extra = row["metric"] or row["error"]
         print(f"{row['state']:8s} {row['run_id']:<{width}}  {extra}")
-    counts = {state: sum(r["state"] == state for r in rows) for state in ("done", "running", "failed", "missing")}
-    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    return 1 if counts["failed"] else 0
+    counts = {state: sum(r["state"] == state for r in rows)
+              for state in ("done", "damaged", "running", "failed", "missing")}
+    print("  ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "damaged"))
+    return 1 if counts["failed"] or counts["damaged"] else 0

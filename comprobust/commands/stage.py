@@ -7,8 +7,6 @@ import argparse
 import os
 import sys
 
-from comprobust.errors import UserError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run-stage", help="run one stage of an experiment in this process")
@@ -20,26 +18,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override a stage parameter, e.g. --set lr=0.05 (repeatable)")
     parser.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
     parser.add_argument("--smoke", action="store_true", help="the experiment at its smoke budget")
+    parser.add_argument("--force", action="store_true",
+                        help="run again even if done (its done.json and model.pt are set aside, not deleted)")
     parser.set_defaults(handler=run_stage, accepts_extra=True)
 
 
 def run_stage(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
-    from comprobust.corruptions import parse_composition
-    from comprobust.planning import plan
-    from comprobust.stages import execute, parse_overrides
+    from comprobust.planning import plan, select_corruption
+    from comprobust.stages import execute
+    from comprobust.validation import check_output_folder, parse_overrides
 
     experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
+    check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
     if overrides:
         experiment = experiment.with_stage_params(args.stage, overrides)
     seed = args.seed if args.seed is not None else experiment.seeds[0]
     runs = plan(experiment, stages=[args.stage], seeds=[seed])
     if args.corruption:
-        corruption = parse_composition([args.corruption])[0]
-        runs = [run for run in runs if run.corruption == corruption]
-        if not runs:
-            raise UserError(f"stage {args.stage!r} does not run per corruption {corruption!r}")
+        runs = select_corruption(runs, args.corruption)
+    if args.force:
+        from comprobust.pipeline import set_aside
+
+        for run in runs:
+            set_aside(experiment, run)
     for i, run in enumerate(runs):
         if i == 1 and os.environ.pop("WANDB_RUN_ID", None):
             # Under a sweep agent wandb gives every run WANDB_RUN_ID; the sweep's run is the first corruption's,
