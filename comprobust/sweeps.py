@@ -25,11 +25,12 @@ apply hyperband (`sweeps.stop_runs`) when `early_terminate` is set, then record 
 Where a run's result comes from: for a run-stage command, the `done.json` of the stage run(s) it planned (the
 same plan run-stage makes from the same parameters; written atomically, and only on success) — the mean over
 per-corruption runs, with each corruption's value as `<metric>/<corruption>`. Otherwise, and for the metric's
-history (hyperband), the offline W&B run with id WANDB_RUN_ID (`comprobust.wandb_offline`). A later
-`wandb sync` carries those runs, with their sweep id, to a server.
+history (hyperband), the offline W&B run with id WANDB_RUN_ID (`comprobust.wandb_offline`). The local sweep
+id reaches runs as COMPROBUST_SWEEP_ID, not WANDB_SWEEP_ID (see `comprobust.sweep_trial`); `launch.py publish`
+syncs the runs and creates the sweep on the server with them as its prior runs.
 
-Online (credentials configured), `create_online_sweep` calls `wandb.sweep` and the agents run
-`wandb agent --count K <entity>/<project>/<sweep_id>`.
+Online (credentials configured), `online_sweep` calls `wandb.sweep` once per sweep file (a relaunch continues
+the same sweep) and the agents run `wandb agent --count K <entity>/<project>/<sweep_id>`.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 from comprobust.sweep_store import (CRASHED, FAILED, FINISHED, HOST, RUNNING, STOPPED, TERMINAL, RunRecord,
                                     SweepStore)
+from comprobust.sweep_trial import OFFLINE_SWEEP_ID_ENV, summary_of
 from comprobust.validation import check_keys, load_yaml_mapping, parse_overrides, suggest
 
 SWEEP_FILE, META_FILE = "sweep.yaml", "sweep-meta.json"
@@ -125,7 +127,19 @@ def validate_sweep(config: dict[str, Any], where: str = "<sweep>", path: Path | 
         except UserError as err:
             raise UserError(f"{where}: command names experiment {target.experiment}: {err}") from None
         check_parameters(config, spec.experiment, target, where)
+        _check_project(config, spec.experiment, where)
     return spec
+
+
+def _check_project(config: dict[str, Any], experiment: Any, where: str) -> None:
+    """The sweep's runs must land in the experiment's W&B project, where `launch.py report` reads them: under
+    `wandb agent`, wandb takes the project from the sweep, not from `wandb.init`. A missing `project:` is
+    filled in from the experiment; a different one is an error."""
+    project = experiment.wandb["project"]
+    given = config.setdefault("project", project)
+    if given != project:
+        raise UserError(f"{where}: project {given!r} differs from the experiment's wandb.project {project!r}; "
+                        f"its runs would land where `launch.py report` does not look: set project: {project}")
 
 
 def check_schema(config: dict[str, Any], where: str) -> None:
@@ -632,7 +646,11 @@ class SweepController:
         config_util.save_config_file_from_dict(str(param_file), args)
         argv = _expand_command(self.config, args, json_file=param_file.with_suffix(".json"))
         env = dict(os.environ)
-        env.update(WANDB_SWEEP_ID=self.sweep_id, WANDB_RUN_ID=run.run_id, WANDB_SWEEP_PARAM_PATH=str(param_file))
+        # an offline sweep: its runs are offline whatever credentials exist, and its locally made id stays out of
+        # the W&B run (see comprobust.sweep_trial); a parent's online sweep variables must not leak in
+        env.pop("WANDB_SWEEP_ID", None)
+        env.update({OFFLINE_SWEEP_ID_ENV: self.sweep_id, "WANDB_RUN_ID": run.run_id,
+                    "WANDB_SWEEP_PARAM_PATH": str(param_file), "WANDB_MODE": "offline"})
         for key, meta_key in (("WANDB_PROJECT", "project"), ("WANDB_ENTITY", "entity")):
             value = self.config.get(meta_key) or self.meta.get(meta_key)
             if value and key not in env:
@@ -714,15 +732,7 @@ class SweepController:
             metrics.append((planned_run.corruption, dict(record.get("metrics") or {})))
         if not metrics:
             return {}
-        summary: dict[str, Any] = {"stage_runs": [p.run_id for p in planned]}
-        keys = set.intersection(*(set(m) for _, m in metrics))
-        for key in sorted(keys):
-            values = [m[key] for _, m in metrics if isinstance(m[key], (int, float))]
-            if len(values) == len(metrics):
-                summary[key] = sum(values) / len(values)
-                if len(metrics) > 1:
-                    summary.update({f"{key}/{c}": m[key] for c, m in metrics})
-        return summary
+        return {"stage_runs": [p.run_id for p in planned], **summary_of(metrics)}
 
 
 # ------------------------------------------------------------------------------------------------ agent
@@ -906,13 +916,42 @@ def _fmt(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------- online
 
 
-def create_online_sweep(config: Mapping[str, Any], project: str, entity: str | None = None) -> str:
-    """Create the sweep on the W&B server; returns `entity/project/sweep_id` for `wandb agent`."""
-    import wandb
+@dataclass(frozen=True)
+class OnlineSweep:
+    """A sweep on the W&B server: `path` (entity/project/id) is what `wandb agent` takes."""
 
-    sweep_id = wandb.sweep(dict(config), project=config.get("project") or project,
-                           entity=config.get("entity") or entity)
-    return "/".join(p for p in (config.get("entity") or entity, config.get("project") or project, sweep_id) if p)
+    path: str
+    url: str
+    created: bool
+
+
+def online_sweep(spec: SweepSpec, folder: Path, sweep_path: str | None = None, new: bool = False,
+                 prior_runs: Sequence[str] = ()) -> OnlineSweep:
+    """The W&B sweep of `spec`: the one given, else the one an earlier launch of the same sweep created (kept in
+    `<folder>/<local id>.json`, so a relaunch continues it instead of starting over), else a new one (`new`
+    always makes a new one). `prior_runs` join a new sweep as finished trials (publishing an offline sweep)."""
+    import wandb
+    from wandb.sdk.wandb_sweep import _get_sweep_url
+
+    from comprobust.wandb_connection import base_url
+
+    record_file = folder / f"{sweep_id_for(spec.config, identity_of(spec))}.json"
+    entity = spec.config.get("entity") or (spec.experiment.wandb.get("entity") if spec.experiment else None)
+    project = spec.config["project"]
+    created = False
+    if sweep_path is None and record_file.exists() and not new:
+        sweep_path = json.loads(record_file.read_text())["path"]
+    if sweep_path is None:
+        sweep_id = wandb.sweep(dict(spec.config), project=project, entity=entity, prior_runs=list(prior_runs) or None)
+        entity = entity or wandb.Api().default_entity
+        sweep_path, created = f"{entity}/{project}/{sweep_id}", True
+    parts = sweep_path.split("/")
+    if len(parts) == 1:
+        parts = [entity or wandb.Api().default_entity, project, parts[0]]
+    sweep_path = "/".join(parts)
+    url = _get_sweep_url(base_url=base_url(), entity=parts[0], project=parts[1], sweep_id=parts[2]) or sweep_path
+    atomic_write_text(record_file, json.dumps({"path": sweep_path, "url": url, "source": str(spec.path)}, indent=1))
+    return OnlineSweep(sweep_path, url, created)
 
 
 def wandb_agent_command(sweep_path: str, count: int | None = None) -> list[str]:

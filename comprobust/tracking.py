@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -64,7 +65,7 @@ _active: "StageRun | None" = None
 # ---------------------------------------------------------------------------------------------------- mode
 
 
-def _wandb_settings_base_url_and_key() -> tuple[str, str | None]:
+def wandb_settings_base_url_and_key() -> tuple[str, str | None]:
     """The base URL and settings-file API key wandb would use (env WANDB_BASE_URL, the settings files)."""
     try:
         from wandb.sdk.wandb_settings import Settings
@@ -97,7 +98,7 @@ def _netrc_key(base_url: str) -> str | None:
 def configured_api_keys() -> list[str]:
     """The W&B keys this process could use (env, netrc for the base URL, settings file); never logged."""
     keys = [os.environ.get("WANDB_API_KEY") or ""]
-    base_url, settings_key = _wandb_settings_base_url_and_key()
+    base_url, settings_key = wandb_settings_base_url_and_key()
     keys += [_netrc_key(base_url) or "", settings_key or ""]
     return [key for key in dict.fromkeys(keys) if key]
 
@@ -121,7 +122,7 @@ def resolve_mode(requested: str = "auto") -> str:
     if mode == "auto":
         return "online" if has_credentials() else "offline"
     if mode == "online" and not has_credentials():
-        base_url, _ = _wandb_settings_base_url_and_key()
+        base_url, _ = wandb_settings_base_url_and_key()
         raise UserError(
             f"{source} asks for W&B online mode, but no W&B credentials are configured for {base_url}: "
             "run `wandb login` (or export WANDB_API_KEY, and WANDB_BASE_URL for a self-hosted server), "
@@ -445,9 +446,15 @@ class StageRun:
 
     def _use_online(self, ref: ArtifactRef, record: LineageRecord | None,
                     missing: UserError) -> tuple[Path, LineageRecord | None]:
+        from comprobust.wandb_connection import is_not_found
+
         try:
             artifact = self._run.use_artifact(str(ref))
-        except Exception as err:  # wandb.errors.CommError and friends: not on the server
+        except Exception as err:  # wandb.errors.CommError and friends
+            if not is_not_found(err):
+                raise UserError(f"W&B server error while resolving input {str(ref)!r} of run {self.id}: "
+                                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}; retry, or run "
+                                "with --mode offline") from err
             if record is None or not Path(record.path).is_file():
                 raise missing from err
             log.warning("artifact %s is not on the W&B server (%s); using the local file %s. Publish the "
@@ -469,8 +476,8 @@ class StageRun:
         if ref not in inputs:
             inputs.append(ref)
         lineage = dict(self._config.get("input_lineage") or {})
-        lineage[ref] = {"path": str(path), "run_id": record.run_id if record else "",
-                        "digest": record.digest if record else ""}
+        # no file path: it means nothing on another machine or the dashboard (the LineageStore keeps it)
+        lineage[ref] = {"run_id": record.run_id if record else "", "digest": record.digest if record else ""}
         update = scrub({"inputs": inputs, "input_lineage": lineage}, self._secrets)
         self._config.update(update)
         if self._run is not None:
@@ -527,6 +534,36 @@ class StageRun:
         return False
 
 
+def _init_wandb(mode: str, directory: str, **init: Any) -> Any:
+    """`wandb.init` in `mode` (None when disabled), with one step axis ("epoch") for every metric; online, the
+    run's URL is printed and a refusal by the server is a one-line `UserError`."""
+    if mode == "disabled":
+        return None
+    import wandb
+
+    try:
+        run = wandb.init(mode=mode, dir=directory, settings=wandb.Settings(silent=True), **init)
+    except (wandb.errors.CommError, wandb.errors.UsageError) as err:
+        from comprobust.wandb_connection import base_url
+
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"run {init.get('name')}: the W&B server {base_url()} refused the run ({first}); "
+                        "check the project and entity, or run with --mode offline") from err
+    run.define_metric("epoch", hidden=True)
+    run.define_metric("*", step_metric="epoch")
+    if mode == "online":
+        print(f"{init.get('name')}: W&B run {run.url}", file=sys.stderr, flush=True)
+    return run
+
+
+def reset_client() -> None:
+    """Forget the wandb client's process-wide state (its settings, read once from WANDB_* variables, and its
+    service), so that the next `wandb.init` reads the environment afresh. A no-op before wandb was imported."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+
+
 _SERVICE_TOKEN_RE = re.compile(r"^\d+-(\d+)-")
 
 
@@ -580,16 +617,14 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
            "WANDB_CACHE_DIR": str(out_dir / "wandb-cache")}
     for folder in env.values():
         Path(folder).mkdir(parents=True, exist_ok=True)
-    with _environment(env) as saved:
-        wandb_run = None
-        if resolved != "disabled":
-            import wandb
+    if resolved == "online":
+        from comprobust.wandb_connection import require_reachable
 
-            wandb_run = wandb.init(
-                mode=resolved, dir=env["WANDB_DIR"], project=project, group=group, job_type=job_type,
-                name=name, id=run_id, config=clean, tags=tags, resume="allow" if resume else None,
-                settings=wandb.Settings(silent=True),
-            )
+        require_reachable(f"run {name}")
+    with _environment(env) as saved:
+        wandb_run = _init_wandb(resolved, env["WANDB_DIR"], project=project, group=group, job_type=job_type,
+                                name=name, id=run_id, config=clean, tags=tags,
+                                resume="allow" if resume else None)
         run = StageRun(wandb_run=wandb_run, mode=resolved, run_id=run_id, out_dir=out_dir, config=clean,
                        secrets=secrets, saved_env=saved)
     _active = run

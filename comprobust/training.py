@@ -107,6 +107,8 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         history, best = list(state["history"]), dict(state["best"])
         start_epoch = resumed_from = int(state["epoch"]) + 1
+        if log_epoch is not None:
+            _relog(history, log_epoch)
 
     progress = Progress(label, config.max_epochs, start_epoch)
     epochs_run = []
@@ -218,6 +220,17 @@ def _rotate_and_save(folder: Path, payload: dict[str, Any]) -> None:
         os.link(last, previous_tmp)
         os.replace(previous_tmp, folder / PREVIOUS)
     _save(last, payload)
+
+
+def _relog(history: list[dict[str, float]], log_epoch: EpochLogger) -> None:
+    """Log the epochs restored from a checkpoint again: W&B may never have received them (the client flushes
+    every few seconds, a kill loses the rest). Online, wandb drops the steps the server already has, so each
+    epoch is kept once; offline, the resumed attempt's log holds the whole history on its own."""
+    best = {"epoch": -1, "val_loss": math.inf}
+    for record in history:
+        if record["val_loss"] <= best["val_loss"]:
+            best = {"epoch": record["epoch"], "val_loss": record["val_loss"]}
+        log_epoch({**record, "best_epoch": best["epoch"]}, int(record["epoch"]))
 
 
 def _patience_exhausted(history: list[dict[str, float]], best: dict[str, float], patience: int | None) -> bool:

@@ -26,7 +26,7 @@ STAGE_COMMAND = ["${env}", "${interpreter}", "launch.py", "run-stage", "experime
 RECORD = """
 import json, os, sys, pathlib
 out = pathlib.Path(os.environ["OUT_DIR"])
-keys = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", "WANDB_PROJECT")
+keys = ("WANDB_SWEEP_ID", "COMPROBUST_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", "WANDB_PROJECT", "WANDB_MODE")
 (out / f"{os.environ['WANDB_RUN_ID']}-{os.getpid()}.json").write_text(json.dumps({
     "argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in keys},
     "param_file": open(os.environ["WANDB_SWEEP_PARAM_PATH"]).read()}))
@@ -209,7 +209,10 @@ def test_agent_contract_matches_wandb_agent(tmp_path: Path, _out_dir: Path) -> N
     (seen,) = _records(_out_dir)
     run_id = report.runs[0]["run_id"]
     assert seen["argv"] == ["--lr=0.5", "--name=x"]  # ${args} exactly as `wandb agent` expands it
-    assert seen["env"] == {"WANDB_SWEEP_ID": "testswp", "WANDB_RUN_ID": run_id, "WANDB_PROJECT": "tests",
+    # offline: the local sweep id stays out of wandb's own variables (a server would not know it) and the run is
+    # offline whatever credentials exist
+    assert seen["env"] == {"COMPROBUST_SWEEP_ID": "testswp", "WANDB_SWEEP_ID": None, "WANDB_RUN_ID": run_id,
+                           "WANDB_PROJECT": "tests", "WANDB_MODE": "offline",
                            "WANDB_SWEEP_PARAM_PATH": str(folder / "wandb" / "sweep-testswp" / f"config-{run_id}.yaml")}
     params = yaml.safe_load(seen["param_file"])
     assert params == {"wandb_version": 1, "lr": {"value": 0.5}, "name": {"value": "x"}}
@@ -324,7 +327,7 @@ def test_online_dry_run_shows_wandb_agents_and_creates_no_sweep(monkeypatch, cap
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(comprobust.tracking, "resolve_mode", lambda requested="auto": "online")
-    monkeypatch.setattr(comprobust.sweeps, "create_online_sweep", lambda *a, **k: pytest.fail("sweep created"))
+    monkeypatch.setattr(comprobust.sweeps, "online_sweep", lambda *a, **k: pytest.fail("sweep created"))
     assert main(["sweep", "sweeps/demo-erm-lr.yaml", "--agents", "4", "--count", "3", "--dry-run",
                  "--executor", "local"]) == 0
     out = capsys.readouterr().out
@@ -408,8 +411,9 @@ def test_hyperband_stops_a_lagging_run_read_live_from_its_offline_wandb_run(tmp_
     assert records[0].summary["val_acc"] == 0.9 and len(records[0].history) == 8  # from the offline W&B run
     stopped = records[2]
     assert 2 <= len(stopped.history) < 40 and stopped.summary["val_acc"] == 0.1
-    # the real wandb client took the sweep id, the run id and the parameters from the agent's environment
+    # the real wandb client took the run id and the parameters from the agent's environment; the local sweep id
+    # stays out of the run log (a server that never saw it would refuse the sync)
     runs = {read_run(p).id: read_run(p) for p in find_runs(tmp_path / "wb")}
     assert set(runs) == {r.run_id for r in records}
     first = runs[records[0].run_id]
-    assert first.sweep_id == "testswp" and first.config["a"] == 1 and first.project == "tests"
+    assert first.sweep_id is None and first.config["a"] == 1 and first.project == "tests"

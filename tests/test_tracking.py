@@ -11,7 +11,7 @@ import pytest
 
 from comprobust import tracking
 from comprobust.errors import UserError
-from comprobust.tracking import ArtifactRef, LineageStore, StageRun, resolve_mode, scrub, start_run
+from comprobust.tracking import ArtifactRef, LineageStore, StageRun, file_digest, resolve_mode, scrub, start_run
 from comprobust.wandb_offline import find_runs, read_run
 
 # Fake credentials: one set as WANDB_API_KEY (hex, like a legacy key: found by exact match), one shaped like a
@@ -109,7 +109,10 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
     cfg = read_run(second).config
     assert cfg["inputs"] == ["ckpt-erm0001:best", "ckpt-erm0001:latest"]
     assert cfg["input_lineage"]["ckpt-erm0001:best"]["run_id"] == "erm0001"
-    assert cfg["input_lineage"]["ckpt-erm0001:best"]["path"] == str(best)
+    assert cfg["input_lineage"]["ckpt-erm0001:best"]["digest"] == file_digest(best)
+    # the dashboard gets no machine-specific file paths: the local lineage record keeps them
+    assert str(out.resolve()) not in json.dumps(cfg), "an absolute path reached the W&B config"
+    assert downstream.lineage.resolve("ckpt-erm0001:best").path == str(best)
 
 
 def test_missing_input_names_the_stage_and_fails_the_run(tmp_path, no_credentials):

@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--mode", choices=("auto", "online", "offline"),
                        help="online: a sweep on the W&B server; offline: the local controller (default: the "
                             "experiment's wandb.mode, i.e. online when credentials are configured)")
-    sweep.add_argument("--sweep-id", help="offline: continue or name this sweep (default: a hash of the config)")
+    sweep.add_argument("--sweep-id", help="continue or name this sweep (offline: its folder name, default a hash "
+                                          "of the config; online: the W&B sweep id or entity/project/id, default "
+                                          "the sweep an earlier launch of this file created)")
+    sweep.add_argument("--new-sweep", action="store_true",
+                       help="online: create a new W&B sweep even if this file's sweep exists already")
     sweep.add_argument("--detach", action="store_true", help="submit and return without following the agents")
     sweep.set_defaults(handler=run_sweep)
 
@@ -141,11 +145,11 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
     from pathlib import Path
 
     from comprobust.cluster import RequeueableCall, make_executor, resolve_executor, sbatch_parameters, submit_array
-    from comprobust.sweeps import create_online_sweep, expand_preview, preview, wandb_agent_command, wandb_agent_job
+    from comprobust.sweeps import expand_preview, online_sweep, preview, wandb_agent_command, wandb_agent_job
+    from comprobust.wandb_connection import require_reachable
 
-    wandb_cfg = spec.experiment.wandb
     print(f"sweep: {spec.config['method']} over {', '.join(spec.config['parameters'])} (W&B server, project "
-          f"{spec.config.get('project') or wandb_cfg['project']})")
+          f"{spec.config['project']})")
     for params in preview(spec, "preview", n_show):
         print("  e.g. " + " ".join(expand_preview(spec, params)))
     kind = "inline" if args.executor == "inline" else resolve_executor(cluster)
@@ -157,8 +161,10 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
         print("sbatch options: " + " ".join(f"--{k}={v}" for k, v in options.items()))
         print("dry run: no sweep created, nothing submitted")
         return 0
-    path = create_online_sweep(spec.config, wandb_cfg["project"], wandb_cfg.get("entity"))
-    print(f"created W&B sweep {path}")
+    require_reachable(f"sweep {args.sweep}")
+    sweep = online_sweep(spec, folder, sweep_path=args.sweep_id, new=args.new_sweep)
+    print(f"{'created' if sweep.created else 'continuing'} W&B sweep {sweep.path}: {sweep.url}", flush=True)
+    path = sweep.path
     if kind == "inline":
         return wandb_agent_job(path, args.count, os.getcwd())
     executor = make_executor(cluster, folder / "submitit")
