@@ -78,8 +78,11 @@ def producer_stage(experiment: ExperimentConfig, run: PlannedRun, role: str) -> 
     return system.roles[role]
 
 
-def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = None) -> dict[str, Any]:
+def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = None, wandb_id: str | None = None,
+            extra_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run `run` to completion (or skip it if done) and return its done record.
+
+    `wandb_id` replaces the run's own W&B run id (a sweep trial's id) and `extra_config` joins its W&B config.
 
     Holds the run's lock while working, so two launches of the same experiment never train one run twice: the
     second waits for the first and then finds the run done. A failure leaves `failed.json` with the error.
@@ -99,7 +102,7 @@ def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = No
             return existing
         with _heartbeat(lock, LOCK_STALE_S / 4):
             try:
-                record = _execute_unlocked(experiment, run, folder, mode)
+                record = _execute_unlocked(experiment, run, folder, mode, wandb_id, extra_config or {})
             except BaseException as err:
                 atomic_write_text(folder / FAILED_FILE, json.dumps({
                     "run_id": run.run_id, "error": f"{type(err).__name__}: {err}",
@@ -145,17 +148,18 @@ def _load_input(experiment: ExperimentConfig, run: PlannedRun, tracker: Any, rol
                         f"{rerun_command(experiment, upstream)}") from None
 
 
-def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Path, mode: str | None) -> dict[str, Any]:
+def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Path, mode: str | None,
+                      wandb_id: str | None, extra_config: Mapping[str, Any]) -> dict[str, Any]:
     from comprobust.tracking import start_run
 
     data = dataset_for(experiment)
-    config = {**run.config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind, "experiment": experiment.name,
-              "architecture": architecture_for(experiment)}
+    config = {**run.config, **extra_config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind,
+              "experiment": experiment.name, "architecture": architecture_for(experiment)}
     inputs = {role: [f"model-{rid}:best" for rid in ids] for role, ids in run.inputs.items()}
     started = time.perf_counter()
     with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
-                   job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id, run_id=run.run_id,
-                   config=config, tags=[data.name, run.method, run.kind], mode=mode or experiment.wandb["mode"],
+                   job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id,
+                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, run.method, run.kind], mode=mode or experiment.wandb["mode"],
                    inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
         resolved = {role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
                     for role, refs in inputs.items()}

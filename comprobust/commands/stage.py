@@ -4,8 +4,6 @@ a sweep agent passes) are parameter overrides like `--set`."""
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +25,7 @@ def run_stage(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
     from comprobust.planning import plan, select_corruption
     from comprobust.stages import execute
+    from comprobust.sweep_trial import current_trial, run_trial
     from comprobust.validation import check_output_folder, parse_overrides
 
     experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
@@ -43,12 +42,12 @@ def run_stage(args: argparse.Namespace) -> int:
 
         for run in runs:
             set_aside(experiment, run)
-    for i, run in enumerate(runs):
-        if i == 1 and os.environ.pop("WANDB_RUN_ID", None):
-            # Under a sweep agent wandb gives every run WANDB_RUN_ID; the sweep's run is the first corruption's,
-            # the other corruptions' runs keep their own ids (the sweep metric comes from all their done.json).
-            print("sweep: runs after the first keep their own W&B run ids", file=sys.stderr)
-        record = execute(experiment, run, mode=args.mode)
+    trial = current_trial()
+    if trial is not None:  # started by a sweep agent: see comprobust.sweep_trial
+        records = run_trial(experiment, runs, trial, args.mode)
+    else:
+        records = [execute(experiment, run, mode=args.mode) for run in runs]
+    for run, record in zip(runs, records):
         metrics = "  ".join(f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_"))
         print(f"{run.run_id}: done  {metrics}")
     return 0
