@@ -12,6 +12,8 @@ from typing import Iterator
 
 import pytest
 
+from . import golden
+from .graphql import KNOWN_OPERATIONS
 from .server import WandbServer
 from .state import ServerState
 
@@ -36,6 +38,11 @@ class LocalWandb:
     def inject(self, target: str, kind: str, times: int = 1) -> None:
         """Fail the next `times` requests to `target` (see `WandbServer.inject`)."""
         self.server.inject(target, kind, times)
+
+    def query_drift(self) -> list[str]:
+        """Operations whose query texts (seen so far in this test) differ from the golden files."""
+        with self.state.lock:
+            return golden.drift(self.state.queries)
 
     def env(self) -> dict[str, str]:
         """The environment variables a client process needs to talk to this server and nothing else."""
@@ -85,4 +92,8 @@ def wandb_server(_wandb_server_session: WandbServer, tmp_path: Path) -> Iterator
     root = tmp_path / "wandb-home"
     root.mkdir()
     yield LocalWandb(_wandb_server_session, root)
+    if os.environ.get("WANDB_SERVER_CAPTURE") == "1":
+        with _wandb_server_session.state.lock:
+            queries = _wandb_server_session.state.queries
+            golden.capture({op: texts for op, texts in queries.items() if op in KNOWN_OPERATIONS})
     _wandb_server_session.reset()

@@ -84,7 +84,7 @@ class GraphQL:
         name = self.operation_name(request)
         state = self.state
         with state.lock:
-            state.queries[name] = request.get("query") or ""
+            state.queries.setdefault(name, set()).add(request.get("query") or "")
         if name not in KNOWN_OPERATIONS:
             with state.lock:
                 state.unhandled.append(name)

@@ -172,7 +172,7 @@ class ServerState:
             self.unhandled: list[str] = []
             self.errors: list[str] = []  # GraphQL errors answered to known operations (bad input, server bugs)
             self.missing_fields: set[str] = set()  # "Operation:field.path" asked for but not produced
-            self.queries: dict[str, str] = {}  # operation -> last query text seen
+            self.queries: dict[str, set[str]] = {}  # operation -> the query texts seen
             self.counter = 0
 
     def next_id(self) -> int:
