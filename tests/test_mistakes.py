@@ -264,3 +264,36 @@ def test_the_results_cache_never_unpickles(tmp_path: Path) -> None:
         path.write_bytes(pickle.dumps({"version": 2, "entries": {}, "x": Planted()}))
     assert store.runs().empty
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------- end to end, with real runs
+
+SMALL = BASE.replace("  backbone: {method: backbone, lr: 0.01}\n", "").replace(
+    "  modules: {method: modules, backbone: backbone, lr: 0.01, corruptions: [Contrast], levels: [0], "
+    "search_epochs: 1}\n", "").replace("mode: disabled", "mode: offline")
+
+
+@pytest.mark.slow
+def test_a_damaged_model_names_a_command_that_really_reruns_its_stage(workdir: Path, capsys) -> None:
+    (workdir / "small.yaml").write_text(SMALL)
+    assert main(["run", "small.yaml", "--no-report"]) == 0
+    experiment, runs = _planned("small.yaml")
+    model = experiment.output_dir / "runs" / runs["erm"].run_id / "model.pt"
+    model.write_bytes(model.read_bytes()[:100])  # truncated in place (the W&B artifact is a hard link to it)
+    capsys.readouterr()
+
+    status, line = one_line_error(capsys, ["run", "small.yaml", "--rerun", runs["ERM"].run_id, "--no-report"])
+    assert status == 2 and "is marked done, so redo it with: python launch.py run-stage small.yaml" in line
+    command = shlex.split(line.split("redo it with: ")[1])
+    assert command[:3] == ["python", "launch.py", "run-stage"] and command[-1] == "--force"
+    assert main(command[2:]) == 0
+    assert main(["run", "small.yaml", "--rerun", runs["ERM"].run_id, "--no-report"]) == 0
+    assert main(["status", "small.yaml"]) == 0
+
+
+@pytest.mark.slow
+def test_a_failed_job_under_local_processes_is_one_line(workdir: Path, capsys, importable_repo) -> None:
+    (workdir / "small.yaml").write_text(SMALL.replace("name: mnist5k, root: data", "name: emnist, root: nodata"))
+    status, line = one_line_error(capsys, ["run", "small.yaml", "--executor", "local", "--no-report"])
+    assert status == 1 and line.startswith("error: run erm-s0-") and "; its log: " in line
+    assert "relaunch `python launch.py run small.yaml`" in line
