@@ -63,8 +63,8 @@ def assert_clean(server: LocalWandb) -> None:
 
 def graphql(server: LocalWandb, query: str, variables: dict[str, Any] | None = None,
             timeout: float = 10) -> dict[str, Any]:
-    request = urllib.request.Request(f"{server.url}/graphql", json.dumps({"query": query, "variables": variables or {}})
-                                     .encode(), {"Content-Type": "application/json"})
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{server.url}/graphql", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         return json.loads(reply.read())
 
@@ -184,8 +184,8 @@ def test_public_api_runs_filters_pages_history_files(inproc: Any, wandb_server: 
     picked = api.runs(path, order="+created_at", per_page=5, filters={
         "$and": [{"group": "G"}, {"summary_metrics.acc": {"$gte": 10}}, {"config.k": {"$regex": "^n1"}}]})
     assert [r.id for r in picked] == [f"seed{i}" for i in range(10, 20)]
-    assert {r.id for r in api.runs(path, filters={"$or": [{"config.k": {"$in": ["n1", "n2"]}},
-                                                          {"displayName": run.name}]})} == {"seed01", "seed02", run.id}
+    either = {"$or": [{"config.k": {"$in": ["n1", "n2"]}}, {"displayName": run.name}]}
+    assert {r.id for r in api.runs(path, filters=either)} == {"seed01", "seed02", run.id}
     assert len(api.runs(path, filters={"config.name": {"$exists": True}, "state": {"$ne": "running"}})) == 1
 
     got = api.run(f"{path}/{run.id}")

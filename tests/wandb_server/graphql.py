@@ -33,7 +33,8 @@ KNOWN_OPERATIONS = frozenset({
     "ArtifactCreatedBy", "RunInputArtifacts", "RunOutputArtifacts",
     # public API
     "GetViewer", "GetDefaultEntity", "ServerInfo", "Runs", "Run", "RunFiles", "Project", "GetProject",
-    "HistoryPage", "SampledHistoryPage", "RunParquetHistory", "RunSampledHistory", "RunFullHistory", "RunHistoryKeys",
+    "HistoryPage", "SampledHistoryPage", "RunParquetHistory", "RunSampledHistory", "RunFullHistory",
+    "RunHistoryKeys",
     # sweeps
     "UpsertSweep", "SweepWithRuns", "CreateAgent", "Heartbeat", "GetSweepState", "GetSweep", "GetSweepLegacy",
 })
@@ -157,7 +158,8 @@ class GraphQL:
                     **_: Any) -> dict[str, Any] | None:
         entity, proj = entityName or self.entity, name or "uncategorized"
         pid = self.state.ensure_project(entity, proj)
-        info = {"__typename": "Project", "id": gql_id("Project", pid), "internalId": pid, "name": proj, "entityName": entity,
+        info = {"__typename": "Project", "id": gql_id("Project", pid), "internalId": pid, "name": proj,
+                "entityName": entity,
                 "entity": self.entity_obj(entity), "readOnly": False, "createdAt": now_iso(),
                 "isBenchmark": False, "description": None}
 
@@ -170,8 +172,8 @@ class GraphQL:
             key, desc = run_filters.sort_key(order)
             def sort_value(r: Run) -> tuple[Any, ...]:
                 value = run_filters.field_value(r, key)
-                return (value is run_filters._MISSING, str(value) if not isinstance(value, (int, float)) else value,
-                        r.seq)
+                numeric = isinstance(value, (int, float))
+                return (value is run_filters._MISSING, not numeric, value if numeric else str(value), r.seq)
             found = sorted(matching(filters), key=sort_value, reverse=desc)
             return _page([self.run_obj(r) for r in found], after, first)
 
@@ -246,7 +248,7 @@ class GraphQL:
             "logLineCount": len(run.log_lines), "eventsLineCount": len(run.events_lines),
             "historyTail": _json(run.history_tail()), "eventsTail": _json([]),
             "historyKeys": {"lastStep": last_step, "keys": keys},
-            "wandbConfig": lambda keys=None, **_: _json({k: raw_wandb.get(k) for k in keys or [] if k in raw_wandb}),
+            "wandbConfig": lambda keys=None, **_: _json({k: raw_wandb[k] for k in keys or [] if k in raw_wandb}),
             "user": {"name": run.entity, "username": run.entity}, "projectId": self.state.ensure_project(
                 run.entity, run.project), "project": self.project_info(run.entity, run.project),
             "exitcode": run.exitcode, "shouldStop": False, "failed": run.state == "failed",
@@ -312,7 +314,8 @@ class GraphQL:
 
     def artifact_type_obj(self, entity: str, proj: str, name: str | None) -> dict[str, Any] | None:
         with self.state.lock:
-            known = any(c.type == name for (e, p, _), c in self.state.collections.items() if (e, p) == (entity, proj))
+            known = any(c.type == name for (e, p, _), c in self.state.collections.items()
+                        if (e, p) == (entity, proj))
         if not known:
             return None
         return {"__typename": "ArtifactType", "id": gql_id("ArtifactType", f"{entity}/{proj}/{name}"),
@@ -419,14 +422,16 @@ class GraphQL:
                     id=gql_id("Artifact", state.next_id()), entity=entity, project=proj, type=atype,
                     collection=coll_name, digest=args.get("digest") or "", description=args.get("description"),
                     metadata=metadata if isinstance(metadata, str) or metadata is None else _json(metadata),
-                    requested_aliases=aliases, created_by=args.get("runName"), history_step=args.get("historyStep"))
+                    requested_aliases=aliases, created_by=args.get("runName"),
+                    history_step=args.get("historyStep"))
                 state.artifacts_by_id[version.id] = version
             if args.get("runName"):
                 state.lineage.append((args["runName"], "logged", version.id))
             return {"artifact": self.artifact_obj(version) | {
                 "artifactSequence": {"latestArtifact": {"id": coll.versions[-1].id} if coll.versions else None}}}
 
-    def create_artifact_manifest(self, input: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
+    def create_artifact_manifest(self, input: dict[str, Any] | None = None,  # noqa: A002
+                                 **_: Any) -> dict[str, Any]:
         args = input or {}
         version = self._version(args.get("artifactID"))
         version.manifest_key = f"manifests/{version.id}/{args.get('name') or 'wandb_manifest.json'}"
