@@ -1,21 +1,25 @@
 """Publish offline W&B runs to a server with `wandb sync`, which cannot be trusted on its own:
 
 * with a key and an unreachable server it retries silently for ever, so every call runs with bounded retries
-  (WANDB_X_GRAPHQL_RETRY_MAX, WANDB_X_GRAPHQL_RETRY_WAIT_MAX_SECONDS, WANDB_X_FILE_STREAM_RETRY_MAX; values
-  already in the environment win) and under a timeout that kills its whole process group;
-* it exits 0 when the upload failed, so success is judged from its output: any "ERROR" line (or a Python
-  traceback, or a non-zero exit) is a failure, and a run counts as synced only when wandb says
-  "Finished syncing" (wandb >= 0.31) or "done" (older clients);
-* it skips folders not named `offline-run-*` ("Skipped 1 online run(s)") and runs already marked synced.
+  (`BOUNDED_RETRIES`: GraphQL, file stream and file transfers; values already in the environment win) and under
+  a timeout that kills its whole process group;
+* it exits 0 when the upload failed, so its output is read first: any "ERROR" line (or a Python traceback, or a
+  non-zero exit) is a failure, and so is the absence of "Finished syncing" (wandb >= 0.31) or "done";
+* some failures (an artifact that never committed, a file whose upload gave up) never reach its output, and it
+  writes its `.synced` marker even after a fatal error. So a run counts as published only when the SERVER shows
+  it (`verify_on_server`): the run, in the state of its exit record, with every history row and every logged
+  artifact committed. Only then is comprobust's own marker `run-<id>.wandb.published` written; wandb's
+  `.synced` marker is ignored (`--include-synced`), so a retry really uploads again.
 
-One `wandb sync` per run folder, oldest first (a resumed run's folders in order; a later folder waits for an
-earlier one that failed), each retried up to `attempts` times with exponential backoff. A run is already
-synced when wandb left its marker `run-<id>.wandb.synced` next to the log (wandb-core writes it after a
-successful upload; `run-<id>.wandb.syncstate` is wandb's progress file and says nothing about success). Runs
-without an exit record (still running, or killed) are skipped unless `include_unfinished`.
+A resumed run has one folder per attempt; each attempt re-logs the history it restored (comprobust.training), so
+the newest folder of a run holds all of it and is the only one synced ("superseded" for the others: syncing
+them too would append their steps twice). Runs without an exit record (still running, or killed) are skipped
+unless `include_unfinished`. Offline sweeps (`<output_dir>/sweeps/<id>`) are then created on the server with
+their published trial runs as prior runs (`publish_sweeps`).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,13 +32,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 
 BOUNDED_RETRIES = {
     "WANDB_X_GRAPHQL_RETRY_MAX": "1",
     "WANDB_X_GRAPHQL_RETRY_WAIT_MAX_SECONDS": "5",
     "WANDB_X_FILE_STREAM_RETRY_MAX": "1",
+    "WANDB_X_FILE_TRANSFER_RETRY_MAX": "1",
+    "WANDB_X_FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": "5",
+    "WANDB_X_FILE_TRANSFER_TIMEOUT_SECONDS": "300",
 }
+PUBLISHED_SUFFIX = ".published"
 _FAILURE = re.compile(r"\bERROR\b|^Traceback \(most recent call last\)|^Error: ", re.MULTILINE)
 _SUCCESS = re.compile(r"Finished syncing|\bdone\.?\s*$", re.IGNORECASE | re.MULTILINE)
 _ALREADY = re.compile(r"Skipped \d+ synced run")
@@ -47,7 +56,7 @@ class SyncOutcome:
 
     folder: Path
     run_id: str
-    status: str  # synced | failed | already-synced | unfinished | would-sync | blocked
+    status: str  # synced | failed | already-synced | unfinished | would-sync | superseded
     attempts: int = 0
     message: str = ""
 
@@ -70,12 +79,39 @@ def judge(output: str, returncode: int) -> tuple[str, str]:
     return "failed", "wandb sync printed no 'Finished syncing' / 'done' line, so the upload cannot be trusted"
 
 
-def synced_marker(folder: Path) -> Path | None:
-    """The `run-<id>.wandb.synced` marker wandb writes after a successful sync, if present."""
+def published_marker(folder: Path) -> Path | None:
+    """The `run-<id>.wandb.published` marker written once the server showed the whole run, if present."""
     for log in folder.glob("run-*.wandb"):
-        marker = log.with_name(log.name + ".synced")
+        marker = log.with_name(log.name + PUBLISHED_SUFFIX)
         if marker.exists():
             return marker
+    return None
+
+
+def verify_on_server(folder: Path, entity: str | None, project: str | None) -> str | None:
+    """None when the server holds the whole run of `folder`, else what is missing (one line)."""
+    import wandb
+
+    from comprobust.wandb_offline import read_run
+
+    local = read_run(folder)
+    api = wandb.Api(timeout=30)
+    path = f"{entity or local.entity or api.default_entity}/{project or local.project}/{local.id}"
+    try:
+        remote = api.run(path)
+    except Exception as err:  # wandb.errors.CommError, ValueError: not there
+        return f"the server has no run {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    if remote.state != local.state:
+        return f"the server says run {path} is {remote.state}, its log says {local.state}"
+    rows = int(remote._attrs.get("historyLineCount") or 0)
+    if rows < len(local.history):
+        return f"the server has {rows} of the {len(local.history)} history rows of run {path}"
+    try:
+        committed = [a for a in remote.logged_artifacts() if a.state == "COMMITTED"]
+    except Exception as err:  # a half-uploaded artifact the client cannot even describe
+        return f"the artifacts of run {path} cannot be listed on the server ({type(err).__name__}: {err})"
+    if len(committed) < len(local.artifacts):
+        return f"the server has {len(committed)} of the {len(local.artifacts)} artifacts of run {path} committed"
     return None
 
 
@@ -89,6 +125,13 @@ def wandb_executable() -> str:
         return str(beside)
     raise UserError("the `wandb` command was not found on PATH or next to this Python; install the pinned "
                     "requirements (pip install -r requirements.txt) in the environment you run from")
+
+
+def newest_attempts(folders: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(newest folder of each run, older attempts), both in the given order (folders sort oldest first)."""
+    newest = {_run_id(folder): folder for folder in folders}
+    keep = set(newest.values())
+    return [f for f in folders if f in keep], [f for f in folders if f not in keep]
 
 
 def offline_run_folders(target: Path) -> list[Path]:
@@ -113,7 +156,8 @@ def run_sync(folder: Path, *, wandb_bin: str, timeout_s: float,
     for key, value in BOUNDED_RETRIES.items():
         env.setdefault(key, value)
     env.pop("WANDB_MODE", None)  # an inherited WANDB_MODE=offline must not reach the uploader
-    command = [wandb_bin, "sync", *extra_args, str(folder)]
+    env["WANDB_SILENT"] = "false"  # its output is read: a silenced sync never says "Finished syncing"
+    command = [wandb_bin, "sync", "--include-synced", *extra_args, str(folder)]
     # run in WANDB_DIR, where wandb keeps its logs; output to a file, not a pipe, so that helpers of a killed
     # child (wandb-core) cannot block the read
     cwd = folder.parent.parent if folder.parent.name == "wandb" else folder.parent
@@ -149,6 +193,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 def publish(target: Path, *, entity: str | None = None, project: str | None = None, dry_run: bool = False,
             attempts: int = 3, timeout_s: float = 1800.0, backoff_s: float = 5.0,
             include_unfinished: bool = False, wandb_bin: str | None = None,
+            verify: Callable[[Path, str | None, str | None], str | None] = verify_on_server,
             echo: Callable[[str], None] = print) -> list[SyncOutcome]:
     """Sync every offline run folder under `target`; returns one outcome per folder (see the module doc)."""
     from comprobust.tracking import has_credentials
@@ -156,35 +201,34 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
 
     if attempts < 1 or timeout_s <= 0 or backoff_s < 0:
         raise UserError("--attempts must be >= 1, --timeout > 0 and --backoff >= 0")
-    folders = offline_run_folders(target)
+    folders, superseded = newest_attempts(offline_run_folders(target))
     if not folders:
         echo(f"no offline runs under {target}")
         return []
-    if not dry_run and not has_credentials():
-        raise UserError("publishing needs W&B credentials and none are configured: run `wandb login` "
-                        "(or export WANDB_API_KEY; for a self-hosted server also WANDB_BASE_URL), then run "
-                        "publish again. `--dry-run` lists what would be synced without credentials.")
+    if not dry_run:
+        if not has_credentials():
+            raise UserError("publishing needs W&B credentials and none are configured: run `wandb login` "
+                            "(or export WANDB_API_KEY; for a self-hosted server also WANDB_BASE_URL), then run "
+                            "publish again. `--dry-run` lists what would be synced without credentials.")
+        from comprobust.wandb_connection import require_reachable
+
+        require_reachable(f"publish {target}")
     wandb_bin = wandb_bin or ("" if dry_run else wandb_executable())
     extra = [*(["--entity", entity] if entity else []), *(["--project", project] if project else [])]
-    outcomes: list[SyncOutcome] = []
-    failed_ids: set[str] = set()
+    outcomes = [SyncOutcome(folder, _run_id(folder), "superseded", message="a newer attempt of this run holds "
+                            "its whole history") for folder in superseded]
     for folder in folders:
-        run_id = _run_id(folder)
-        outcome = SyncOutcome(folder, run_id, "")
-        if synced_marker(folder) is not None:
-            outcome.status, outcome.message = "already-synced", "marked synced by wandb"
+        outcome = SyncOutcome(folder, _run_id(folder), "")
+        if published_marker(folder) is not None:
+            outcome.status, outcome.message = "already-synced", "published and checked on the server before"
         elif tail_exit_code(folder) is None and not include_unfinished:
             outcome.status = "unfinished"
             outcome.message = "no exit record (still running, or killed): --include-unfinished syncs it"
-        elif run_id in failed_ids:
-            outcome.status = "blocked"
-            outcome.message = "an earlier folder of this resumed run failed to sync"
         elif dry_run:
             outcome.status = "would-sync"
         else:
-            _sync_with_retries(outcome, wandb_bin, timeout_s, extra, attempts, backoff_s, echo)
-            if outcome.status == "failed":
-                failed_ids.add(run_id)
+            _sync_with_retries(outcome, wandb_bin, timeout_s, extra, attempts, backoff_s, echo,
+                               lambda f: verify(f, entity, project))
         outcomes.append(outcome)
         echo(f"{outcome.status:14s} {folder.name}" + (f"  ({outcome.message})" if outcome.message else ""))
     echo(summary_line(outcomes))
@@ -192,10 +236,19 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
 
 
 def _sync_with_retries(outcome: SyncOutcome, wandb_bin: str, timeout_s: float, extra: list[str],
-                       attempts: int, backoff_s: float, echo: Callable[[str], None]) -> None:
+                       attempts: int, backoff_s: float, echo: Callable[[str], None],
+                       verify: Callable[[Path], str | None]) -> None:
     for attempt in range(1, attempts + 1):
         output, code = run_sync(outcome.folder, wandb_bin=wandb_bin, timeout_s=timeout_s, extra_args=extra)
         status, reason = judge(output, code)
+        if status != "failed":
+            missing = verify(outcome.folder)
+            if missing is None:
+                status, reason = "synced", ""
+                log = next(outcome.folder.glob("run-*.wandb"))
+                log.with_name(log.name + PUBLISHED_SUFFIX).write_text(f"{time.time():.0f}\n")
+            else:
+                status, reason = "failed", f"wandb sync reported success, but {missing}"
         outcome.attempts, outcome.status, outcome.message = attempt, status, reason
         if status != "failed":
             return
@@ -210,7 +263,7 @@ def summary_line(outcomes: list[SyncOutcome]) -> str:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    order = ("synced", "would-sync", "already-synced", "unfinished", "failed", "blocked")
+    order = ("synced", "would-sync", "already-synced", "unfinished", "superseded", "failed")
     return "summary: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order if counts.get(s) or s in
                                    ("synced", "failed"))
 
@@ -218,3 +271,39 @@ def summary_line(outcomes: list[SyncOutcome]) -> str:
 def _run_id(folder: Path) -> str:
     logs = sorted(folder.glob("run-*.wandb"))
     return logs[0].stem.removeprefix("run-") if logs else folder.name
+
+
+SWEEP_PUBLISHED_FILE = "published.json"
+
+
+def publish_sweeps(sweeps_dir: Path, outcomes: list[SyncOutcome], *, entity: str | None, project: str | None,
+                   echo: Callable[[str], None] = print) -> list[str]:
+    """Create each offline sweep under `sweeps_dir` on the server, its published trial runs as prior runs (the
+    W&B way to attach existing runs to a sweep); returns the sweep paths. A sweep published before is left as it
+    is (`<sweep folder>/published.json` says where it went)."""
+    import wandb
+
+    from comprobust.sweeps import SWEEP_FILE, SweepController
+
+    published = {o.run_id for o in outcomes if o.status in ("synced", "already-synced")}
+    paths = []
+    for folder in sorted(p.parent for p in Path(sweeps_dir).glob(f"*/{SWEEP_FILE}")):
+        record_file = folder / SWEEP_PUBLISHED_FILE
+        if record_file.exists():
+            paths.append(json.loads(record_file.read_text())["path"])
+            continue
+        controller = SweepController(folder)
+        trials = [r.run_id for r in controller.records() if r.run_id in published]
+        if not trials:
+            continue
+        config = {k: v for k, v in controller.config.items() if k not in ("entity",)}
+        sweep_project = project or controller.config.get("project") or controller.meta.get("project")
+        sweep_entity = entity or controller.config.get("entity") or controller.meta.get("entity") \
+            or wandb.Api().default_entity
+        sweep_id = wandb.sweep(config, entity=sweep_entity, project=sweep_project, prior_runs=trials)
+        path = f"{sweep_entity}/{sweep_project}/{sweep_id}"
+        atomic_write_text(record_file, json.dumps({"path": path, "offline_id": controller.sweep_id,
+                                                   "runs": trials}, indent=1))
+        echo(f"sweep          {controller.sweep_id} -> {path} ({len(trials)} trial runs)")
+        paths.append(path)
+    return paths

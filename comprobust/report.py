@@ -171,14 +171,15 @@ class ReportContext:
 
 
 def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | Path | None = None,
-                 log_to_wandb: bool = True) -> Path:
+                 log_to_wandb: bool = True, source: str = "auto") -> Path:
     """Build the experiment's report (see the module docstring); returns `<out_dir>/index.html`.
 
-    `store` defaults to `comprobust.results.open_store(experiment)`; `out_dir` to `<output_dir>/report`.
+    `store` defaults to `comprobust.results.open_store(experiment, source=source)`; `out_dir` to
+    `<output_dir>/report`.
     """
     from comprobust.results import open_store
 
-    store = store if store is not None else open_store(experiment)
+    store = store if store is not None else open_store(experiment, source=source)
     out = Path(out_dir) if out_dir is not None else experiment.output_dir / "report"
     expected = {(system.label, seed) for system in experiment.evaluation.systems for seed in experiment.seeds}
     compositions = ["-".join(c) for c in experiment.compositions]

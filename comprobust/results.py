@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -576,20 +577,40 @@ def _public_api() -> Any:
 # ------------------------------------------------------------------------------------------------- choice
 
 
-def open_store(experiment: Any, cache_dir: str | os.PathLike | None = None) -> RunStore:
-    """The store of an experiment's runs: the W&B API when it runs online, else its offline run folders."""
+SOURCES = ("auto", "offline", "wandb")
+
+
+def open_store(experiment: Any, cache_dir: str | os.PathLike | None = None, source: str = "auto") -> RunStore:
+    """The store of an experiment's runs, and a line saying which was chosen (printed to stderr).
+
+    `source` "offline" reads the local W&B logs under `<output_dir>/wandb` (written online too), "wandb" the
+    server's API, "auto" the API when the experiment runs online (mode, WANDB_MODE and credentials) else the logs.
+    """
     from comprobust.tracking import resolve_mode
 
+    if source not in SOURCES:
+        raise UserError(f"--source {source!r}: use one of {', '.join(SOURCES)}")
     cache = Path(cache_dir) if cache_dir is not None else experiment.output_dir / "cache" / "results"
-    mode = resolve_mode(experiment.wandb["mode"])
-    if mode == "disabled":
-        raise UserError(f"{experiment.path}: W&B mode is disabled (wandb.mode or WANDB_MODE), so no runs "
-                        "were recorded to read back; use mode auto or offline")
-    if mode == "online":
-        return ApiRunStore(experiment.wandb["project"], entity=experiment.wandb.get("entity"),
-                           group=experiment.name, cache_dir=cache)
+    if source == "auto":
+        mode = resolve_mode(experiment.wandb["mode"])
+        if mode == "disabled":
+            raise UserError(f"{experiment.path}: W&B mode is disabled (wandb.mode or WANDB_MODE), so no runs "
+                            "were recorded to read back; use mode auto or offline")
+        source = "wandb" if mode == "online" else "offline"
+    if source == "wandb":
+        from comprobust.wandb_connection import require_reachable
+
+        url = require_reachable(f"report {experiment.path}")
+        store: RunStore = ApiRunStore(experiment.wandb["project"], entity=experiment.wandb.get("entity"),
+                                      group=experiment.name, cache_dir=cache)
+        print(f"reading runs from W&B at {url} (project {experiment.wandb['project']}, group {experiment.name}); "
+              "--source offline reads the local logs instead", file=sys.stderr)
+        return store
     # by group only: a sweep agent may have put runs in the project its environment named
-    return OfflineRunStore(experiment.output_dir / "wandb", cache_dir=cache, group=experiment.name)
+    store = OfflineRunStore(experiment.output_dir / "wandb", cache_dir=cache, group=experiment.name)
+    print(f"reading runs from the local W&B logs in {experiment.output_dir / 'wandb'}; --source wandb reads the "
+          "server instead", file=sys.stderr)
+    return store
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -29,16 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from comprobust.publish import publish
+    from comprobust.publish import publish, publish_sweeps
 
-    target, entity = Path(args.target), args.entity
+    target, entity, sweeps_dir = Path(args.target), args.entity, None
     if target.suffix in (".yaml", ".yml"):
         from comprobust.config import load_experiment
 
         experiment = load_experiment(target, smoke_budget=args.smoke)
         target = experiment.output_dir / "wandb"
         entity = entity or experiment.wandb.get("entity")
+        sweeps_dir = experiment.output_dir / "sweeps"
     outcomes = publish(target, entity=entity, project=args.project, dry_run=args.dry_run,
                        attempts=args.attempts, timeout_s=args.timeout, backoff_s=args.backoff,
                        include_unfinished=args.include_unfinished)
-    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0
+    if sweeps_dir is not None and sweeps_dir.is_dir() and not args.dry_run:
+        publish_sweeps(sweeps_dir, outcomes, entity=entity, project=args.project)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

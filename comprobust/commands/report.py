@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--group", help="W&B group (the experiment name) of the runs, with --project")
     report.add_argument("--smoke", action="store_true", help="the report of the --smoke variant")
     report.add_argument("--no-wandb", action="store_true", help="do not log the report back to W&B")
+    report.add_argument("--source", choices=("auto", "offline", "wandb"), default="auto",
+                        help="where an experiment's runs are read from: its local W&B logs (offline), the W&B "
+                             "server (wandb), or auto: the server when the experiment runs online (default)")
     report.set_defaults(handler=build)
 
 
@@ -31,7 +34,7 @@ def build(args: argparse.Namespace) -> int:
         from comprobust.report import build_report
 
         experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
-        build_report(experiment, out_dir=args.out, log_to_wandb=not args.no_wandb)
+        build_report(experiment, out_dir=args.out, log_to_wandb=not args.no_wandb, source=args.source)
         return 0
     if not args.project:
         raise UserError("launch.py report needs an experiment YAML (e.g. experiments/demo.yaml) or "

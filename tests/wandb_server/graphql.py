@@ -257,6 +257,13 @@ class GraphQL:
             "files": files, "fileCount": len(run.files),
             # no parquet exports: every row is "live" data (the rows not yet exported, on the hosted server)
             "parquetHistory": lambda **_: {"parquetUrls": [], "liveData": history},
+            # lineage edges as artifact connections (Run.logged_artifacts() / used_artifacts()); a version whose
+            # upload never committed is left out (the 0.31 client cannot build an Artifact without its index)
+            "outputArtifacts": lambda after=None, first=None, **_: _page(
+                [self.artifact_obj(v) for v in self.state.logged_artifacts(run.name) if v.state == "COMMITTED"],
+                after, first),
+            "inputArtifacts": lambda after=None, first=None, **_: _page(
+                [self.artifact_obj(v) for v in self.state.used_artifacts(run.name)], after, first),
         }
 
     # ------------------------------------------------------------------ run mutations

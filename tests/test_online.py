@@ -1,0 +1,202 @@
+"""The platform's W&B online path end to end, against the project's own W&B-compatible server on 127.0.0.1
+(tests/wandb_server): `launch.py` in subprocesses with the real wandb client, judged by what the SERVER
+recorded. Run alone with `.venv/bin/python -m pytest -m online`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from wandb_server.fixture import LocalWandb, _wandb_server_session, wandb_server  # noqa: F401  fixtures
+
+from comprobust.config import load_experiment
+from comprobust.planning import plan
+
+pytestmark = pytest.mark.online
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = "comprobust-online"
+
+
+def _experiment_file(folder: Path, stages: dict[str, Any], systems: dict[str, Any] | None = None,
+                     max_epochs: int = 1, train_per_class: int = 6) -> Path:
+    """A small mnist5k experiment writing under `folder` (the demo's shape at a test budget)."""
+    body = {
+        "name": "online", "dataset": {"name": "mnist5k", "root": str(folder / "data"),
+                                      "split_sizes": {"train": train_per_class, "valid": 2, "test": 2}},
+        "architecture": "small", "seeds": [7], "output_root": str(folder / "outputs"),
+        "compositions": ["Identity", "Invert", "Rotate90", "Rotate90-Invert"],
+        "wandb": {"project": PROJECT, "mode": "auto"}, "cluster": {"executor": "inline"},
+        "training": {"max_epochs": max_epochs, "batch_size": 16}, "stages": stages,
+        "evaluation": {"batch_size": 50, "systems": systems or {}},
+    }
+    if not systems:
+        del body["evaluation"]
+    path = folder / "online.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def _launch(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_online(_wandb_server_session, tmp_path_factory) -> Iterator[tuple[LocalWandb, Path, str]]:
+    """The demo's pipeline (ERM, backbone + modules, auto-encoders + image-space classifier, three evaluated
+    systems) run once online through `launch.py run`, shared by the tests of this module."""
+    _wandb_server_session.reset()
+    folder = tmp_path_factory.mktemp("online-demo")
+    home = folder / "wandb-home"
+    home.mkdir()
+    server = LocalWandb(_wandb_server_session, home)
+    experiment = _experiment_file(folder, {
+        "erm": {"method": "erm", "lr": 0.01}, "backbone": {"method": "backbone", "lr": 0.01},
+        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01, "search_epochs": 1,
+                    "levels": [0]},
+        "autoencoders": {"method": "autoencoders", "lr": 0.01},
+    }, systems={"ERM": {"classifier": "erm"}, "Modular": {"backbone": "backbone", "modules": "modules"},
+                "ImgSpace": {"autoencoders": "autoencoders", "classifier": "backbone"}})
+    env = server.subprocess_env()
+    out = _ok(_launch(env, "run", str(experiment), "--no-report"))
+    yield server, experiment, out
+    _wandb_server_session.reset()
+
+
+def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -> None:
+    server, experiment_path, out = demo_online
+    experiment = load_experiment(experiment_path)
+    planned = plan(experiment)
+    state = server.state
+    runs = {run.name: run for run in state.runs(project=PROJECT)}
+    assert sorted(runs) == sorted(p.run_id for p in planned), "the server's runs are not the plan's"
+    for p in planned:
+        run = runs[p.run_id]
+        assert run.state == "finished" and run.group == "online"
+        assert run.job_type == (p.stage if p.kind == "train" else "evaluate")
+        assert p.method in run.tags and p.kind in run.tags
+        assert run.config["hash"] == p.config["hash"] and run.config["stage"] == p.stage
+        assert not any(str(v).startswith(str(experiment_path.parent)) for v in _leaves(run.config)), \
+            "an absolute path reached the dashboard"
+        if p.kind == "train":
+            epochs = [row["epoch"] for row in state.history(run.id) if "best_epoch" in row]
+            assert epochs == list(range(experiment.stages[p.stage].params.get("max_epochs", 1))), run.name
+            model = state.artifact(p.artifact, "best", project=PROJECT)
+            assert model.state == "COMMITTED" and {"latest", "best"} <= set(state.artifact_aliases(model))
+        else:  # the server's lineage graph: exactly the plan's inputs, through use_artifact
+            used = state.used_artifacts(run.id)
+            expected = sorted(f"model-{rid}" for ids in p.inputs.values() for rid in ids)
+            assert sorted(v.collection for v in used) == expected, run.name
+            assert all("best" in state.artifact_aliases(v) for v in used), "an input was not the :best version"
+    assert f"{server.url}/" in out, "no run URL was printed"
+
+
+def test_a_second_launch_creates_nothing(demo_online) -> None:
+    server, experiment_path, _ = demo_online
+    before = (len(server.state.runs(project=PROJECT)), len(list(server.state.iter_versions())))
+    out = _ok(_launch(server.subprocess_env(), "run", str(experiment_path), "--no-report"))
+    assert "already done" in out
+    assert (len(server.state.runs(project=PROJECT)), len(list(server.state.iter_versions()))) == before
+
+
+def test_report_from_the_server_equals_the_report_from_the_local_logs(demo_online, monkeypatch) -> None:
+    from comprobust.results import ApiRunStore, OfflineRunStore
+
+    server, experiment_path, _ = demo_online
+    experiment = load_experiment(experiment_path)
+    server.monkeypatch_env(monkeypatch)
+    online = ApiRunStore(PROJECT, entity=server.entity, group="online")
+    local = OfflineRunStore(experiment.output_dir / "wandb", group="online")
+
+    def canonical(frame):
+        columns = sorted(c for c in frame.columns if c not in ("location", "created"))
+        return frame[columns].sort_values(columns[:4]).reset_index(drop=True)
+
+    for name in ("results", "runs", "invariance"):
+        a, b = getattr(online, name)(), getattr(local, name)()
+        assert len(a) > 0 and len(b) > 0, (name, len(a), len(b))
+        import pandas.testing
+
+        pandas.testing.assert_frame_equal(canonical(a), canonical(b), check_dtype=False, check_like=True)
+    out = _ok(_launch(server.subprocess_env(), "report", str(experiment_path), "--source", "wandb",
+                      "--no-wandb"))
+    assert "reading runs from W&B" in out
+
+
+def test_report_source_offline_never_touches_the_server(demo_online) -> None:
+    server, experiment_path, _ = demo_online
+    env = {**server.subprocess_env(), "WANDB_BASE_URL": "http://127.0.0.1:9"}  # nothing listens there
+    started = time.monotonic()
+    out = _ok(_launch(env, "report", str(experiment_path), "--source", "offline", "--no-wandb"))
+    assert "reading runs from the local W&B logs" in out and time.monotonic() - started < 120
+
+
+def test_an_unreachable_server_is_one_line_naming_the_url(tmp_path) -> None:
+    experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="local-" + "ab" * 20, WANDB_MODE="online",
+               WANDB_CONFIG_DIR=str(tmp_path / "cfg"))
+    started = time.monotonic()
+    result = _launch(env, "run-stage", str(experiment), "--stage", "erm")
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "http://127.0.0.1:9 does not answer" in lines[0] and "--mode offline" in lines[0]
+
+
+def test_kill_9_mid_training_then_resume_keeps_every_epoch_once(wandb_server, tmp_path) -> None:
+    experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=6,
+                                  train_per_class=80)  # epochs of about a second: time to kill one mid-way
+    loaded = load_experiment(experiment)
+    (run,) = plan(loaded, stages=["erm"])
+    env = wandb_server.subprocess_env()
+    process = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "run-stage", str(experiment), "--stage",
+                                "erm"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    checkpoint = loaded.output_dir / "runs" / run.run_id
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and _epochs_checkpointed(checkpoint) < 2 and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 2 <= _epochs_checkpointed(checkpoint) < 6, "the stage was not killed mid-way"
+    _ok(_launch(wandb_server.subprocess_env(), "run-stage", str(experiment), "--stage", "erm"))
+    epochs = [row["epoch"] for row in wandb_server.state.history(run.run_id) if "best_epoch" in row]
+    assert epochs == list(range(6)), f"the server's history has epochs {epochs}"
+
+
+def _epochs_checkpointed(folder: Path) -> int:
+    import torch
+
+    last = next(folder.rglob("last.pt"), None)
+    if last is None:
+        return 0
+    try:
+        return int(torch.load(last, weights_only=False)["epoch"]) + 1
+    except Exception:  # being replaced right now
+        return 0
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
