@@ -138,3 +138,7 @@ def cifar_md5_bypass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath)
     )
+
+
+# the project's own W&B-compatible server (tests/wandb_server): `wandb_server` for one test, the session's server
+from wandb_server.fixture import _wandb_server_session, wandb_server  # noqa: E402,F401  fixtures

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from wandb_server.fixture import LocalWandb, _wandb_server_session, wandb_server  # noqa: F401  fixtures
+from wandb_server.fixture import LocalWandb
 
 from comprobust.config import load_experiment
 from comprobust.planning import plan

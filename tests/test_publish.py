@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from test_results import build_fixture
-from wandb_server.fixture import _wandb_server_session, wandb_server  # noqa: F401  fixtures
 
 from comprobust.cli import main
 from comprobust.publish import judge

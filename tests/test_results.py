@@ -321,7 +321,7 @@ def test_other_groups_and_damaged_logs(runs_fixture, tmp_path):
         OfflineRunStore(tmp_path / "nowhere").runs()
 
 
-def test_open_store_follows_the_wandb_mode(runs_fixture, monkeypatch):
+def test_open_store_follows_the_wandb_mode(runs_fixture, wandb_server, monkeypatch):
     from comprobust import results as results_module
 
     experiment = runs_fixture.experiment()
@@ -332,6 +332,7 @@ def test_open_store_follows_the_wandb_mode(runs_fixture, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "local-" + "0123456789abcdef" * 3)
+    monkeypatch.setenv("WANDB_BASE_URL", wandb_server.url)  # online reading first checks the server answers
     monkeypatch.setattr(results_module, "_public_api", lambda: "the-api")
     online = open_store(experiment)
     assert isinstance(online, ApiRunStore) and online.api == "the-api"
@@ -340,6 +341,11 @@ def test_open_store_follows_the_wandb_mode(runs_fixture, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with pytest.raises(UserError, match="no runs were recorded"):
         open_store(experiment)
+    monkeypatch.setenv("WANDB_MODE", "online")  # an explicit source wins over the mode
+    assert isinstance(open_store(experiment, source="offline"), OfflineRunStore)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    with pytest.raises(UserError, match=r"http://127.0.0.1:9 does not answer.*--mode offline"):
+        open_store(experiment, source="wandb")
 
 
 # ----------------------------------------------------------------------------------------------------- online

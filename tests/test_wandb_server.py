@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from wandb_server.fixture import LocalWandb, _wandb_server_session, wandb_server  # noqa: F401  fixtures
+from wandb_server.fixture import LocalWandb
 
 pytestmark = pytest.mark.online
 
@@ -28,6 +28,7 @@ def inproc(wandb_server: LocalWandb, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """wandb in this process, pointed at the server; its service is torn down afterwards."""
     import wandb
 
+    wandb.teardown()  # earlier tests may have set the process-wide client up (offline, other settings)
     wandb_server.monkeypatch_env(monkeypatch)
     yield wandb
     wandb.teardown()
