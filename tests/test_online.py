@@ -157,6 +157,44 @@ def test_an_unreachable_server_is_one_line_naming_the_url(tmp_path) -> None:
     assert len(lines) == 1 and "http://127.0.0.1:9 does not answer" in lines[0] and "--mode offline" in lines[0]
 
 
+def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_history(wandb_server, tmp_path) -> None:
+    """`launch.py sweep` online with a real `wandb agent`: each trial's per-corruption module runs are W&B runs
+    of their own, the trial's run holds their mean as the sweep metric, and a relaunch continues the sweep."""
+    experiment = _experiment_file(tmp_path, {
+        "backbone": {"method": "backbone", "lr": 0.01},
+        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01, "search_epochs": 1, "levels": [0],
+                    "corruptions": ["Invert", "Rotate90"]},
+    }, max_epochs=2)
+    sweep = tmp_path / "modules-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "online-modules", "project": PROJECT, "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"}, "parameters": {"lr": {"values": [0.01, 0.05]}},
+        "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(experiment), "--stage", "modules",
+                    "${args}"]}, sort_keys=False))
+    env = wandb_server.subprocess_env()
+    _ok(_launch(env, "run-stage", str(experiment), "--stage", "backbone"))
+    first = _ok(_launch(env, "sweep", str(sweep), "--executor", "inline", "--count", "1"))
+    assert "created W&B sweep" in first
+    second = _ok(_launch(env, "sweep", str(sweep), "--executor", "inline", "--count", "1"))
+    assert "continuing W&B sweep" in second
+
+    state = wandb_server.state
+    (sweep_id,) = list(state.sweeps)
+    trials = [run for run in state.sweep_runs(sweep_id) if run.upserts]
+    assert len(trials) == 2 and {run.config["lr"] for run in trials} == {0.01, 0.05}
+    modules = [run for run in state.runs(project=PROJECT) if run.job_type == "modules"]
+    assert len(modules) == 4, [run.name for run in modules]  # 2 trials x 2 corruptions, none shared
+    for trial in trials:
+        assert trial.job_type == "sweep-trial" and trial.state == "finished" and not trial.history
+        mine = [run for run in modules if run.config["sweep"]["trial"] == trial.name]
+        assert sorted(run.name for run in mine) == sorted(trial.summary["stage_runs"])
+        values = [run.summary["val_acc"] for run in mine]
+        assert trial.summary["val_acc"] == pytest.approx(sum(values) / len(values))
+    for run in modules:  # no run received another's history: one row per epoch of its own training
+        epochs = [row["epoch"] for row in state.history(run.name) if "best_epoch" in row]
+        assert epochs == [0, 1], run.name
+
+
 def test_kill_9_mid_training_then_resume_keeps_every_epoch_once(wandb_server, tmp_path) -> None:
     experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=6,
                                   train_per_class=80)  # epochs of about a second: time to kill one mid-way
