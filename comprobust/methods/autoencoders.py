@@ -17,8 +17,10 @@ class AutoEncoderTask:
         self.model, self.device = model, ctx.device
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
-        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size, seed=ctx.seed)
-        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=size, seed=ctx.seed)
+        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size,
+                                             seed=ctx.data_seed("train"))
+        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=size,
+                                             seed=ctx.data_seed("valid"))
 
     def train_batches(self, epoch: int) -> Iterable:
         return self.train_loader.batches(epoch)

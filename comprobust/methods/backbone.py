@@ -9,8 +9,10 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     batch_size = ctx.params["batch_size"]
-    train_loader = PairedViewLoader(ctx.data, "train", views=("Identity",), batch_size=batch_size, seed=ctx.seed)
-    valid_loader = PairedViewLoader(ctx.data, "valid", views=("Identity",), batch_size=batch_size, seed=ctx.seed)
+    train_loader = PairedViewLoader(ctx.data, "train", views=("Identity",), batch_size=batch_size,
+                                    seed=ctx.data_seed("train"))
+    valid_loader = PairedViewLoader(ctx.data, "valid", views=("Identity",), batch_size=batch_size,
+                                    seed=ctx.data_seed("valid"))
     task = ClassifierTask(network, lambda epoch: ((x[0], y) for x, y in train_loader.batches(epoch)),
                           lambda: ((x[0], y) for x, y in valid_loader.batches(0)), ctx.device)
     result = ctx.fit(task)

@@ -44,10 +44,23 @@ class StageContext:
                            weight_decay=p["weight_decay"], patience=p["patience"],
                            cosine_epochs=p.get("cosine_epochs"))
 
+    def stream_seed(self, *salt: Any) -> int:
+        """A 63-bit seed from (experiment seed, stage, corruption, `salt`) only.
+
+        Never from the run id or config hash: a field with no scientific effect (data root, output folder,
+        W&B project, cluster) or a changed hyper-parameter leaves every draw as it was, and the seed alone
+        says which replicate a run is.
+        """
+        text = "/".join(str(s) for s in (self.seed, self.stage, self.corruption, *salt))
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
     def seed_torch(self, *salt: Any) -> None:
-        """Seed torch's global generator from the run's seed and `salt` (reproducible initialisation)."""
-        text = "/".join(str(s) for s in (self.seed, self.run_id, *salt))
-        torch.manual_seed(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1)
+        """Seed torch's global generator (initialisation, dropout) from `stream_seed("torch", *salt)`."""
+        torch.manual_seed(self.stream_seed("torch", *salt))
+
+    def data_seed(self, split: str) -> int:
+        """The seed of a loader of `split`: its data order, crop/flip and fresh noise derive from it."""
+        return self.stream_seed("data", split)
 
     def shape_args(self) -> dict[str, int]:
         spec = self.data.spec
@@ -182,8 +195,10 @@ class PairedContrastiveTask:
         from comprobust.data import PairedViewLoader
 
         self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
-        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=per_view, seed=ctx.seed)
-        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=per_view, seed=ctx.seed)
+        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=per_view,
+                                             seed=ctx.data_seed("train"))
+        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=per_view,
+                                             seed=ctx.data_seed("valid"))
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
         raise NotImplementedError

@@ -9,8 +9,8 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     batch_size = ctx.params["batch_size"]
-    train_loader = MixedElementalLoader(ctx.data, "train", batch_size=batch_size, seed=ctx.seed)
-    valid_loader = MixedElementalLoader(ctx.data, "valid", batch_size=batch_size, seed=ctx.seed)
+    train_loader = MixedElementalLoader(ctx.data, "train", batch_size=batch_size, seed=ctx.data_seed("train"))
+    valid_loader = MixedElementalLoader(ctx.data, "valid", batch_size=batch_size, seed=ctx.data_seed("valid"))
     task = ClassifierTask(network, train_loader.batches, valid_loader.batches, ctx.device)
     result = ctx.fit(task)
     return ctx.export("network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics})

@@ -26,8 +26,10 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     per_view = max(1, ctx.params["batch_size"] // len(VIEWS))
-    train_loader = PairedViewLoader(ctx.data, "train", views=VIEWS, batch_size=per_view, seed=ctx.seed)
-    valid_loader = PairedViewLoader(ctx.data, "valid", views=VIEWS, batch_size=per_view, seed=ctx.seed)
+    train_loader = PairedViewLoader(ctx.data, "train", views=VIEWS, batch_size=per_view,
+                                    seed=ctx.data_seed("train"))
+    valid_loader = PairedViewLoader(ctx.data, "valid", views=VIEWS, batch_size=per_view,
+                                    seed=ctx.data_seed("valid"))
 
     def reconstructed(batches):
         for x, y in batches:
