@@ -7,8 +7,9 @@
   non-zero exit) is a failure, and so is the absence of "Finished syncing" (wandb >= 0.31) or "done";
 * some failures (an artifact that never committed, a file whose upload gave up) never reach its output, and it
   writes its `.synced` marker even after a fatal error. So a run counts as published only when the SERVER shows
-  it (`verify_on_server`): the run, in the state of its exit record, with every history row and every logged
-  artifact committed. Only then is comprobust's own marker `run-<id>.wandb.published` written; wandb's
+  it (`ServerCopy.missing`): the run, in the state of its exit record, with every history row and every logged
+  artifact committed. A retried `wandb sync` appends the history again to what an earlier attempt left on the
+  server, so that partial copy is deleted first (`ServerCopy.discard`; artifact versions are kept). Only then is comprobust's own marker `run-<id>.wandb.published` written; wandb's
   `.synced` marker is ignored (`--include-synced`), so a retry really uploads again.
 
 A resumed run has one folder per attempt; each attempt re-logs the history it restored (comprobust.training), so
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
@@ -88,31 +90,53 @@ def published_marker(folder: Path) -> Path | None:
     return None
 
 
-def verify_on_server(folder: Path, entity: str | None, project: str | None) -> str | None:
-    """None when the server holds the whole run of `folder`, else what is missing (one line)."""
-    import wandb
+class ServerCopy:
+    """The server's copy of the run logged in one offline folder."""
 
-    from comprobust.wandb_offline import read_run
+    def __init__(self, folder: Path, entity: str | None, project: str | None) -> None:
+        import wandb
 
-    local = read_run(folder)
-    api = wandb.Api(timeout=30)
-    path = f"{entity or local.entity or api.default_entity}/{project or local.project}/{local.id}"
-    try:
-        remote = api.run(path)
-    except Exception as err:  # wandb.errors.CommError, ValueError: not there
-        return f"the server has no run {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-    if remote.state != local.state:
-        return f"the server says run {path} is {remote.state}, its log says {local.state}"
-    rows = int(remote._attrs.get("historyLineCount") or 0)
-    if rows < len(local.history):
-        return f"the server has {rows} of the {len(local.history)} history rows of run {path}"
-    try:
-        committed = [a for a in remote.logged_artifacts() if a.state == "COMMITTED"]
-    except Exception as err:  # a half-uploaded artifact the client cannot even describe
-        return f"the artifacts of run {path} cannot be listed on the server ({type(err).__name__}: {err})"
-    if len(committed) < len(local.artifacts):
-        return f"the server has {len(committed)} of the {len(local.artifacts)} artifacts of run {path} committed"
-    return None
+        from comprobust.wandb_offline import read_run
+
+        self.local = read_run(folder)
+        self.api = wandb.Api(timeout=30)
+        self.path = f"{entity or self.local.entity or self.api.default_entity}/{project or self.local.project}/" \
+                    f"{self.local.id}"
+
+    def fetch(self) -> Any:
+        """The server's run, or None when it has none under this path."""
+        try:
+            return self.api.run(self.path)
+        except Exception:  # wandb.errors.CommError, ValueError: not there
+            return None
+
+    def discard(self) -> bool:
+        """Delete what an earlier, failed upload left on the server (its artifact versions stay): a retried
+        `wandb sync` would append the run's history to it again. True when there was something to delete."""
+        remote = self.fetch()
+        if remote is None:
+            return False
+        remote.delete(delete_artifacts=False)
+        return True
+
+    def missing(self) -> str | None:
+        """None when the server holds the whole run, else what is missing (one line)."""
+        local, remote = self.local, self.fetch()
+        if remote is None:
+            return f"the server has no run {self.path}"
+        if remote.state != local.state:
+            return f"the server says run {self.path} is {remote.state}, its log says {local.state}"
+        rows = int(remote._attrs.get("historyLineCount") or 0)
+        if rows != len(local.history):
+            return f"the server has {rows} history rows of run {self.path}, its log {len(local.history)}"
+        try:
+            committed = [a for a in remote.logged_artifacts() if a.state == "COMMITTED"]
+        except Exception as err:  # a half-uploaded artifact the client cannot even describe
+            return f"the artifacts of run {self.path} cannot be listed on the server ({type(err).__name__}: {err})"
+        if len(committed) < len(local.artifacts):
+            return f"the server has {len(committed)} of the {len(local.artifacts)} artifacts of run {self.path} " \
+                   "committed"
+        return None
 
 
 def wandb_executable() -> str:
@@ -193,7 +217,6 @@ def _kill_group(process: subprocess.Popen) -> None:
 def publish(target: Path, *, entity: str | None = None, project: str | None = None, dry_run: bool = False,
             attempts: int = 3, timeout_s: float = 1800.0, backoff_s: float = 5.0,
             include_unfinished: bool = False, wandb_bin: str | None = None,
-            verify: Callable[[Path, str | None, str | None], str | None] = verify_on_server,
             echo: Callable[[str], None] = print) -> list[SyncOutcome]:
     """Sync every offline run folder under `target`; returns one outcome per folder (see the module doc)."""
     from comprobust.tracking import has_credentials
@@ -228,7 +251,7 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
             outcome.status = "would-sync"
         else:
             _sync_with_retries(outcome, wandb_bin, timeout_s, extra, attempts, backoff_s, echo,
-                               lambda f: verify(f, entity, project))
+                               ServerCopy(folder, entity, project))
         outcomes.append(outcome)
         echo(f"{outcome.status:14s} {folder.name}" + (f"  ({outcome.message})" if outcome.message else ""))
     echo(summary_line(outcomes))
@@ -236,13 +259,14 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
 
 
 def _sync_with_retries(outcome: SyncOutcome, wandb_bin: str, timeout_s: float, extra: list[str],
-                       attempts: int, backoff_s: float, echo: Callable[[str], None],
-                       verify: Callable[[Path], str | None]) -> None:
+                       attempts: int, backoff_s: float, echo: Callable[[str], None], server: ServerCopy) -> None:
     for attempt in range(1, attempts + 1):
+        if server.discard():
+            echo(f"discarded      {server.path}: the partial copy an earlier failed upload left on the server")
         output, code = run_sync(outcome.folder, wandb_bin=wandb_bin, timeout_s=timeout_s, extra_args=extra)
         status, reason = judge(output, code)
         if status != "failed":
-            missing = verify(outcome.folder)
+            missing = server.missing()
             if missing is None:
                 status, reason = "synced", ""
                 log = next(outcome.folder.glob("run-*.wandb"))

@@ -25,7 +25,7 @@ from .sweeps_controller import heartbeat
 KNOWN_OPERATIONS = frozenset({
     # run lifecycle (wandb-core)
     "Viewer", "ServerFeaturesQuery", "OrganizationCoreWeaveOrganizationID", "UpsertBucket", "RunResumeStatus",
-    "CreateRunFiles", "RunState", "QueryRunInfo",
+    "CreateRunFiles", "RunState", "QueryRunInfo", "DeleteRun",
     # artifacts (wandb-core and the Python SDK)
     "ArtifactType", "ProjectArtifactType", "CreateArtifact", "CreateArtifactManifest", "CreateArtifactFiles",
     "CommitArtifact", "ArtifactMembershipByName", "UseArtifact", "FetchArtifactManifest",
@@ -133,6 +133,7 @@ class GraphQL:
             "createArtifactFiles": self.create_artifact_files, "commitArtifact": self.commit_artifact,
             "useArtifact": self.use_artifact, "upsertSweep": self.upsert_sweep,
             "createAgent": self.create_agent, "agentHeartbeat": self.agent_heartbeat,
+            "deleteRun": self.delete_run,
         }
 
     # ------------------------------------------------------------------ viewer, server, entities
@@ -267,6 +268,12 @@ class GraphQL:
         }
 
     # ------------------------------------------------------------------ run mutations
+
+    def delete_run(self, input: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
+        """Forget a run (its history, files and lineage edges; its artifact versions stay)."""
+        if not self.state.delete_run((input or {}).get("id", "")):
+            raise GraphQLError(f"run {(input or {}).get('id')} not found")
+        return {"clientMutationId": None}
 
     def upsert_bucket(self, input: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
         """Create or update a run; a run that names a sweep joins it."""

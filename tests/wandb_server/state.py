@@ -210,6 +210,16 @@ class ServerState:
             self._runs[key] = run
             return run, True
 
+    def delete_run(self, storage_id: str) -> bool:
+        """Remove the run with this storage id and its lineage edges; False when there is none."""
+        with self.lock:
+            for key, run in list(self._runs.items()):
+                if run.storage_id == storage_id:
+                    del self._runs[key]
+                    self.lineage = [edge for edge in self.lineage if edge[0] != run.name]
+                    return True
+            return False
+
     def runs(self, project: str | None = None, entity: str | None = None) -> list[Run]:
         """All runs (of one project/entity), oldest first."""
         with self.lock:
