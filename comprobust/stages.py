@@ -159,7 +159,8 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
     started = time.perf_counter()
     with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
                    job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id,
-                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, run.method, run.kind], mode=mode or experiment.wandb["mode"],
+                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, run.method, run.kind],
+                   mode=experiment.wandb["mode"], mode_override=mode,
                    inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
         resolved = {role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
                     for role, refs in inputs.items()}

@@ -96,7 +96,7 @@ def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | No
               "experiment": experiment.name}
     with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
                    job_type="sweep-trial", name=trial.run_id, run_id=trial.run_id, config=config,
-                   tags=[first.method, "sweep-trial"], mode=mode or experiment.wandb["mode"]) as tracker:
+                   tags=[first.method, "sweep-trial"], mode=experiment.wandb["mode"], mode_override=mode) as tracker:
         tracker.summary_update(summary)
     print(f"sweep trial {trial.run_id}: " + "  ".join(
         f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float) and "/" not in k))

@@ -108,14 +108,18 @@ def has_credentials() -> bool:
     return bool(os.environ.get("WANDB_IDENTITY_TOKEN_FILE") or configured_api_keys())
 
 
-def resolve_mode(requested: str = "auto") -> str:
+def resolve_mode(requested: str = "auto", override: str | None = None) -> str:
     """The W&B mode to run in: "online", "offline" or "disabled".
 
-    The environment variable WANDB_MODE, when set, wins over `requested`. "auto" means online only when
-    credentials are configured, else offline. "online" without credentials is a `UserError`.
+    `override` (a command-line `--mode`) wins over the environment variable WANDB_MODE, which wins over
+    `requested` (the experiment's wandb.mode). "auto" means online only when credentials are configured, else
+    offline. "online" without credentials is a `UserError`.
     """
-    source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "the requested mode"
-    raw = (os.environ.get("WANDB_MODE") or requested or "auto").strip().lower()
+    if override:
+        source, raw = "--mode", override.strip().lower()
+    else:
+        source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "the requested mode"
+        raw = (os.environ.get("WANDB_MODE") or requested or "auto").strip().lower()
     mode = _MODE_ALIASES.get(raw)
     if mode is None:
         raise UserError(f"{source} is {raw!r}: use one of auto, online, offline, disabled")
@@ -581,7 +585,7 @@ def _forget_inherited_service() -> None:
 
 def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: str, run_id: str,
               config: Mapping[str, Any], tags: Iterable[str], mode: str = "auto", inputs: Iterable[str] = (),
-              resume: bool = True) -> StageRun:
+              resume: bool = True, mode_override: str | None = None) -> StageRun:
     """Start the W&B run of one stage run and return its `StageRun`.
 
     `out_dir` is the experiment's output folder: WANDB_DIR=out_dir/wandb, WANDB_DATA_DIR=out_dir/wandb-data,
@@ -606,7 +610,7 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
             raise UserError(f"W&B tag {tag!r} must have 1 to 64 characters")
     input_refs = [str(ArtifactRef.parse(r)) for r in inputs]
     _forget_inherited_service()
-    resolved = resolve_mode(mode)
+    resolved = resolve_mode(mode, mode_override)
     secrets = configured_api_keys()
     full = {**git_state(), **dict(config)}
     full["inputs"] = list(dict.fromkeys([*(full.get("inputs") or []), *input_refs]))

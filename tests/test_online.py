@@ -195,6 +195,30 @@ def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_histor
         assert epochs == [0, 1], run.name
 
 
+def test_publish_of_an_offline_sweep_lands_its_runs_and_the_sweep(wandb_server, tmp_path) -> None:
+    """An offline sweep run by the local controller (no server), then `launch.py publish`: the runs land with
+    their history, and the sweep is created on the server with them as its runs; a second publish adds nothing."""
+    experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=2)
+    sweep = tmp_path / "erm-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "offline-erm", "method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.01, 0.05]}},
+        "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(experiment), "--stage", "erm",
+                    "${args}"]}, sort_keys=False))
+    env = wandb_server.subprocess_env()
+    _ok(_launch(env, "sweep", str(sweep), "--mode", "offline", "--executor", "inline"))
+    assert wandb_server.state.runs() == [], "an offline sweep talked to the server"
+    out = _ok(_launch(env, "publish", str(experiment), "--backoff", "0"))
+    state = wandb_server.state
+    (sweep_id,) = list(state.sweeps)
+    members = state.sweep_runs(sweep_id)
+    assert len(members) == 2 and {run.config["lr"] for run in members} == {0.01, 0.05}, out
+    for run in members:
+        assert run.state == "finished" and [r["epoch"] for r in run.history if "best_epoch" in r] == [0, 1]
+    _ok(_launch(env, "publish", str(experiment), "--backoff", "0"))
+    assert list(state.sweeps) == [sweep_id] and len(state.runs()) == 2
+
+
 def test_kill_9_mid_training_then_resume_keeps_every_epoch_once(wandb_server, tmp_path) -> None:
     experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=6,
                                   train_per_class=80)  # epochs of about a second: time to kill one mid-way

@@ -326,7 +326,7 @@ def test_online_dry_run_shows_wandb_agents_and_creates_no_sweep(monkeypatch, cap
     from comprobust.cli import main
 
     monkeypatch.chdir(REPO)
-    monkeypatch.setattr(comprobust.tracking, "resolve_mode", lambda requested="auto": "online")
+    monkeypatch.setattr(comprobust.tracking, "resolve_mode", lambda requested="auto", override=None: "online")
     monkeypatch.setattr(comprobust.sweeps, "online_sweep", lambda *a, **k: pytest.fail("sweep created"))
     assert main(["sweep", "sweeps/demo-erm-lr.yaml", "--agents", "4", "--count", "3", "--dry-run",
                  "--executor", "local"]) == 0

@@ -176,7 +176,10 @@ def test_disabled_mode_writes_no_wandb_files_but_keeps_lineage(tmp_path, monkeyp
 
 def test_resolve_mode(tmp_path, monkeypatch, no_credentials):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert resolve_mode("online") == "disabled"  # the environment wins
+    assert resolve_mode("online") == "disabled"  # the environment wins over the experiment's mode
+    assert resolve_mode("online", override="offline") == "offline"  # and a command-line --mode over both
+    with pytest.raises(UserError, match="--mode is 'sometimes'"):
+        resolve_mode(override="sometimes")
     monkeypatch.setenv("WANDB_MODE", "dryrun")
     assert resolve_mode("auto") == "offline"
     monkeypatch.delenv("WANDB_MODE")

@@ -517,6 +517,12 @@ class GraphQL:
                 sweep.config_yaml, sweep.config = args["config"], yaml.safe_load(args["config"]) or {}
             if args.get("state"):
                 sweep.state = args["state"]
+            if args.get("priorRunsFilters"):  # existing runs join the sweep (`wandb sweep --prior_run`)
+                prior = json.loads(args["priorRunsFilters"])
+                for run in state.runs(project=sweep.project, entity=sweep.entity):
+                    if run_filters.matches(run, prior) and run.name not in sweep.runs:
+                        run.sweep = sweep.name
+                        sweep.runs.append(run.name)
             return {"sweep": self.sweep_obj(sweep), "configValidationWarnings": [], "inserted": True}
 
     def create_agent(self, input: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
