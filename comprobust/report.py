@@ -10,6 +10,8 @@ API when the experiment runs online), writes `<output_dir>/report/`:
     invariance-elem-acc.png    elemental invariance vs accuracy
     invariance-comp-acc.png    composition invariance vs accuracy
     headline.csv, summary.csv, correlations.csv, results.csv, invariance.csv
+    statistics-*.csv           intervals, paired and set-level comparisons, invariance tests, diagnostics
+                               (comprobust.statistics)
 
 prints the headline table (mean accuracy by composition length per method) and logs the figures and tables
 back to W&B as a run with job_type "report" (never read back as an evaluation).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ import pandas as pd
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
 from comprobust.results import RunStore, method_order
+from comprobust.statistics import Statistics, compute_statistics, per_seed_length_means
 
 FIGURES = {
     "boxplot": "comparison-boxplot.png",
@@ -60,11 +64,6 @@ def composition_means(results: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(abbreviation=("abbreviation", "first"), length=("length", "first"),
                       accuracy=("accuracy", "mean"), loss=("loss", "mean"), seeds=("seed", "nunique"))
     return out.reset_index()
-
-
-def per_seed_length_means(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy over the compositions of each length, per (method, seed, length)."""
-    return results.groupby(["method", "seed", "length"], as_index=False)["accuracy"].mean()
 
 
 def headline_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +167,7 @@ class ReportContext:
     problems: list[str] = field(default_factory=list)
     generated: str = ""
     num_classes: int | None = None
+    statistics: Statistics | None = None
 
 
 def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | Path | None = None,
@@ -200,13 +200,15 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
     group, mode) for the W&B report run, or None to log nothing."""
     from comprobust import report_figures as figures
     from comprobust.report_html import render_html
+    from comprobust.report_statistics import format_intervals
 
     out_dir = Path(out_dir)
     runs = store.runs()
     results = store.results()
     problems = _run_problems(runs)
     if results.empty:
-        detail = f" ({'; '.join(problems)})" if problems else ""
+        reasons = problems + list(dict.fromkeys(store.warnings))  # e.g. a damaged log, which the store skipped
+        detail = f" ({'; '.join(reasons)})" if reasons else ""
         raise UserError(f"no finished evaluation runs in {store.describe()}{detail}; "
                         f"{hint or 'nothing to report'}")
     invariance = store.invariance()
@@ -223,6 +225,7 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
     summary = summary_table(results)
     inv_means = invariance_means(invariance)
     correlations = correlation_table(inv_means, methods)
+    statistics = compute_statistics(results, invariance, runs)
     notes.append(_ceiling_note(dataset, ceiling))
     if chance is None:
         notes.append(f"dataset {dataset!r} is unknown to this installation: no chance line")
@@ -239,7 +242,7 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
                                 paths[key])
 
     tables = (("headline.csv", headline), ("summary.csv", summary), ("correlations.csv", correlations),
-              ("results.csv", results), ("invariance.csv", invariance))
+              ("results.csv", results), ("invariance.csv", invariance), *statistics.tables().items())
     for name, frame in tables:
         buffer = io.StringIO()
         frame.to_csv(buffer, index=name == "headline.csv")
@@ -250,13 +253,16 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
         title=title, dataset=dataset, source=store.describe(), seeds=seeds, methods=methods, chance=chance,
         ceiling=ceiling, headline=headline, summary=summary, correlations=correlations, figures=paths,
         runs=evaluation_runs, notes=notes, problems=problems,
-        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), statistics=statistics,
     )
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(context))
     print(format_headline(headline, title))
+    print(format_intervals(statistics))
     if problems:
         print("not in this report: " + "; ".join(problems))
+    for warning in dict.fromkeys(store.warnings):  # damaged logs and the like: never dropped silently
+        print(f"warning: {warning}", file=sys.stderr)
     if log_target is not None:
         _log_to_wandb(log_target, store, context, results, invariance, index)
     print(f"report: {index}")

@@ -140,6 +140,12 @@ def test_unwritable_output_folder_is_refused_before_work(workdir: Path, capsys, 
     status, line = one_line_error(capsys, ["run", "base.yaml", "--dry-run"])
     assert status == 2 and "cannot write to outputs/zoo (permission denied)" in line
     assert main(["status", "base.yaml"]) == 0  # status only reads
+    (workdir / "s.yaml").write_text(
+        "method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters: {lr: {values: [0.1]}}\n"
+        "command: ['${env}', '${interpreter}', launch.py, run-stage, base.yaml, --stage, erm, '${args}']\n")
+    before = snapshot(workdir)
+    status, line = one_line_error(capsys, ["sweep", "s.yaml", "--mode", "offline", "--executor", "inline"])
+    assert status == 2 and "cannot write to outputs/zoo (permission denied)" in line
     assert snapshot(workdir) == before
 
 

@@ -451,3 +451,20 @@ def test_api_store_without_credentials_says_how_to_log_in(tmp_path, monkeypatch)
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     with pytest.raises(UserError, match="wandb login"):
         ApiRunStore("some-project", group="g")
+
+
+def test_a_damaged_log_is_reported_by_status_and_report_alike(tmp_path, runs_fixture, capsys):
+    """A finished evaluation whose .wandb log is damaged is named by `status` (exit 1) and by `report`, never
+    silently left out."""
+    from comprobust.cli import main
+
+    copy = runs_fixture.copy(tmp_path / "runs")
+    log = next(p for p in (copy.wandb_dir / "wandb").glob("*eval-erm-s1-*/run-*.wandb"))
+    data = bytearray(log.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    log.write_bytes(bytes(data))
+    assert main(["status", str(copy.experiment_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"damaged W&B log: {log}" in out
+    main(["report", str(copy.experiment_path), "--source", "offline", "--no-wandb", "--out", str(tmp_path / "r")])
+    assert f"{log}: corrupt record" in capsys.readouterr().err

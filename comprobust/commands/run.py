@@ -71,4 +71,19 @@ def show_status(args: argparse.Namespace) -> int:
     counts = {state: sum(r["state"] == state for r in rows)
               for state in ("done", "damaged", "running", "failed", "missing")}
     print("  ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "damaged"))
-    return 1 if counts["failed"] or counts["damaged"] else 0
+    damaged_logs = _damaged_wandb_logs(experiment)
+    for line in damaged_logs:
+        print(f"damaged W&B log: {line}")
+    return 1 if counts["failed"] or counts["damaged"] or damaged_logs else 0
+
+
+def _damaged_wandb_logs(experiment) -> list[str]:
+    """What the experiment's local W&B logs that cannot be read say (the report would leave those runs out)."""
+    from comprobust.results import OfflineRunStore
+
+    wandb_dir = experiment.output_dir / "wandb"
+    if not wandb_dir.is_dir():
+        return []
+    store = OfflineRunStore(wandb_dir, cache_dir=experiment.output_dir / "cache" / "results", group=experiment.name)
+    store.runs()
+    return [w for w in store.warnings if "corrupt" in w or "unreadable" in w or "damaged" in w]

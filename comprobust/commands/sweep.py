@@ -55,6 +55,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise UserError(f"--count {args.count}: give at least 1 (or leave it out: until the sweep has no more)")
     spec = load_sweep(args.sweep)
     experiment, target = spec.experiment, spec.target
+    if not args.dry_run:
+        from comprobust.validation import check_output_folder
+
+        check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     cluster = cluster_config(experiment, None if args.executor == "inline" else args.executor)
     missing = upstream_missing(spec)
     if missing:
