@@ -170,6 +170,10 @@ def render_html(ctx: Any) -> str:
               ('<p class="meta">Computed with scipy.stats.pearsonr on one point per composition (scores and '
                "accuracy averaged over seeds); n/a when a facet has fewer than 3 points or a constant "
                "variable.</p>")]
+    if ctx.statistics is not None:
+        from comprobust.report_statistics import statistics_html
+
+        parts.append(statistics_html(ctx.statistics))
     parts += ["<h2>Runs</h2>",
               f"<details><summary>{len(runs)} evaluation runs</summary>{runs_html(runs)}</details>",
               "</main></body></html>"]

@@ -162,6 +162,26 @@ def test_html_is_self_contained_and_says_what_is_missing(built):
         assert needle in text, needle
 
 
+def test_statistics_tables_and_sections_from_the_fixture_runs(built):
+    """Seeds at +1 and -1: per-length intervals are mean ± t(0.975, 1) * sqrt(2) / sqrt(2); Contrastive trails
+    ERM by exactly 10 on every seed, composition and set."""
+    folder = built.index.parent
+    lengths = pd.read_csv(folder / "statistics-lengths.csv")
+    assert len(lengths) == 12 and (lengths["seeds"] == 2).all()
+    assert (lengths["ci_high"] - lengths["mean"]).to_numpy() == pytest.approx([stats.t.ppf(0.975, 1)] * 12)
+    differences = pd.read_csv(folder / "statistics-differences.csv")
+    assert (differences["method"] == "Contrastive").all() and (differences["baseline"] == "ERM").all()
+    assert differences["ci_low"].to_numpy() == pytest.approx([-10.0] * 6)
+    assert (differences["seeds_won"] == 0).all()
+    sets = pd.read_csv(folder / "statistics-sets.csv", dtype={"lengths": str}).set_index("lengths")
+    assert sets.loc["2-6", "share_won"] == 0 and sets.loc["2-6", "sets"] == 15 + 20 + 15 + 6 + 1
+    for name in ("invariance", "training", "commuting"):
+        assert (folder / f"statistics-{name}.csv").is_file()
+    text = built.index.read_text()
+    assert "Statistics over seeds and sets of corruptions" in text and "Holm" in text
+    assert "Mean accuracy (%) [95% t-interval over seeds]" in built.stdout
+
+
 def test_report_run_is_logged_once_and_never_read_as_an_evaluation(built, capsys):
     from comprobust.wandb_offline import read_run
 

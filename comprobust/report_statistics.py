@@ -1,0 +1,140 @@
+"""The report's statistics (`comprobust.statistics.Statistics`) as text for the terminal and as HTML sections."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from comprobust.report_html import _esc, _num, _table
+from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, Statistics, format_interval
+
+NA = '<span class="na">n/a</span>'
+PAIR_TITLES = {("elemental_invariance", "composition_invariance"): "Elemental vs composition invariance",
+               ("elemental_invariance", "accuracy"): "Elemental invariance vs accuracy",
+               ("composition_invariance", "accuracy"): "Composition invariance vs accuracy"}
+
+
+def interval_table(lengths: pd.DataFrame) -> pd.DataFrame:
+    """Methods x lengths of 'mean [low, high]' strings."""
+    cells = lengths.assign(text=[format_interval(r.mean, r.ci_low, r.ci_high) for r in lengths.itertuples()])
+    table = cells.pivot(index="method", columns="length", values="text")
+    return table.reindex(list(dict.fromkeys(lengths["method"])))
+
+
+def format_intervals(stats: Statistics) -> str:
+    """The per-length intervals as plain text, for the terminal."""
+    table = interval_table(stats.lengths)
+    table.columns = [str(c) for c in table.columns]
+    return (f"Mean accuracy (%) [{CONFIDENCE:.0%} t-interval over seeds] by number of corruptions:\n"
+            + table.to_string(na_rep="n/a"))
+
+
+def statistics_html(stats: Statistics) -> str:
+    """The statistics section of the report page."""
+    parts = ["<h2>Statistics over seeds and sets of corruptions</h2>",
+             '<p class="meta">Every table here is also a CSV next to this page (statistics-*.csv). Intervals '
+             f"are {CONFIDENCE:.0%} Student-t intervals over seeds; with one seed they read {_esc(ONE_SEED)}.</p>",
+             "<h3>Mean accuracy (%) with its interval</h3>", _interval_html(stats.lengths),
+             "<h3>Seed-paired differences (pp)</h3>", _differences_html(stats.differences),
+             "<h3>Sets of corruptions as units</h3>", _sets_html(stats.sets),
+             "<h3>Invariance tests, sets as units</h3>", _invariance_html(stats.invariance),
+             "<h3>Diagnostics</h3>", _training_html(stats.training), _commuting_html(stats.commuting)]
+    return "\n".join(parts)
+
+
+def _interval_html(lengths: pd.DataFrame) -> str:
+    if lengths.empty:
+        return "<p>No results.</p>"
+    table = interval_table(lengths)
+    rows = [[_esc(method)] + [_esc(v) if isinstance(v, str) else NA for v in row]
+            for method, row in table.iterrows()]
+    return _table(["method"] + [f"{c} corr." for c in table.columns], rows)
+
+
+def _pairs_table(frame: pd.DataFrame, column: str, cell) -> str:
+    """Rows 'method − baseline', columns the values of `column`, cells `cell(row)`."""
+    if frame.empty:
+        return "<p>Only one method: nothing to compare.</p>"
+    labels = list(dict.fromkeys(frame[column]))
+    rows = []
+    for (method, baseline), part in frame.groupby(["method", "baseline"], sort=False):
+        by_label = {getattr(r, column): r for r in part.itertuples()}
+        rows.append([_esc(f"{method} − {baseline}")]
+                    + [cell(by_label[label]) if label in by_label else NA for label in labels])
+    return _table(["comparison"] + [_esc(f"{label} corr.") for label in labels], rows)
+
+
+def _differences_html(differences: pd.DataFrame) -> str:
+    def cell(r) -> str:
+        return _esc(f"{format_interval(r.mean, r.ci_low, r.ci_high, signed=True)}; won {r.seeds_won}/{r.seeds}")
+
+    return _pairs_table(differences, "length", cell) + \
+        '<p class="meta">Per seed, the method\'s mean accuracy over the compositions of that length minus the ' \
+        "baseline's; the interval is over seeds, and <i>won</i> counts the seeds where the method is ahead.</p>"
+
+
+def _sets_html(sets: pd.DataFrame) -> str:
+    def cell(r) -> str:
+        p = f"p = {r.p:.3g}" if np.isfinite(r.p) else f"p n/a ({r.note})"
+        return _esc(f"{r.mean_diff:+.1f}; won {r.share_won:.0%} of {r.sets} sets; {p}")
+
+    return _pairs_table(sets, "lengths", cell) + \
+        '<p class="meta">Each unordered set of corruptions is one unit: its orderings and seeds are averaged. ' \
+        "Mean difference (pp), share of sets on which the method beats the baseline, and the two-sided " \
+        "Wilcoxon signed-rank test over sets (scipy; zero differences dropped). 2-6 pools every set of two or " \
+        "more corruptions.</p>"
+
+
+def _invariance_html(tests: pd.DataFrame) -> str:
+    methods = list(dict.fromkeys(tests["method"]))
+    rows = []
+    for (x, y, length), part in tests.groupby(["x", "y", "length"], sort=False):
+        by_method = {r.method: r for r in part.itertuples()}
+        rows.append([_esc(PAIR_TITLES.get((x, y), f"{x} vs {y}")), str(length)]
+                    + [_test_cell(by_method[m]) if m in by_method else NA for m in methods])
+    tested = int(tests["p"].notna().sum())
+    significant = int((tests["significant"] == True).sum())  # noqa: E712  (NaN means untested)
+    return _table(["test", "corruptions"] + [_esc(m) for m in methods], rows, left=2) + \
+        f'<p class="meta">{tested} tests, {significant} significant at {ALPHA} after Holm\'s correction over ' \
+        "all of them. One point per unordered set (elemental invariance depends only on the set), scores and " \
+        "accuracy averaged over orderings and seeds. r: Pearson; partial r: controlling for the mean accuracy " \
+        f"of the set's member elementals, with a bootstrap {CONFIDENCE:.0%} interval (sets resampled); " \
+        "p_Holm adjusts the partial r's p (t, n − 3 df). Lengths with fewer than 4 sets are n/a.</p>"
+
+
+def _test_cell(r) -> str:
+    if not np.isfinite(r.partial_r):
+        return f'<span class="na">n/a ({_esc(r.note)})</span>'
+    star = " *" if r.significant == True else ""  # noqa: E712
+    return _esc(f"r = {r.r:.2f}; partial {r.partial_r:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}], "
+                f"p_Holm = {r.p_holm:.3g}{star} ({r.sets} sets)")
+
+
+def _training_html(training: pd.DataFrame) -> str:
+    if training.empty:
+        return "<p>No training runs found for these results (best epochs cannot be checked).</p>"
+    stalled = training[training["converged"] == False]  # noqa: E712
+    columns = ["run_id", "stage", "corruption", "seed", "best_epoch", "last_epoch", "converged", "level",
+               "level_margin"]
+    rows = [[_esc(r.run_id), _esc(r.stage), _esc(r.corruption or ""), _esc(r.seed), _num(r.best_epoch, 0),
+             _num(r.last_epoch, 0), "yes" if r.converged else ("not converged" if r.converged is False else NA),
+             _num(r.level, 0), _num(r.level_margin)] for r in training.reindex(columns=columns).itertuples()]
+    return (f"<p><b>{len(stalled)} of {len(training)} training runs did not converge</b>: their best "
+            "validation epoch is their last, so more epochs might still help. The level margin is the "
+            "chosen module level's validation accuracy in the search minus the runner-up's (pp).</p>"
+            f"<details><summary>{len(training)} training runs</summary>{_table(columns, rows, left=4)}</details>")
+
+
+def _commuting_html(commuting: pd.DataFrame) -> str:
+    if commuting.empty:
+        return "<p>No exactly commuting pair was evaluated in both orders.</p>"
+    summary = commuting.groupby(["method", "pair"], sort=False)["abs_diff"].agg(["mean", "max"]).reset_index()
+    pairs = list(dict.fromkeys(summary["pair"]))
+    rows = []
+    for method, part in summary.groupby("method", sort=False):
+        by_pair = {r.pair: r for r in part.itertuples()}
+        rows.append([_esc(method)] + [f"{_num(by_pair[p].mean)} (max {_num(by_pair[p].max)})" if p in by_pair
+                                      else NA for p in pairs])
+    return _table(["method"] + [_esc(p) for p in pairs], rows) + \
+        '<p class="meta">|A(AB) − A(BA)| in pp, mean over seeds (max), on pairs whose two orders give identical ' \
+        "images: a monolithic network scores them identically, so anything but 0 measures order sensitivity " \
+        "(e.g. modules applied in composition order).</p>"
