@@ -39,7 +39,7 @@ def test_registry_names_specs_and_paper_constants() -> None:
         False,
         2000,
     )
-    assert get_dataset_spec("mnist5k").mean is None and get_dataset_spec("mnist5k").architecture == "emnist"
+    assert get_dataset_spec("mnist5k").mean is None and get_dataset_spec("mnist5k").architecture == "small"
 
 
 def test_unknown_dataset_lists_the_known_names() -> None:

