@@ -22,6 +22,7 @@ from comprobust.validation import check_keys, check_output_folder, check_range, 
 TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
             "cluster", "training", "stages", "evaluation")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+MODULE_ORDERS = ("composition", "reverse")  # order of a modular system's modules that share a level
 PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
     # name: (low, high, low excluded, high excluded): beyond these a value is a typo, not an experiment
     "lr": (0.0, 10.0, True, False), "max_epochs": (1, 100_000, False, False), "batch_size": (1, 65_536, False, False),
@@ -63,6 +64,7 @@ class SystemConfig:
     label: str
     kind: str
     roles: Mapping[str, str]
+    module_order: str = "composition"  # modular systems: same-level modules in composition order, or "reverse"
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,8 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
     systems = []
     for label, roles in expect(raw.get("systems") or {}, dict, f"{where}.systems").items():
         at = f"{where}.systems.{label}"
-        expect(roles, dict, at)
+        roles = dict(expect(roles, dict, at))
+        module_order = roles.pop("module_order", None)
         kind = next((k for k, r in SYSTEM_ROLES.items() if set(r) == set(roles)), None)
         if kind is None:
             forms = "; ".join(f"{k}: {{{', '.join(r)}}}" for k, r in SYSTEM_ROLES.items())
@@ -300,7 +303,10 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
             if stages[stage].method not in SYSTEM_ROLES[kind][role]:
                 raise UserError(f"{at}.{role}: stage {stage!r} ({stages[stage].method}) cannot be a {role}; it "
                                 f"needs one of {', '.join(sorted(SYSTEM_ROLES[kind][role]))}")
-        systems.append(SystemConfig(str(label), kind, dict(roles)))
+        if module_order is not None and (kind != "modular" or module_order not in MODULE_ORDERS):
+            raise UserError(f"{at}.module_order: {module_order!r} is not allowed; only a modular system takes it, "
+                            f"one of {', '.join(MODULE_ORDERS)}")
+        systems.append(SystemConfig(str(label), kind, roles, module_order or "composition"))
     batch_size = check_range(expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size",
                              1, 1_000_000)
     shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)

@@ -41,8 +41,9 @@ def monolithic(classifier: nn.Module) -> Forward:
     return lambda x, composition: classifier.forward_features(x)
 
 
-def modular(backbone: nn.Module, modules: Mapping[str, tuple[int, nn.Module]]) -> Forward:
-    """Oracle module choice: the modules of the composition's corruptions, by level then by position."""
+def modular(backbone: nn.Module, modules: Mapping[str, tuple[int, nn.Module]], reverse: bool = False) -> Forward:
+    """Oracle module choice: the modules of the composition's corruptions, by level then by position in the
+    composition (`reverse`: modules sharing a level run in the reverse of that order)."""
 
     def forward(x: torch.Tensor, composition: Composition) -> tuple[torch.Tensor, torch.Tensor]:
         by_level: dict[int, list[nn.Module]] = {}
@@ -50,6 +51,8 @@ def modular(backbone: nn.Module, modules: Mapping[str, tuple[int, nn.Module]]) -
             if name != "Identity":
                 level, module = modules[name]
                 by_level.setdefault(level, []).append(module)
+        if reverse:
+            by_level = {level: chain[::-1] for level, chain in by_level.items()}
         return backbone.forward_features(x, by_level)
 
     return forward
@@ -67,14 +70,15 @@ def imgspace(autoencoders: Mapping[str, nn.Module], classifier: nn.Module) -> Fo
     return forward
 
 
-def build_system(kind: str, inputs: Mapping[str, list[Export]], device: torch.device) -> Forward:
-    """The forward function of an evaluated system from its input models."""
+def build_system(kind: str, inputs: Mapping[str, list[Export]], device: torch.device,
+                 module_order: str = "composition") -> Forward:
+    """The forward function of an evaluated system from its input models (`module_order`: see `modular`)."""
     if kind == "monolithic":
         return monolithic(inputs["classifier"][0].build(device))
     if kind == "modular":
         modules = {e.meta["corruption"]: (int(e.meta["level"]), e.build(device)) for e in inputs["modules"]}
         _require_all(modules, "modules")
-        return modular(inputs["backbone"][0].build(device), modules)
+        return modular(inputs["backbone"][0].build(device), modules, reverse=module_order == "reverse")
     if kind == "imgspace":
         autoencoders = {e.meta["corruption"]: e.build(device) for e in inputs["autoencoders"]}
         _require_all(autoencoders, "autoencoders")
@@ -223,7 +227,7 @@ def evaluate_run(ctx: StageContext, run, experiment, tracker) -> dict[str, Any]:
     """The `evaluate` stage: evaluate, log the table, summaries, statistics artifact and invariance scores."""
     shard, shards = run.config["shard"], run.config["shards"]
     compositions = shard_compositions(experiment.compositions, shard, shards)
-    forward = build_system(run.method, ctx.inputs, ctx.device)
+    forward = build_system(run.method, ctx.inputs, ctx.device, run.config.get("module_order", "composition"))
     result = evaluate(forward, ctx.data, compositions, experiment.evaluation.batch_size, seed=run.seed,
                       device=ctx.device)
     columns = ["composition", "abbreviation", "length", "elements", "accuracy", "loss", "images"]

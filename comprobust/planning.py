@@ -102,6 +102,8 @@ def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[
                 "compositions": ["-".join(c) for c in experiment.compositions], "shard": shard, "shards": shards,
                 "input_hashes": {role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()},
             }
+            if system.module_order != "composition":  # the default stays out, so existing ids are unchanged
+                config["module_order"] = system.module_order
             digest = config_hash(config)
             suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
             slug = "".join(ch if ch.isalnum() else "-" for ch in system.label.lower())

@@ -81,6 +81,10 @@ stages:
     (BASE + "compositions: [Contrast-Fog]\n", "compositions: .*unknown corruption 'Fog'"),
     (BASE + "evaluation: {systems: {M: {backbone: backbone}}}\n", "match no kind of system"),
     (BASE + "evaluation: {systems: {M: {classifier: modules}}}\n", "stage 'modules' \\(modules\\) cannot be a classifier"),
+    (BASE + "evaluation: {systems: {M: {backbone: backbone, modules: modules, module_order: random}}}\n",
+     "systems.M.module_order: 'random' is not allowed; only a modular system takes it, one of composition, reverse"),
+    (BASE + "evaluation: {systems: {M: {classifier: backbone, module_order: reverse}}}\n",
+     "systems.M.module_order: 'reverse' is not allowed; only a modular system"),
     ("name: t\ndataset: {name: mnist5k}\nstages: {}\n", "stages is empty"),
     ("name: [t\n", "exp.yaml: line 2 is not valid YAML: expected ',' or ']'"),
     (BASE.replace("lr: 0.01}", "lr: 0.01, corruptions: [Fog]}"), "stages.modules.corruptions: unknown corruption 'Fog'; known corruptions: Identity"),
@@ -88,6 +92,17 @@ stages:
 def test_bad_experiment_files_get_one_precise_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         load_experiment(write(tmp_path, text))
+
+
+def test_reverse_module_order_is_its_own_evaluation_and_the_default_keeps_run_ids(tmp_path: Path) -> None:
+    systems = "evaluation: {{systems: {{M: {{backbone: backbone, modules: modules{}}}}}}}\n"
+    default, explicit, reverse = (
+        plan(load_experiment(write(tmp_path, BASE + systems.format(extra))))
+        for extra in ("", ", module_order: composition", ", module_order: reverse"))
+    assert [r.run_id for r in default] == [r.run_id for r in explicit]
+    [(evaluated, reversed_)] = [(a, b) for a, b in zip(default, reverse) if a.kind == "evaluate"]
+    assert evaluated.run_id != reversed_.run_id and reversed_.config["module_order"] == "reverse"
+    assert [r.run_id for r in default if r.kind == "train"] == [r.run_id for r in reverse if r.kind == "train"]
 
 
 def test_a_dependency_cycle_is_named(tmp_path: Path) -> None:

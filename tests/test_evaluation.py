@@ -99,6 +99,9 @@ def test_modules_apply_by_level_then_by_position_in_the_composition(trained) -> 
     forward(x, ("Invert", "Identity", "Contrast"))
     assert calls == ["IN", "CO"]
     assert torch.allclose(logits, plain_logits)  # probes are identities
+    calls.clear()
+    modular(network, modules, reverse=True)(x, ("Contrast", "Swirl", "Invert"))
+    assert calls == ["SW", "IN", "CO"]  # levels still ascend; only the modules sharing level 2 swap
 
 
 def test_autoencoders_apply_in_composition_order(trained) -> None:
