@@ -19,8 +19,9 @@ $(STAMP): requirements.lock
 demo: $(STAMP)
 	$(PY) launch.py demo
 
+# two workers (pytest-xdist); tests sharing a module fixture stay on one worker (xdist_group)
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slurm"
+	$(PY) -m pytest -q -m "not slurm" -n 2 --dist loadgroup
 
 test-online: $(STAMP)
 	$(PY) -m pytest -q -m online

@@ -79,7 +79,7 @@ class ExperimentConfig:
     name: str
     path: Path
     dataset: DatasetConfig
-    architecture: str | None
+    architecture: str  # the dataset's default network when the YAML names none
     seeds: tuple[int, ...]
     output_dir: Path
     compositions: tuple[tuple[str, ...], ...]
@@ -149,12 +149,16 @@ def _load(path: Path) -> ExperimentConfig:
     output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
     check_output_folder(output_root / name, f"{where}: output_root", write=False)
     dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
+    from comprobust.data import get_dataset_spec
+
     return ExperimentConfig(
         name=name,
         path=path,
         description=expect(raw.get("description", ""), str, f"{where}: description"),
         dataset=dataset,
-        architecture=_load_architecture(raw.get("architecture"), f"{where}: architecture"),
+        # resolved here, so a run's identity names the network it really trains (not None for "the default")
+        architecture=_load_architecture(raw.get("architecture"), f"{where}: architecture")
+        or get_dataset_spec(dataset.name).architecture,
         seeds=_load_seeds(raw.get("seeds", [0]), f"{where}: seeds"),
         output_dir=output_root / name,
         compositions=tuple(_with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")),

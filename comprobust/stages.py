@@ -22,7 +22,7 @@ import torch
 
 from comprobust.atomic import atomic_write_text
 from comprobust.config import ExperimentConfig
-from comprobust.data import LoadedDataset, get_dataset_spec, load_dataset
+from comprobust.data import LoadedDataset, load_dataset
 from comprobust.errors import UserError
 from comprobust.locking import FileLock
 from comprobust.methods.common import Export, StageContext
@@ -64,10 +64,6 @@ def dataset_for(experiment: ExperimentConfig) -> LoadedDataset:
     """The experiment's dataset, loaded once per process."""
     d = experiment.dataset
     return _dataset(d.name, d.root, json.dumps(d.split_sizes or {}, sort_keys=True), d.download)
-
-
-def architecture_for(experiment: ExperimentConfig) -> str:
-    return experiment.architecture or get_dataset_spec(experiment.dataset.name).architecture
 
 
 def producer_stage(experiment: ExperimentConfig, run: PlannedRun, role: str) -> str:
@@ -154,7 +150,7 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
 
     data = dataset_for(experiment)
     config = {**run.config, **extra_config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind,
-              "experiment": experiment.name, "architecture": architecture_for(experiment)}
+              "experiment": experiment.name, "architecture": experiment.architecture}
     inputs = {role: [f"model-{rid}:best" for rid in ids] for role, ids in run.inputs.items()}
     started = time.perf_counter()
     with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
@@ -167,7 +163,7 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
         ctx = StageContext(
             run_id=run.run_id, stage=run.stage, seed=run.seed, corruption=run.corruption,
             params=run.config.get("params", {}), identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
-            data=data, arch=architecture_for(experiment), device=device(), out_dir=folder, inputs=resolved,
+            data=data, arch=experiment.architecture, device=device(), out_dir=folder, inputs=resolved,
             log_epoch=lambda metrics, epoch: tracker.log(metrics, step=epoch),
             log_extra=lambda key, columns, rows: tracker.log_table(key, columns, rows),
         )

@@ -76,6 +76,7 @@ def demo_online(_wandb_server_session, tmp_path_factory) -> Iterator[tuple[Local
     _wandb_server_session.reset()
 
 
+@pytest.mark.xdist_group("online-demo")  # one worker runs the shared pipeline once
 def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -> None:
     server, experiment_path, out = demo_online
     experiment = load_experiment(experiment_path)
@@ -104,6 +105,7 @@ def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -
     assert f"{server.url}/" in out, "no run URL was printed"
 
 
+@pytest.mark.xdist_group("online-demo")  # one worker runs the shared pipeline once
 def test_a_second_launch_creates_nothing(demo_online) -> None:
     server, experiment_path, _ = demo_online
     before = (len(server.state.runs(project=PROJECT)), len(list(server.state.iter_versions())))
@@ -112,6 +114,7 @@ def test_a_second_launch_creates_nothing(demo_online) -> None:
     assert (len(server.state.runs(project=PROJECT)), len(list(server.state.iter_versions()))) == before
 
 
+@pytest.mark.xdist_group("online-demo")  # one worker runs the shared pipeline once
 def test_report_from_the_server_equals_the_report_from_the_local_logs(demo_online, monkeypatch) -> None:
     from comprobust.results import ApiRunStore, OfflineRunStore
 
@@ -136,6 +139,7 @@ def test_report_from_the_server_equals_the_report_from_the_local_logs(demo_onlin
     assert "reading runs from W&B" in out
 
 
+@pytest.mark.xdist_group("online-demo")  # one worker runs the shared pipeline once
 def test_report_source_offline_never_touches_the_server(demo_online) -> None:
     server, experiment_path, _ = demo_online
     env = {**server.subprocess_env(), "WANDB_BASE_URL": "http://127.0.0.1:9"}  # nothing listens there
