@@ -303,7 +303,7 @@ def _training_row(row: pd.Series) -> dict[str, Any]:
         last = row.get("config.params.max_epochs", np.nan) - 1
     searched = sorted((v for k, v in row.items() if k.startswith("summary.level_") and k.endswith("_val_acc")
                        and np.isfinite(v)), reverse=True)
-    margin = 100 * (searched[0] - searched[1]) if len(searched) > 1 else np.nan
+    margin = searched[0] - searched[1] if len(searched) > 1 else np.nan  # accuracies are in percent
     converged = bool(best < last) if np.isfinite(best) and np.isfinite(last) else None
     return {"run_id": row["run_id"], "stage": row.get("config.stage", row["job_type"]), "seed": row["seed"],
             "corruption": row.get("config.corruption"), "best_epoch": best, "last_epoch": last,

@@ -183,7 +183,7 @@ def runs_frame() -> pd.DataFrame:
     return pd.DataFrame([
         train("backbone-1", "backbone", 4, 9),
         train("modules-in-1", "modules", 2, 2, ["backbone-1"], corruption="Invert", level=1,
-              level_0_val_acc=0.50, level_1_val_acc=0.62, level_2_val_acc=0.60),
+              level_0_val_acc=50.0, level_1_val_acc=62.0, level_2_val_acc=60.0),
         train("erm-old", "erm", 1, 2),  # fed no evaluation in the results: not listed
         {"run_id": "eval-modular-1", "kind": "evaluate", "state": "finished", "job_type": "evaluate", "seed": 1,
          "config.inputs": json.dumps(["model-backbone-1:best", "model-modules-in-1:best"])},

@@ -146,3 +146,11 @@ def test_divergence_is_reported_with_the_learning_rate(tmp_path: Path) -> None:
     task.validate = lambda: {"val_loss": float("nan")}
     with pytest.raises(UserError, match="validation loss is nan after epoch 1.*training diverged; lower lr \\(now 0.1\\)"):
         fit(task, TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
+
+
+def test_training_accuracy_is_a_percent_like_evaluation():
+    """One unit for every logged accuracy: training's val_acc/train_acc are percents, as evaluation's are."""
+    from comprobust.methods.common import accuracy
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]])
+    assert accuracy(logits, torch.tensor([0, 1, 0, 1])) == 75.0

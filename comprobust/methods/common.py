@@ -137,7 +137,8 @@ class Export:
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).float().mean())
+    """Top-1 accuracy in percent: the one unit of every accuracy comprobust logs (training and evaluation)."""
+    return 100.0 * float((logits.argmax(dim=1) == labels).float().mean())
 
 
 def mean_metrics(batches: Iterable[tuple[dict[str, float], int]]) -> dict[str, float]:
