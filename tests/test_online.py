@@ -200,6 +200,15 @@ def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_histor
         epochs = [row["epoch"] for row in state.history(run.name) if "best_epoch" in row]
         assert epochs == [0], run.name
 
+    # a new sweep over the same grid: its first trial's module runs finished before, and it still reports
+    third = _ok(_launch(env, "sweep", str(sweep), "--executor", "inline", "--count", "1", "--new-sweep"))
+    assert "created W&B sweep" in third and "already done" in third
+    (new_id,) = set(state.sweeps) - {sweep_id}
+    (trial,) = [run for run in state.sweep_runs(new_id) if run.upserts]
+    assert trial.state == "finished" and trial.summary["val_acc"] == pytest.approx(
+        next(t for t in trials if t.config["lr"] == trial.config["lr"]).summary["val_acc"])
+    assert len([run for run in state.runs(project=PROJECT) if run.job_type == "modules"]) == 4  # none re-trained
+
 
 def test_publish_of_an_offline_sweep_lands_its_runs_and_the_sweep(wandb_server, tmp_path) -> None:
     """An offline sweep run by the local controller (no server), then `launch.py publish`: the runs land with

@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from comprobust.cli import build_parser
     from comprobust.commands.run import run_experiment
 
-    return run_experiment(argparse.Namespace(
-        experiment=args.experiment, dry_run=False, detach=False, stages=None, seeds=None, executor=args.executor,
-        mode=None, no_report=False, smoke=args.smoke))
+    # parsed by `run`'s own parser, so every option of `run` has its default here too
+    argv = ["run", args.experiment, "--executor", args.executor, *(["--smoke"] if args.smoke else [])]
+    return run_experiment(build_parser().parse_args(argv))
