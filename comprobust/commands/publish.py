@@ -7,11 +7,14 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     publish = subparsers.add_parser(
-        "publish", help="upload offline W&B runs to a server (wandb sync, bounded retries, checked output)",
-        description="Runs `wandb sync` on each offline run folder of the experiment (or of a W&B folder) "
-                    "with bounded retries and a timeout, judges success from wandb's output (its exit status "
-                    "is 0 even when the upload failed), retries failed folders with backoff and exits 1 if "
-                    "any failed. Needs `wandb login` (and WANDB_BASE_URL for a self-hosted server).")
+        "publish", help="upload offline W&B runs to a server (wandb sync, checked on the server)",
+        description="Runs `wandb sync` on the newest folder of each offline run of the experiment (or of a W&B "
+                    "folder) with bounded retries and a timeout. A run counts as published only when the server "
+                    "shows it whole (state, every history row, every artifact committed): wandb sync exits 0 and "
+                    "marks runs synced even when an upload failed. Failed runs are retried with backoff (a partial "
+                    "copy on the server is deleted first); exits 1 if any failed. Offline sweeps are then created "
+                    "on the server with their runs. Needs `wandb login` (and WANDB_BASE_URL for a self-hosted "
+                    "server).")
     publish.add_argument("target", help="experiment YAML, or a W&B folder (<output_dir>/wandb) or run folder")
     publish.add_argument("--dry-run", action="store_true", help="list what would be synced; upload nothing")
     publish.add_argument("--attempts", type=int, default=3, help="tries per run folder (default 3)")
