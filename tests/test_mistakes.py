@@ -300,6 +300,19 @@ def test_a_damaged_model_names_a_command_that_really_reruns_its_stage(workdir: P
 @pytest.mark.slow
 def test_a_failed_job_under_local_processes_is_one_line(workdir: Path, capsys, importable_repo) -> None:
     (workdir / "small.yaml").write_text(SMALL.replace("name: mnist5k, root: data", "name: emnist, root: nodata"))
+    raw = workdir / "nodata" / "EMNIST" / "raw"  # present (so the launch goes ahead) but unreadable in the job
+    raw.mkdir(parents=True)
+    for part in ("train", "test"):
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            (raw / f"emnist-balanced-{part}-{kind}").write_bytes(b"not an IDX file")
     status, line = one_line_error(capsys, ["run", "small.yaml", "--executor", "local", "--no-report"])
     assert status == 1 and line.startswith("error: run erm-s0-") and "; its log: " in line
     assert "relaunch `python launch.py run small.yaml`" in line
+
+
+def test_a_dry_run_only_warns_about_missing_dataset_files(workdir: Path, capsys) -> None:
+    """Planning on a login node without the data is fine; running is refused before any work."""
+    case = Path(__file__).parent / "mistakes" / "dataset-files-missing-run.yaml"
+    (workdir / "case.yaml").write_text(case.read_text())
+    assert main(["run", "case.yaml", "--dry-run"]) == 0
+    assert "warning: case.yaml: dataset: dataset emnist not found under nowhere-emnist" in capsys.readouterr().out

@@ -31,10 +31,12 @@ def run_experiment(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
     from comprobust.errors import UserError
     from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs, set_aside
+    from comprobust.data.sources import check_dataset_files
     from comprobust.validation import check_output_folder, suggest
 
     experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
+    check_dataset_files(experiment.dataset, f"{experiment.path}: dataset", warn_only=args.dry_run)
     cluster = cluster_config(experiment, args.executor)
     runs = select_runs(experiment, args.stages, args.seeds)
     by_id = {run.run_id: run for run in runs}

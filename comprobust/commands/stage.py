@@ -26,10 +26,12 @@ def run_stage(args: argparse.Namespace) -> int:
     from comprobust.planning import plan, select_corruption
     from comprobust.stages import execute
     from comprobust.sweep_trial import current_trial, run_trial
+    from comprobust.data.sources import check_dataset_files
     from comprobust.validation import check_output_folder, parse_overrides
 
     experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
+    check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
     overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
     if overrides:
         experiment = experiment.with_stage_params(args.stage, overrides)

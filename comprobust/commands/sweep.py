@@ -56,9 +56,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep)
     experiment, target = spec.experiment, spec.target
     if not args.dry_run:
+        from comprobust.data.sources import check_dataset_files
         from comprobust.validation import check_output_folder
 
         check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
+        check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
     cluster = cluster_config(experiment, None if args.executor == "inline" else args.executor)
     missing = upstream_missing(spec)
     if missing:

@@ -18,7 +18,7 @@ import functools
 import os
 import pickle
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -105,18 +105,40 @@ def _check_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> 
     return shape[0]
 
 
+def _emnist_files(root: Path) -> dict[str, dict[str, Path]]:
+    raw = Path(root) / "EMNIST" / "raw"
+    return {part: {kind: raw / f"emnist-balanced-{part}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")}
+            for part in ("train", "test")}
+
+
+def _emnist_legacy(root: Path) -> bool:
+    processed = Path(root) / "EMNIST" / "processed"
+    return all((processed / f).is_file() for f in ("training_balanced.pt", "test_balanced.pt"))
+
+
+CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+
+
+def missing_files(name: str, root: str | os.PathLike) -> list[str]:
+    """The files (or folder) the reader of dataset `name` needs under `root` that are not there: a cheap check
+    that runs before any job is submitted ([] for datasets that ship inside packages)."""
+    root = Path(root)
+    if name == "emnist":
+        files = [path for pair in _emnist_files(root).values() for path in pair.values()]
+        return [] if _emnist_legacy(root) else [str(p) for p in files if not p.is_file()]
+    if name == "cifar10":
+        return [str(root / CIFAR10_FOLDER / f) for f in CIFAR10_FILES if not (root / CIFAR10_FOLDER / f).is_file()]
+    if name == "facescrub":
+        return [] if (root / "FaceScrub").is_dir() else [str(root / "FaceScrub")]
+    return []
+
+
 def read_emnist(root: Path, download: bool) -> RawData:
     raw = Path(root) / "EMNIST" / "raw"
-    processed = Path(root) / "EMNIST" / "processed"
-    names = {
-        part: {
-            kind: raw / f"emnist-balanced-{part}-{kind}"
-            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
-        }
-        for part in ("train", "test")
-    }
+    names = _emnist_files(root)
     files = [path for pair in names.values() for path in pair.values()]
-    legacy = all((processed / f).is_file() for f in ("training_balanced.pt", "test_balanced.pt"))
+    legacy = _emnist_legacy(root)
     how = (
         f"get it with `python launch.py data prepare --dataset emnist --root {root} --download` "
         "(download=True), or put the four uncompressed IDX files of the EMNIST 'balanced' split "
@@ -327,3 +349,21 @@ register_dataset(
     ),
     read_facescrub,
 )
+
+
+def check_dataset_files(dataset: Any, where: str, warn_only: bool = False) -> None:
+    """Before any work: a `UserError` (or, with `warn_only`, a warning line) when the experiment's dataset files
+    are not under its root and `download` is off."""
+    missing = [] if dataset.download else missing_files(dataset.name, dataset.root)
+    if not missing:
+        return
+    from comprobust.data.registry import get_dataset_spec
+
+    more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+    message = (f"{where}: dataset {dataset.name} not found under {dataset.root} (missing {', '.join(missing[:2])}"
+               f"{more}); get it with `python launch.py data prepare --dataset {dataset.name} --root "
+               f"{dataset.root} --download` ({get_dataset_spec(dataset.name).how_to_get}), or set dataset.root")
+    if warn_only:
+        print(f"warning: {message}")
+        return
+    raise UserError(message)
