@@ -7,14 +7,11 @@ wandb itself waits 90 s for an unreachable server and then raises a `CommError` 
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import urllib.error
 import urllib.request
 
 from comprobust.errors import UserError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 REACHABLE_TIMEOUT_S = 10.0
@@ -60,10 +57,3 @@ def is_not_found(err: BaseException) -> bool:
     """True when a wandb error says the thing asked for does not exist (as opposed to a network or server
     failure, which must not be reported as "run stage X first")."""
     return bool(_NOT_FOUND_RE.search(str(err)))
-
-
-def run_url(run: object) -> str | None:
-    """The run's page on the server (None offline)."""
-    url = getattr(run, "url", None)
-    return str(url) if url else None
-
