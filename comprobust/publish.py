@@ -9,8 +9,9 @@
   writes its `.synced` marker even after a fatal error. So a run counts as published only when the SERVER shows
   it (`ServerCopy.missing`): the run, in the state of its exit record, with every history row and every logged
   artifact committed. A retried `wandb sync` appends the history again to what an earlier attempt left on the
-  server, so that partial copy is deleted first (`ServerCopy.discard`; artifact versions are kept). Only then is comprobust's own marker `run-<id>.wandb.published` written; wandb's
-  `.synced` marker is ignored (`--include-synced`), so a retry really uploads again.
+  server, so that partial copy is deleted first (`ServerCopy.discard`; artifact versions are kept). Only then is
+  comprobust's own marker `run-<id>.wandb.published` written; wandb's `.synced` marker is ignored
+  (`--include-synced`), so a retry really uploads again.
 
 A resumed run has one folder per attempt; each attempt re-logs the history it restored (comprobust.training), so
 the newest folder of a run holds all of it and is the only one synced ("superseded" for the others: syncing
@@ -270,7 +271,7 @@ def _sync_with_retries(outcome: SyncOutcome, wandb_bin: str, timeout_s: float, e
             if missing is None:
                 status, reason = "synced", ""
                 log = next(outcome.folder.glob("run-*.wandb"))
-                log.with_name(log.name + PUBLISHED_SUFFIX).write_text(f"{time.time():.0f}\n")
+                atomic_write_text(log.with_name(log.name + PUBLISHED_SUFFIX), f"{time.time():.0f}\n")
             else:
                 status, reason = "failed", f"wandb sync reported success, but {missing}"
         outcome.attempts, outcome.status, outcome.message = attempt, status, reason
