@@ -4,7 +4,7 @@ Run: `.venv/bin/python benchmarks/sweeps.py` (no network, a few seconds to a min
 
 1. Suggestion latency with 100 finished runs (2 parameters: log-uniform lr, uniform weight): the `sweeps` engine's
    bayes (a Gaussian process refit per suggestion) against random search as the baseline, both through
-   `comprobust.sweeps.suggest_params` exactly as `SweepController.next_run` calls it under the lock.
+   `comprobust.sweeps.engine.suggest_params` exactly as `SweepController.next_run` calls it under the lock.
 2. Store throughput: `next_run` + `finish` pairs per second (random search, so the engine costs ~nothing) with 1
    agent and with 8 concurrent agent processes on the same sweep folder, against the bare journal transaction
    (lock + append + fsync) as the baseline. The folder is on the local disk here; on NFS each transaction costs a
@@ -25,8 +25,10 @@ from pathlib import Path
 # replace (not prepend) this script's folder: it would shadow W&B's `sweeps` package with this very file
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from comprobust.sweep_store import FINISHED, HOST, RunRecord, SweepStore  # noqa: E402
-from comprobust.sweeps import Agent, SweepController, _engine, create_sweep, suggest_params  # noqa: E402
+from comprobust.sweeps.controller import Agent, SweepController  # noqa: E402
+from comprobust.sweeps.engine import suggest_params, sweeps_engine  # noqa: E402
+from comprobust.sweeps.folder import create_sweep  # noqa: E402
+from comprobust.sweeps.store import FINISHED, HOST, RunRecord, SweepStore  # noqa: E402
 
 PARAMETERS = {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
               "weight": {"distribution": "uniform", "min": 0.0, "max": 1.0}}
@@ -49,7 +51,7 @@ def finished_runs(n: int) -> list[RunRecord]:
 
 
 def latency(method: str, runs: list[RunRecord], repeats: int) -> list[float]:
-    config = _engine().SweepConfig({"method": method, "metric": METRIC, "parameters": PARAMETERS})
+    config = sweeps_engine().SweepConfig({"method": method, "metric": METRIC, "parameters": PARAMETERS})
     times = []
     for i in range(repeats):
         start = time.perf_counter()

@@ -302,20 +302,19 @@ SWEEP_PUBLISHED_FILE = "published.json"
 
 
 def publish_sweeps(sweeps_dir: Path, outcomes: list[SyncOutcome], *, entity: str | None, project: str | None,
-                   echo: Callable[[str], None] = print) -> list[str]:
+                   echo: Callable[[str], None] = print) -> None:
     """Create each offline sweep under `sweeps_dir` on the server, its published trial runs as prior runs (the
-    W&B way to attach existing runs to a sweep); returns the sweep paths. A sweep published before is left as it
-    is (`<sweep folder>/published.json` says where it went)."""
+    W&B way to attach existing runs to a sweep). A sweep published before is left as it is
+    (`<sweep folder>/published.json` says where it went)."""
     import wandb
 
-    from comprobust.sweeps import SWEEP_FILE, SweepController
+    from comprobust.sweeps.controller import SweepController
+    from comprobust.sweeps.folder import SWEEP_FILE
 
     published = {o.run_id for o in outcomes if o.status in ("synced", "already-synced")}
-    paths = []
     for folder in sorted(p.parent for p in Path(sweeps_dir).glob(f"*/{SWEEP_FILE}")):
         record_file = folder / SWEEP_PUBLISHED_FILE
         if record_file.exists():
-            paths.append(json.loads(record_file.read_text())["path"])
             continue
         controller = SweepController(folder)
         trials = [r.run_id for r in controller.records() if r.run_id in published]
@@ -330,5 +329,3 @@ def publish_sweeps(sweeps_dir: Path, outcomes: list[SyncOutcome], *, entity: str
         atomic_write_text(record_file, json.dumps({"path": path, "offline_id": controller.sweep_id,
                                                    "runs": trials}, indent=1))
         echo(f"sweep          {controller.sweep_id} -> {path} ({len(trials)} trial runs)")
-        paths.append(path)
-    return paths

@@ -89,7 +89,7 @@ def test_the_zoo_is_big_and_categorised() -> None:
 
 def test_overrides_read_the_same_in_run_stage_and_sweeps(workdir: Path) -> None:
     from comprobust.config import load_experiment
-    from comprobust.sweeps import validate_sweep
+    from comprobust.sweeps.validate import validate_sweep
     from comprobust.validation import parse_overrides
 
     assert parse_overrides(["lr=1e-05", "--weight=1E3", "patience=null", "lr2=nan"]) == \

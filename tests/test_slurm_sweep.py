@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from comprobust.cli import main
-from comprobust.sweep_store import FINISHED
-from comprobust.sweeps import SweepController
+from comprobust.sweeps.controller import SweepController
+from comprobust.sweeps.store import FINISHED
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from comprobust.locking import pid_alive
-from comprobust.sweep_store import FINISHED, HOST, RUNNING, StoreError, SweepStore
+from comprobust.sweeps.store import FINISHED, HOST, RUNNING, StoreError, SweepStore
 
 FORK = multiprocessing.get_context("fork")
 

@@ -14,9 +14,14 @@ import pytest
 import yaml
 
 from comprobust.errors import UserError
-from comprobust.sweep_store import FINISHED, RUNNING, STOPPED
-from comprobust.sweeps import (Agent, SweepController, create_sweep, load_sweep, preview, run_agent,
-                               status_table, sweep_id_for, validate_sweep, wandb_agent_command)
+from comprobust.sweeps.agent import run_agent
+from comprobust.sweeps.controller import Agent, SweepController
+from comprobust.sweeps.engine import preview, sweep_id_for
+from comprobust.sweeps.folder import create_sweep
+from comprobust.sweeps.online import wandb_agent_command
+from comprobust.sweeps.status import status_table
+from comprobust.sweeps.store import FINISHED, RUNNING, STOPPED
+from comprobust.sweeps.validate import load_sweep, validate_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 FORK = multiprocessing.get_context("fork")
@@ -126,7 +131,7 @@ def test_every_shipped_sweep_validates(path: Path, monkeypatch: pytest.MonkeyPat
     spec = load_sweep(path.relative_to(REPO))
     assert spec.target.stage in spec.experiment.stages
     assert spec.config["metric"]["name"] in ("val_acc", "val_loss")
-    assert preview(spec, "x", 2)  # the engine makes suggestions for it
+    assert preview(spec.config, "x", 2)  # the engine makes suggestions for it
 
 
 def test_demo_sweeps_are_shipped() -> None:
@@ -321,13 +326,13 @@ def test_dry_run_prints_commands_and_sbatch_options_and_creates_nothing(tmp_path
 
 
 def test_online_dry_run_shows_wandb_agents_and_creates_no_sweep(monkeypatch, capsys) -> None:
-    import comprobust.sweeps
+    import comprobust.sweeps.online
     import comprobust.tracking
     from comprobust.cli import main
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(comprobust.tracking, "resolve_mode", lambda requested="auto", override=None: "online")
-    monkeypatch.setattr(comprobust.sweeps, "online_sweep", lambda *a, **k: pytest.fail("sweep created"))
+    monkeypatch.setattr(comprobust.sweeps.online, "online_sweep", lambda *a, **k: pytest.fail("sweep created"))
     assert main(["sweep", "sweeps/demo-erm-lr.yaml", "--agents", "4", "--count", "3", "--dry-run",
                  "--executor", "local"]) == 0
     out = capsys.readouterr().out

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from comprobust.stage_arguments import add_stage_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run-stage", help="run one stage of an experiment in this process")
-    parser.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
-    parser.add_argument("--stage", required=True, help="stage name from the experiment's stages")
-    parser.add_argument("--seed", type=int, help="one of the experiment's seeds (default: the first)")
-    parser.add_argument("--corruption", help="for per-corruption stages: run only this elemental")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a stage parameter, e.g. --set lr=0.05 (repeatable)")
-    parser.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
-    parser.add_argument("--smoke", action="store_true", help="the experiment at its smoke budget")
-    parser.add_argument("--force", action="store_true",
-                        help="run again even if done (its done.json and model.pt are set aside, not deleted)")
+    add_stage_arguments(parser)
     parser.set_defaults(handler=run_stage, accepts_extra=True)
 
 
@@ -25,7 +18,7 @@ def run_stage(args: argparse.Namespace) -> int:
     from comprobust.config import load_experiment
     from comprobust.planning import plan, select_corruption
     from comprobust.stages import execute
-    from comprobust.sweep_trial import current_trial, run_trial
+    from comprobust.sweeps.trial import current_trial, run_trial
     from comprobust.data.sources import check_dataset_files
     from comprobust.validation import check_output_folder, parse_overrides
 
@@ -45,7 +38,7 @@ def run_stage(args: argparse.Namespace) -> int:
         for run in runs:
             set_aside(experiment, run)
     trial = current_trial()
-    if trial is not None:  # started by a sweep agent: see comprobust.sweep_trial
+    if trial is not None:  # started by a sweep agent: see comprobust.sweeps.trial
         records = run_trial(experiment, runs, trial, args.mode)
     else:
         records = [execute(experiment, run, mode=args.mode) for run in runs]

@@ -46,7 +46,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     from comprobust.cluster import resolve_executor, sbatch_parameters
     from comprobust.errors import UserError
     from comprobust.pipeline import cluster_config
-    from comprobust.sweeps import expand_preview, load_sweep, prepare_offline, preview, upstream_missing
+    from comprobust.sweeps.command import expand_preview
+    from comprobust.sweeps.engine import preview
+    from comprobust.sweeps.folder import prepare_offline, upstream_missing
+    from comprobust.sweeps.validate import load_sweep
     from comprobust.tracking import resolve_mode
 
     if args.agents < 1:
@@ -78,24 +81,24 @@ def run_sweep(args: argparse.Namespace) -> int:
     sweep_id, folder = prepare_offline(spec, args.sweep_id, create=not args.dry_run)
     records = []
     if (folder / "sweep.yaml").exists():
-        from comprobust.sweeps import SweepController
+        from comprobust.sweeps.controller import SweepController
 
         records = SweepController(folder).records()
     print(f"sweep {sweep_id}: {spec.config['method']} over {', '.join(spec.config['parameters'])} "
           f"(offline controller) in {folder}")
     if records:
         print(f"  continuing: {len(records)} runs so far")
-    suggestions = preview(spec, sweep_id, n_show, records)
+    suggestions = preview(spec.config, sweep_id, n_show, records)
     print(f"next {len(suggestions)} suggestion(s):" if suggestions else "no more suggestions: the sweep is complete")
     for params in suggestions:
-        print("  " + " ".join(expand_preview(spec, params)))
+        print("  " + " ".join(expand_preview(spec.config, params)))
     if not suggestions and not any(r.state == "running" for r in records) and not args.dry_run:
-        from comprobust.sweeps import status_table
+        from comprobust.sweeps.status import status_table
 
         print(status_table(folder))
         return 0
     kind = "inline" if args.executor == "inline" else resolve_executor(cluster)
-    agent_call = f"comprobust.sweeps.agent_job({str(folder)!r}, count={args.count})"
+    agent_call = f"comprobust.sweeps.agent.agent_job({str(folder)!r}, count={args.count})"
     if args.dry_run:
         print(f"executor: {kind}; {args.agents} agent(s), each running {agent_call}")
         options = sbatch_parameters(cluster, folder / "submitit", n_tasks=args.agents, job_name=f"sweep-{sweep_id}")
@@ -108,7 +111,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def _submit_offline(args: argparse.Namespace, folder, sweep_id: str, cluster, kind: str) -> int:
     from comprobust.cluster import RequeueableCall, make_executor, submit_array, wait_for_jobs
-    from comprobust.sweeps import agent_job, run_agent, status_table
+    from comprobust.sweeps.agent import agent_job, run_agent
+    from comprobust.sweeps.status import status_table
 
     if kind == "inline":
         print(run_agent(folder, args.count))
@@ -130,7 +134,7 @@ def _submit_offline(args: argparse.Namespace, folder, sweep_id: str, cluster, ki
 
 def _follow(jobs, folder, poll_s: float = 2.0) -> None:
     from comprobust.cluster import job_states
-    from comprobust.sweeps import summarize
+    from comprobust.sweeps.status import summarize
 
     last = ""
     while True:
@@ -151,13 +155,15 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
     from pathlib import Path
 
     from comprobust.cluster import RequeueableCall, make_executor, resolve_executor, sbatch_parameters, submit_array
-    from comprobust.sweeps import expand_preview, online_sweep, preview, wandb_agent_command, wandb_agent_job
+    from comprobust.sweeps.command import expand_preview
+    from comprobust.sweeps.engine import preview
+    from comprobust.sweeps.online import online_sweep, wandb_agent_command, wandb_agent_job
     from comprobust.wandb_connection import require_reachable
 
     print(f"sweep: {spec.config['method']} over {', '.join(spec.config['parameters'])} (W&B server, project "
           f"{spec.config['project']})")
-    for params in preview(spec, "preview", n_show):
-        print("  e.g. " + " ".join(expand_preview(spec, params)))
+    for params in preview(spec.config, "preview", n_show):
+        print("  e.g. " + " ".join(expand_preview(spec.config, params)))
     kind = "inline" if args.executor == "inline" else resolve_executor(cluster)
     folder = Path(spec.experiment.output_dir).resolve() / "sweeps" / "online"
     if args.dry_run:
@@ -183,7 +189,9 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
 def show_sweep_status(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from comprobust.sweeps import load_sweep, prepare_offline, status_table
+    from comprobust.sweeps.folder import prepare_offline
+    from comprobust.sweeps.status import status_table
+    from comprobust.sweeps.validate import load_sweep
 
     folder = Path(args.sweep)
     if folder.is_file():
@@ -196,7 +204,7 @@ def show_sweep_status(args: argparse.Namespace) -> int:
 
 
 def run_sweep_agent(args: argparse.Namespace) -> int:
-    from comprobust.sweeps import run_agent
+    from comprobust.sweeps.agent import run_agent
 
     print(run_agent(args.folder, args.count))
     return 0
