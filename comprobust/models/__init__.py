@@ -2,9 +2,9 @@
 
 Architectures (paper §4): ``emnist`` (4-conv DTN-like network, 28x28), ``cifar`` (ResNet-18 without max-pool,
 32x32), ``facescrub`` (Inception-v3 at 100x100) and ``small`` (a CPU-demo network, see
-``comprobust.models.small``). Level j of a network is the input of its block j; ``build_module(arch, j)`` is
-the candidate module that maps the level-j shape to itself and is inserted just before block j
-(``BlockNetwork.forward(x, modules={j: [...]})``).
+``comprobust.models.small``), plus the vision transformers ``vit-cpu`` and ``vit`` (``comprobust.models.vit``).
+Level j of a network is the input of its block j; ``build_module(arch, j)`` is the candidate module that maps
+the level-j shape to itself and is inserted just before block j (``BlockNetwork.forward(x, modules={j: [...]})``).
 """
 from __future__ import annotations
 
@@ -14,19 +14,25 @@ from types import ModuleType
 from torch import nn
 
 from comprobust.errors import UserError
-from comprobust.models import cifar, emnist, facescrub, small
+from comprobust.models import cifar, emnist, facescrub, small, vit
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
 
-__all__ = ["ARCHITECTURES", "AutoEncoder", "BlockNetwork", "build_autoencoder", "build_module",
-           "build_network", "default_image_size", "module_name", "num_levels"]
+__all__ = ["ARCHITECTURES", "VIT_ARCHITECTURES", "AutoEncoder", "BlockNetwork", "build_autoencoder",
+           "build_module", "build_network", "default_image_size", "module_name", "num_levels"]
 
-_REGISTRY: dict[str, ModuleType] = {"emnist": emnist, "cifar": cifar, "facescrub": facescrub, "small": small}
-ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)
+_REGISTRY: dict[str, ModuleType | vit.ViT] = {
+    "emnist": emnist, "cifar": cifar, "facescrub": facescrub, "small": small,
+    "vit-cpu": vit.VIT_CPU, "vit": vit.VIT_TI,
+}
+VIT_ARCHITECTURES: tuple[str, ...] = ("vit-cpu", "vit")
+ARCHITECTURES: tuple[str, ...] = tuple(name for name in _REGISTRY if name not in VIT_ARCHITECTURES)
+"""The architectures experiments may name. The ViTs are built by name too, but join this tuple only when the
+training loop offers AdamW with warmup (issue 17): plain SGD from scratch would handicap them."""
 
 
-def _arch(arch: str) -> ModuleType:
+def _arch(arch: str) -> ModuleType | vit.ViT:
     if arch not in _REGISTRY:
-        raise UserError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise UserError(f"unknown architecture {arch!r}: choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[arch]
 
 
@@ -62,7 +68,7 @@ def _level(arch: str, level: object) -> int:
 
 
 def default_image_size(arch: str) -> int:
-    """The paper's image side for ``arch`` (28 emnist, 32 cifar, 100 facescrub, 28 small)."""
+    """The paper's image side for ``arch`` (28 emnist, 32 cifar, 100 facescrub, 28 small and vit-cpu, 32 vit)."""
     return _arch(arch).IMAGE_SIZE
 
 

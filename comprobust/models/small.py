@@ -56,19 +56,29 @@ def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockN
     return BlockNetwork(blocks, BLOCK_NAMES, (in_channels, image_size, image_size), num_classes, "small")
 
 
+def image_module(in_channels: int, image_size: int) -> nn.Sequential:
+    """The level-0 module: image -> image of the same shape (also the ViTs' level-0 module)."""
+    stack = Stack(image_size)
+    stack.conv(in_channels, 16, 3, 2, 1).add(nn.BatchNorm2d(16), nn.ReLU())
+    stack.conv(16, 16, 3, 1, 1).add(nn.BatchNorm2d(16), nn.ReLU())
+    stack.convt(16, in_channels, 3, 2, 1, to=image_size)
+    return stack.sequential()
+
+
+def feature_module(width: int) -> nn.Sequential:
+    """The penultimate-level module: two [Linear + BN1d + ReLU] at ``width`` (also the ViTs')."""
+    return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
+                         nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU())
+
+
 def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
     """The candidate module for ``level`` (maps the level's shape to itself)."""
     if level == 0:
-        stack = Stack(image_size)
-        stack.conv(in_channels, 16, 3, 2, 1).add(nn.BatchNorm2d(16), nn.ReLU())
-        stack.conv(16, 16, 3, 1, 1).add(nn.BatchNorm2d(16), nn.ReLU())
-        stack.convt(16, in_channels, 3, 2, 1, to=image_size)
-        return stack.sequential()
+        return image_module(in_channels, image_size)
     if level < NUM_LEVELS - 1:
         c = CHANNELS[level - 1]
         return nn.Sequential(*_conv_bn_relu(c, c, 1), *_conv_bn_relu(c, c, 1))
-    return nn.Sequential(nn.Linear(FEATURES, FEATURES), nn.BatchNorm1d(FEATURES), nn.ReLU(),
-                         nn.Linear(FEATURES, FEATURES), nn.BatchNorm1d(FEATURES), nn.ReLU())
+    return feature_module(FEATURES)
 
 
 def build_autoencoder(in_channels: int, image_size: int) -> AutoEncoder:
