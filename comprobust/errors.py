@@ -11,3 +11,10 @@ class UserError(Exception):
 class WorkFailed(RuntimeError):
     """Work that was started failed (a run, a job): the first line of the message names the run, the cause and
     where its log or traceback is. The command line prints that line and exits with status 1."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): what a one-line
+    error quotes from a library's multi-line one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

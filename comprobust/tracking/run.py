@@ -1,31 +1,9 @@
-"""The W&B run lifecycle of one stage run: mode choice, config, metrics, checkpoint artifacts and lineage.
-
-Stage code calls `start_run(...)` and the `StageRun` methods; nothing else in comprobust knows whether a W&B
-server exists. Three modes:
-
-* "online": a server and credentials are configured (WANDB_API_KEY, or a key for the base URL in ~/.netrc or
-  the wandb settings file). Inputs come through `use_artifact`, so W&B draws the lineage graph.
-* "offline" (the default without credentials): the real wandb client writes everything into
-  `<out_dir>/wandb/wandb/offline-run-<date>_<time>-<id>/run-<id>.wandb`, to be read with
-  `comprobust.wandb_offline.read_run` or published later with `wandb sync`. wandb refuses `use_artifact`
-  offline, so a `LineageStore` (one small JSON record per artifact name and alias under `<out_dir>/lineage/`)
-  resolves `ckpt-<id>:best` to the file, and the resolved record is kept in the consuming run's config
-  (`input_lineage`).
-* "disabled": no wandb at all (unit tests of code that does not care about tracking); lineage still works.
-
-Every logged checkpoint is recorded in the LineageStore in every mode, so downstream stages resolve inputs the
-same way online (preferring the local file when its digest matches the server's) and offline.
-
-Secrets never reach the config: keys that name a secret (api_key, token, password, secret, credential) and
-values that are the configured W&B key or look like one are replaced by "<redacted>".
-"""
+"""The W&B run of one stage run: `start_run` opens it; `StageRun` logs metrics, tables and checkpoint
+artifacts, resolves inputs (W&B `use_artifact` online, the lineage store offline) and finishes it."""
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import os
 import re
@@ -34,152 +12,27 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from comprobust.atomic import atomic_write_text
-from comprobust.errors import UserError
+from comprobust.errors import UserError, first_line
+from comprobust.tracking.credentials import configured_api_keys, resolve_mode
+from comprobust.tracking.lineage import ArtifactRef, LineageRecord, LineageStore, file_digest
+from comprobust.tracking.scrub import scrub
 
 log = logging.getLogger(__name__)
 
-MODES = ("online", "offline", "disabled")
-REDACTED = "<redacted>"
-_MODE_ALIASES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
-                 "disabled": "disabled", "auto": "auto"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # W&B artifact names and our lineage file names
-_ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SECRET_KEY_RE = re.compile(
-    r"api[_-]?key|apikey|access[_-]?key|private[_-]?key|token|passw(or)?d|secret|credential", re.IGNORECASE)
-# The shape wandb accepts for an API key: an optional "<prefix>-", then 40+ word characters. Only mixed-case
-# alphanumeric ones (random-looking) count as keys, so long snake_case names and hex digests (git commits,
-# config hashes) are never redacted; a legacy 40-hex key is caught by the exact-match rule instead.
-_KEY_SHAPE_RE = re.compile(r"^(?:[A-Za-z0-9]{1,32}-)?([A-Za-z0-9_]{40,})$")
-_JWT_RE = re.compile(r"^eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}$")
+
 FINISH_FLUSH_TIMEOUT_S = 20.0
 
 _active: "StageRun | None" = None
 
 
-# ---------------------------------------------------------------------------------------------------- mode
-
-
-def wandb_settings_base_url_and_key() -> tuple[str, str | None]:
-    """The base URL and settings-file API key wandb would use (env WANDB_BASE_URL, the settings files)."""
-    try:
-        from wandb.sdk.wandb_settings import Settings
-
-        settings = Settings()
-        config_dir = os.environ.get("WANDB_CONFIG_DIR")
-        settings.settings_system = str(
-            Path(config_dir).expanduser() / "settings" if config_dir
-            else Path("~/.config/wandb/settings").expanduser()
-        )
-        settings.silent = True
-        settings.update_from_system_settings()
-        settings.update_from_env_vars(dict(os.environ))
-        return str(settings.base_url), settings.api_key
-    except Exception as err:  # internal wandb API: fall back to the environment alone
-        log.debug("could not read wandb settings: %s", err)
-        return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), None
-
-
-def _netrc_key(base_url: str) -> str | None:
-    try:
-        from wandb.sdk.lib.wbauth import wbnetrc
-
-        return wbnetrc.read_netrc_auth(host=base_url)
-    except Exception as err:  # an unreadable or malformed netrc counts as no credentials
-        log.debug("no usable netrc entry for %s: %s", base_url, err)
-        return None
-
-
-def configured_api_keys() -> list[str]:
-    """The W&B keys this process could use (env, netrc for the base URL, settings file); never logged."""
-    keys = [os.environ.get("WANDB_API_KEY") or ""]
-    base_url, settings_key = wandb_settings_base_url_and_key()
-    keys += [_netrc_key(base_url) or "", settings_key or ""]
-    return [key for key in dict.fromkeys(keys) if key]
-
-
-def has_credentials() -> bool:
-    """True when an API key (or an identity token file) is configured for the W&B base URL."""
-    return bool(os.environ.get("WANDB_IDENTITY_TOKEN_FILE") or configured_api_keys())
-
-
-def resolve_mode(requested: str = "auto", override: str | None = None) -> str:
-    """The W&B mode to run in: "online", "offline" or "disabled".
-
-    `override` (a command-line `--mode`) wins over the environment variable WANDB_MODE, which wins over
-    `requested` (the experiment's wandb.mode). "auto" means online only when credentials are configured, else
-    offline. "online" without credentials is a `UserError`.
-    """
-    if override:
-        source, raw = "--mode", override.strip().lower()
-    else:
-        source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "the requested mode"
-        raw = (os.environ.get("WANDB_MODE") or requested or "auto").strip().lower()
-    mode = _MODE_ALIASES.get(raw)
-    if mode is None:
-        raise UserError(f"{source} is {raw!r}: use one of auto, online, offline, disabled")
-    if mode == "auto":
-        return "online" if has_credentials() else "offline"
-    if mode == "online" and not has_credentials():
-        base_url, _ = wandb_settings_base_url_and_key()
-        raise UserError(
-            f"{source} asks for W&B online mode, but no W&B credentials are configured for {base_url}: "
-            "run `wandb login` (or export WANDB_API_KEY, and WANDB_BASE_URL for a self-hosted server), "
-            "or use mode offline and publish the runs later with `wandb sync`"
-        )
-    return mode
-
-
-# ---------------------------------------------------------------------------------------------------- config
-
-
-def scrub(value: Any, secrets: Sequence[str] = (), _key: str = "") -> Any:
-    """A plain-JSON copy of `value` with secrets replaced by "<redacted>".
-
-    Redacted: every value under a key naming a secret (api_key, token, password, secret, credential, ...);
-    any occurrence of the strings in `secrets` (the configured W&B keys); strings shaped like a W&B API key or
-    a JWT. Paths become str, tuples/sets lists, numpy scalars Python numbers.
-    """
-    if _key and _SECRET_KEY_RE.search(_key) and not (value is None or (isinstance(value, (str, list, dict))
-                                                                         and len(value) == 0)):
-        return REDACTED
-    if isinstance(value, Mapping):
-        return {str(k): scrub(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [scrub(v, secrets) for v in items]
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret and secret in value:
-                value = value.replace(secret, REDACTED)
-        return REDACTED if _looks_like_key(value.strip()) else value
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        return value.item()  # numpy / torch scalar
-    return value
-
-
-def _looks_like_key(text: str) -> bool:
-    if _JWT_RE.match(text):
-        return True
-    match = _KEY_SHAPE_RE.match(text)
-    if not match:
-        return False
-    secret = match.group(1)
-    return any(c.isdigit() for c in secret) and any(c.islower() for c in secret) and any(
-        c.isupper() for c in secret)
-
-
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
     """{"git_commit": sha, "git_dirty": bool} of the repository holding comprobust, or {} outside git."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
@@ -188,109 +41,6 @@ def git_state() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit, "git_dirty": bool(dirty)} if commit else {}
-
-
-def file_digest(path: Path) -> str:
-    """Base64 MD5 of a file: the digest wandb puts in artifact manifests."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
-
-
-# ---------------------------------------------------------------------------------------------------- lineage
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """A parsed artifact reference "name:alias" (alias defaults to "latest")."""
-
-    name: str
-    alias: str = "latest"
-
-    @classmethod
-    def parse(cls, ref: str) -> "ArtifactRef":
-        name, _, alias = str(ref).partition(":")
-        alias = alias or "latest"
-        if not _NAME_RE.match(name) or not _ALIAS_RE.match(alias):
-            raise UserError(
-                f"artifact reference {ref!r} is not of the form name:alias (letters, digits, '-', '_', '.'), "
-                "for example 'ckpt-3f2a9c:best'"
-            )
-        return cls(name, alias)
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.alias}"
-
-
-@dataclass(frozen=True)
-class LineageRecord:
-    """Where the file of one artifact name+alias lives, who wrote it, and its digest (base64 MD5)."""
-
-    name: str
-    alias: str
-    path: str
-    run_id: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    digest: str = ""
-    recorded_at: float = 0.0
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.alias}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class LineageStore:
-    """A folder of small JSON records `<root>/<name>/<alias>.json`, one per artifact name and alias.
-
-    Many jobs may write at once: each record is written to a temporary file and renamed into place (the last
-    writer of a name+alias wins, readers never see half a record), and there is no shared index to rewrite.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def _file(self, ref: ArtifactRef) -> Path:
-        return self.root / ref.name / f"{ref.alias}.json"
-
-    def record(self, name: str, alias: str, path: Path, run_id: str,
-               metadata: Mapping[str, Any] | None = None, digest: str = "") -> LineageRecord:
-        """Record (or replace) the file behind `name:alias`."""
-        ref = ArtifactRef.parse(f"{name}:{alias}")
-        rec = LineageRecord(name=ref.name, alias=ref.alias, path=str(Path(path).resolve()), run_id=run_id,
-                            metadata=scrub(dict(metadata or {})), digest=digest, recorded_at=time.time())
-        atomic_write_text(self._file(ref), json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n")
-        return rec
-
-    def resolve(self, ref: str | ArtifactRef) -> LineageRecord | None:
-        """The record for "name:alias", or None when nothing was recorded under it."""
-        ref = ref if isinstance(ref, ArtifactRef) else ArtifactRef.parse(ref)
-        file = self._file(ref)
-        try:
-            text = file.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            return LineageRecord(**json.loads(text))
-        except (ValueError, TypeError) as err:
-            raise UserError(f"{file}: unreadable lineage record ({err}); delete it and re-run the stage that "
-                            f"produces {ref}") from err
-
-    def list(self) -> list[LineageRecord]:
-        """Every record, sorted by name and alias."""
-        records = []
-        for file in sorted(self.root.glob("*/*.json")):
-            rec = self.resolve(ArtifactRef(file.parent.name, file.stem))
-            if rec is not None:
-                records.append(rec)
-        return records
-
-
-# ---------------------------------------------------------------------------------------------------- the run
 
 
 @contextlib.contextmanager
@@ -457,7 +207,7 @@ class StageRun:
         except Exception as err:  # wandb.errors.CommError and friends
             if not is_not_found(err):
                 raise UserError(f"W&B server error while resolving input {str(ref)!r} of run {self.id}: "
-                                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}; retry, or run "
+                                f"{first_line(err)}; retry, or run "
                                 "with --mode offline") from err
             if record is None or not Path(record.path).is_file():
                 raise missing from err
@@ -550,9 +300,8 @@ def _init_wandb(mode: str, directory: str, **init: Any) -> Any:
     except (wandb.errors.CommError, wandb.errors.UsageError) as err:
         from comprobust.wandb_connection import base_url
 
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"run {init.get('name')}: the W&B server {base_url()} refused the run ({first}); "
-                        "check the project and entity, or run with --mode offline") from err
+        raise UserError(f"run {init.get('name')}: the W&B server {base_url()} refused the run "
+                        f"({first_line(err)}); check the project and entity, or run with --mode offline") from err
     run.define_metric("epoch", hidden=True)
     run.define_metric("*", step_metric="epoch")
     if mode == "online":
