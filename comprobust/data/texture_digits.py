@@ -73,7 +73,7 @@ class Rendered:
 
 
 def texture_canvas(classes: np.ndarray, phases: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) uint8 {0, 1}: texture ``classes[i]`` tiled over H x W and shifted cyclically by ``phases[i]`` (dy, dx)."""
+    """(N, H, W) uint8 {0, 1}: texture ``classes[i]`` tiled over H x W, shifted cyclically by ``phases[i]`` (dy, dx)."""
     rows = (np.arange(size[0])[None, :] + phases[:, :1]) % PERIOD
     cols = (np.arange(size[1])[None, :] + phases[:, 1:]) % PERIOD
     return TEXTURES[np.asarray(classes)[:, None, None], rows[:, :, None], cols[:, None, :]]
