@@ -206,11 +206,11 @@ def test_report_run_is_logged_once_and_never_read_as_an_evaluation(built, capsys
 
 
 def test_cli_report_from_the_api_and_its_errors(tmp_path_factory, tmp_path, monkeypatch, capsys):
-    from comprobust import results as results_module
+    from comprobust.results import api as results_api
 
     fixture = build_fixture(tmp_path_factory)
     api = FakeApi(fixture.wandb_dir)
-    monkeypatch.setattr(results_module, "_public_api", lambda: api)
+    monkeypatch.setattr(results_api, "_public_api", lambda: api)
     out = tmp_path / "api-report"
     assert main(["report", "--project", PROJECT, "--group", NAME, "--out", str(out), "--no-wandb"]) == 0
     assert (out / "index.html").is_file() and all((out / name).is_file() for name in FIGURES.values())

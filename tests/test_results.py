@@ -322,7 +322,7 @@ def test_other_groups_and_damaged_logs(runs_fixture, tmp_path):
 
 
 def test_open_store_follows_the_wandb_mode(runs_fixture, wandb_server, monkeypatch):
-    from comprobust import results as results_module
+    from comprobust.results import api as results_api
 
     experiment = runs_fixture.experiment()
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -333,7 +333,7 @@ def test_open_store_follows_the_wandb_mode(runs_fixture, wandb_server, monkeypat
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "local-" + "0123456789abcdef" * 3)
     monkeypatch.setenv("WANDB_BASE_URL", wandb_server.url)  # online reading first checks the server answers
-    monkeypatch.setattr(results_module, "_public_api", lambda: "the-api")
+    monkeypatch.setattr(results_api, "_public_api", lambda: "the-api")
     online = open_store(experiment)
     assert isinstance(online, ApiRunStore) and online.api == "the-api"
     assert (online.project, online.group) == (PROJECT, NAME)
