@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -62,75 +60,6 @@ def small_mnist(tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("mnist5k-root")
     return load_dataset("mnist5k", root=root, split_sizes={"train": 40, "valid": 10, "test": 10})
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def write_fake_emnist(root: Path, train_per_class: int = 6, test_per_class: int = 3, seed: int = 0) -> dict:
-    """EMNIST-balanced IDX files (uncompressed, glyphs stored transposed like the real ones), shuffled order.
-
-    Returns the UPRIGHT images and labels as the file order has them.
-    """
-    rng = np.random.default_rng(seed)
-    raw = root / "EMNIST" / "raw"
-    raw.mkdir(parents=True)
-    arrays = {}
-    for part, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(47), per_class)).astype(np.uint8)
-        upright = rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
-        _write_idx(raw / f"emnist-balanced-{part}-images-idx3-ubyte", upright.transpose(0, 2, 1))
-        _write_idx(raw / f"emnist-balanced-{part}-labels-idx1-ubyte", labels)
-        arrays[part] = (upright, labels.astype(np.int64))
-    return arrays
-
-
-def write_fake_cifar(
-    root: Path, per_class_per_batch: int = 2, test_per_class: int = 3, seed: int = 0
-) -> dict:
-    """CIFAR-10 python pickles (5 data batches, test batch, batches.meta). Returns (N, 3, 32, 32) arrays."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batches = [(f"data_batch_{i}", per_class_per_batch) for i in range(1, 6)] + [
-        ("test_batch", test_per_class)
-    ]
-    arrays: dict = {"train": ([], []), "test": ([], [])}
-    for name, per_class in batches:
-        labels = rng.permutation(np.repeat(np.arange(10), per_class))
-        images = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)
-        with open(folder / name, "wb") as handle:
-            pickle.dump(
-                {"data": images.reshape(len(labels), -1), "labels": labels.tolist()}, handle, protocol=2
-            )
-        part = "test" if name == "test_batch" else "train"
-        arrays[part][0].append(images)
-        arrays[part][1].append(labels)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump(
-            {
-                "label_names": [
-                    "airplane",
-                    "automobile",
-                    "bird",
-                    "cat",
-                    "deer",
-                    "dog",
-                    "frog",
-                    "horse",
-                    "ship",
-                    "truck",
-                ]
-            },
-            handle,
-            protocol=2,
-        )
-    return {
-        part: (np.concatenate(images), np.concatenate(labels).astype(np.int64))
-        for part, (images, labels) in arrays.items()
-    }
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import write_fake_cifar
+from helpers.dataset_files import write_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS, corrupt_batch
 from comprobust.data import CompositionLoader, MixedElementalLoader, PairedViewLoader, load_dataset

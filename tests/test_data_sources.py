@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_fake_cifar, write_fake_emnist
+from helpers.dataset_files import write_fake_cifar, write_fake_emnist
 from PIL import Image
 
 from comprobust.data import DataWarning, cache_dir, dataset_names, get_dataset_spec, load_dataset

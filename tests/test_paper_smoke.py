@@ -9,7 +9,7 @@ import pytest
 
 from comprobust.config import load_experiment
 from comprobust.pipeline import cluster_config, launch, select_runs, status_table
-from conftest import write_fake_cifar, write_fake_emnist
+from helpers.dataset_files import write_fake_cifar, write_fake_emnist
 
 REPO = Path(__file__).resolve().parents[1]
 

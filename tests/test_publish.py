@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_results import build_fixture
+from helpers.recorded_runs import build_fixture
 
 from comprobust.cli import main
 from comprobust.publish import judge

@@ -1,20 +1,18 @@
-"""The report from real offline runs with known numbers (see test_results.build_fixture): figures, tables equal
+"""The report from real offline runs with known numbers (see helpers.recorded_runs): figures, tables equal
 to hand-computed values, Pearson r equal to scipy's, a self-contained HTML page, the W&B report run, the CLI."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import re
 import statistics
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats
-from test_results import (
+from helpers.built_report import Built, built_report
+from helpers.recorded_runs import (
     NAME,
     PROJECT,
     SEED_DELTA,
@@ -29,28 +27,6 @@ from comprobust.cli import main
 from comprobust.errors import UserError
 from comprobust.report import FIGURES, build_report
 from comprobust.results import OfflineRunStore
-
-
-@dataclass
-class Built:
-    fixture: object
-    index: Path
-    stdout: str
-
-
-_BUILT: dict[str, Built] = {}
-
-
-def built_report(tmp_path_factory) -> Built:
-    """One report of a private copy of the fixture runs, built once per session (also used by the browser
-    test)."""
-    if "report" not in _BUILT:
-        fixture = build_fixture(tmp_path_factory).copy(tmp_path_factory.mktemp("report") / "runs")
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            index = build_report(fixture.experiment())
-        _BUILT["report"] = Built(fixture, index, buffer.getvalue())
-    return _BUILT["report"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
-from test_report import built_report
+from helpers.built_report import built_report
 
 from comprobust.report import FIGURES
 
