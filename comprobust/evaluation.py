@@ -25,6 +25,7 @@ from comprobust.data import LoadedDataset
 from comprobust.errors import UserError
 from comprobust.invariance import invariance_scores
 from comprobust.methods.common import Export, StageContext
+from comprobust.runs import EvalRun
 
 Composition = tuple[str, ...]
 Forward = Callable[[torch.Tensor, Composition], tuple[torch.Tensor, torch.Tensor]]
@@ -223,11 +224,11 @@ def load_stats(path) -> tuple[dict[Composition, np.ndarray], dict[Composition, n
     return means, maxima
 
 
-def evaluate_run(ctx: StageContext, run, experiment, tracker) -> dict[str, Any]:
+def evaluate_run(ctx: StageContext, run: EvalRun, experiment, tracker) -> dict[str, Any]:
     """The `evaluate` stage: evaluate, log the table, summaries, statistics artifact and invariance scores."""
-    shard, shards = run.config["shard"], run.config["shards"]
+    shard, shards = run.shard, run.shards
     compositions = shard_compositions(experiment.compositions, shard, shards)
-    forward = build_system(run.method, ctx.inputs, ctx.device, run.config.get("module_order", "composition"))
+    forward = build_system(run.system, ctx.inputs, ctx.device, run.module_order)
     result = evaluate(forward, ctx.data, compositions, experiment.evaluation.batch_size, seed=run.seed,
                       device=ctx.device)
     columns = ["composition", "abbreviation", "length", "elements", "accuracy", "loss", "images"]
@@ -247,7 +248,7 @@ def evaluate_run(ctx: StageContext, run, experiment, tracker) -> dict[str, Any]:
                                              "composition_invariance", "units"], invariance_rows)
             summary["invariance/elemental_median"] = float(np.nanmedian([r[2] for r in invariance_rows]))
             summary["invariance/composition_median"] = float(np.nanmedian([r[3] for r in invariance_rows]))
-    tracker.summary_update({**summary, "system": run.method, "label": run.stage})
-    tracker.log_checkpoint(stats_path, f"activations-{run.run_id}", metadata={"kind": "activation_stats"},
+    tracker.summary_update({**summary, "system": run.system, "label": run.label})
+    tracker.log_checkpoint(stats_path, run.artifact, metadata={"kind": "activation_stats"},
                            aliases=("latest",), artifact_type="stats")
     return {"metrics": summary, "rows": result.rows, "invariance": invariance_rows, "stats": str(stats_path)}

@@ -24,12 +24,13 @@ from comprobust.cluster import (
     validate_resources,
     wait_for_jobs,
 )
-from comprobust.config import ExperimentConfig, load_experiment
+from comprobust.config import ExperimentConfig
 from comprobust.errors import UserError, WorkFailed
 from comprobust.locking import FileLock
-from comprobust.planning import PlannedRun, plan, rerun_command
 from comprobust.methods.common import EXPORT_FILE
-from comprobust.stages import DONE_FILE, FAILED_FILE, LOCK_FILE, LOCK_STALE_S, done_record, execute, run_folder
+from comprobust.planning import rerun_command
+from comprobust.runs import DONE_FILE, FAILED_FILE, Run, RunPaths, TrainRun
+from comprobust.stages import LOCK_STALE_S, done_record, execute
 
 
 def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:
@@ -40,40 +41,31 @@ def cluster_config(experiment: ExperimentConfig, executor: str | None = None) ->
     return ClusterConfig.from_dict(raw, source=str(experiment.path))
 
 
-def run_job(experiment_path: str, run_id: str, mode: str | None = None, smoke: bool = False) -> dict[str, Any]:
-    """What one array task executes: re-read the experiment, find the run by id, execute it."""
-    experiment = load_experiment(experiment_path, smoke_budget=smoke)
-    runs = {run.run_id: run for run in plan(experiment)}
-    if run_id not in runs:
-        raise UserError(f"{experiment_path} no longer plans run {run_id}: was the file edited after submission?")
-    return execute(experiment, runs[run_id], mode)
-
-
-def waves(runs: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
+def waves(runs: Sequence[Run]) -> list[list[Run]]:
     """Runs grouped by stage (or evaluated system), groups in dependency order: one job array each."""
-    groups: dict[tuple[str, str], list[PlannedRun]] = {}
+    groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.kind, run.stage), []).append(run)
+        groups.setdefault((run.kind, run.group), []).append(run)
     return list(groups.values())
 
 
-def state_of(experiment: ExperimentConfig, run: PlannedRun) -> str:
+def state_of(experiment: ExperimentConfig, run: Run) -> str:
     """"done", "damaged" (its done.json is unreadable), "running", "failed" or "missing"."""
     try:
         if done_record(experiment, run) is not None:
             return "done"
     except UserError:
         return "damaged"
-    folder = run_folder(experiment, run)
-    if FileLock(folder / LOCK_FILE, stale_s=LOCK_STALE_S).held_by_live_owner():
+    paths = RunPaths.of(experiment.output_dir, run)
+    if FileLock(paths.lock, stale_s=LOCK_STALE_S).held_by_live_owner():
         return "running"
-    if (folder / FAILED_FILE).exists():
+    if paths.failed.exists():
         return "failed"
     return "missing"
 
 
-def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig,
-           mode: str | None = None, detach: bool = False, smoke: bool = False, out=None) -> list[Any]:
+def launch(experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterConfig,
+           mode: str | None = None, detach: bool = False, out=None) -> list[Any]:
     """Submit every run that is not done, with dependencies; wait for them unless `detach`."""
     out = out or sys.stdout
     pending = [run for run in runs if done_record(experiment, run) is None]
@@ -93,7 +85,7 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
                 raise _run_failed(experiment, run, f"{type(err).__name__}: {err}") from err
         return []
     try:
-        return _submit_and_wait(experiment, pending, cluster, kind, mode, detach, smoke, out)
+        return _submit_and_wait(experiment, pending, cluster, kind, mode, detach, out)
     except JobFailed as err:
         run = _run_of(err, pending)
         if run is None:
@@ -101,25 +93,25 @@ def launch(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: Cl
         raise _run_failed(experiment, run, err.cause, log=err.job.paths.stderr) from err
 
 
-def _run_failed(experiment: ExperimentConfig, run: PlannedRun, cause: str, log: Path | None = None) -> WorkFailed:
+def _run_failed(experiment: ExperimentConfig, run: Run, cause: str, log: Path | None = None) -> WorkFailed:
     """One line: which run failed, why, where its traceback is and how to retry."""
     where = f"its log: {log}; " if log is not None else ""
     smoke = " --smoke" if experiment.smoke else ""
     return WorkFailed(f"run {run.run_id} failed: {cause.splitlines()[0] if cause else 'no message'}; {where}"
-                      f"traceback in {run_folder(experiment, run) / FAILED_FILE}; fix the cause and relaunch "
+                      f"traceback in {RunPaths.of(experiment.output_dir, run).failed}; fix the cause and relaunch "
                       f"`python launch.py run {experiment.path}{smoke}` (finished runs are skipped)")
 
 
-def _run_of(err: JobFailed, runs: Sequence[PlannedRun]) -> PlannedRun | None:
-    """The planned run a failed job was executing (its arguments: experiment path, run id, ...)."""
+def _run_of(err: JobFailed, runs: Sequence[Run]) -> Run | None:
+    """The planned run a failed job was executing (its arguments: the experiment, the run, the mode)."""
     with contextlib.suppress(Exception):
-        run_id = err.job.submission().args[1]
+        run_id = err.job.submission().args[1].run_id
         return next(run for run in runs if run.run_id == run_id)
     return None
 
 
-def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[PlannedRun], cluster: ClusterConfig, kind: str,
-                     mode: str | None, detach: bool, smoke: bool, out: Any) -> list[Any]:
+def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[Run], cluster: ClusterConfig, kind: str,
+                     mode: str | None, detach: bool, out: Any) -> list[Any]:
     if kind == "slurm":
         validate_resources(cluster, n_tasks=max(len(group) for group in waves(pending)))
     executor = make_executor(cluster, experiment.output_dir / "jobs" / "%j")
@@ -128,32 +120,33 @@ def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[PlannedRun]
     for group in waves(pending):
         upstream = {rid for run in group for rid in run.upstream}
         depends_on = [submitted[rid] for rid in upstream if rid in submitted]
-        jobs = submit_array(executor, RequeueableCall(run_job),
-                            [(str(experiment.path.resolve()), run.run_id, mode, smoke) for run in group],
-                            depends_on=depends_on, name=f"{experiment.name}-{group[0].stage}")
+        # each task receives its run as planned here: a job never re-reads the (possibly edited) YAML
+        jobs = submit_array(executor, RequeueableCall(execute), [(experiment, run, mode) for run in group],
+                            depends_on=depends_on, name=f"{experiment.name}-{group[0].group}")
         submitted.update({run.run_id: job for run, job in zip(group, jobs)})
         all_jobs += jobs
-        print(f"submitted {group[0].stage}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
+        print(f"submitted {group[0].group}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
               f"({kind})", file=out, flush=True)
     if detach:
-        print(f"detached; follow with: python launch.py status {experiment.path}{' --smoke' if smoke else ''}",
+        print(f"detached; follow with: python launch.py status {experiment.path}{' --smoke' if experiment.smoke else ''}",
               file=out)
         return all_jobs
     return wait_for_jobs(all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True))
 
 
-def describe_plan(experiment: ExperimentConfig, runs: Sequence[PlannedRun], cluster: ClusterConfig, out=None) -> None:
+def describe_plan(experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterConfig, out=None) -> None:
     """The dry run: every planned run with its state and config, and the sbatch parameters of each array."""
     out = out or sys.stdout
     for group in waves(runs):
         first = group[0]
         params = first.config.get("params") or {k: first.config[k] for k in ("system", "shards") if k in first.config}
-        print(f"\n== {first.kind} {first.stage} ({first.method}): {len(group)} run(s)", file=out)
+        detail = first.method if isinstance(first, TrainRun) else first.system
+        print(f"\n== {first.kind} {first.group} ({detail}): {len(group)} run(s)", file=out)
         print(f"   config: {json.dumps(params, sort_keys=True, default=str)}", file=out)
         if cluster.executor != "inline":
             options = sbatch_parameters(cluster, experiment.output_dir / "jobs", n_tasks=len(group),
                                         dependency="afterok:<upstream arrays>" if any(r.upstream for r in group)
-                                        else None, job_name=f"{experiment.name}-{first.stage}")
+                                        else None, job_name=f"{experiment.name}-{first.group}")
             print("   sbatch: " + " ".join(f"--{k}={v}" for k, v in options.items()), file=out)
         for run in group:
             inputs = ", ".join(run.upstream) or "-"
@@ -161,12 +154,12 @@ def describe_plan(experiment: ExperimentConfig, runs: Sequence[PlannedRun], clus
     print(f"\n{len(runs)} runs; nothing submitted (dry run)", file=out)
 
 
-def status_table(experiment: ExperimentConfig, runs: Iterable[PlannedRun]) -> list[dict[str, Any]]:
+def status_table(experiment: ExperimentConfig, runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One row per run: state, the main validation or test metric, seconds, and the error of a failed run."""
     rows = []
     for run in runs:
         state = state_of(experiment, run)
-        row = {"run_id": run.run_id, "kind": run.kind, "stage": run.stage, "seed": run.seed,
+        row = {"run_id": run.run_id, "kind": run.kind, "stage": run.group, "seed": run.seed,
                "corruption": run.corruption or "", "state": state, "metric": "", "seconds": "", "error": ""}
         record = done_record(experiment, run) if state == "done" else None
         if record is not None:
@@ -176,7 +169,7 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[PlannedRun]) -> li
             row["seconds"] = record.get("seconds", "")
         elif state == "failed":
             try:
-                row["error"] = str(json.loads((run_folder(experiment, run) / FAILED_FILE).read_text())["error"])[:120]
+                row["error"] = str(json.loads(RunPaths.of(experiment.output_dir, run).failed.read_text())["error"])[:120]
             except (OSError, ValueError, KeyError, TypeError):
                 row["error"] = f"{FAILED_FILE} is unreadable; relaunch the experiment to retry the run"
         elif state == "damaged":
@@ -185,15 +178,16 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[PlannedRun]) -> li
     return rows
 
 
-def set_aside(experiment: ExperimentConfig, run: PlannedRun) -> Path | None:
+def set_aside(experiment: ExperimentConfig, run: Run) -> Path | None:
     """Make a finished (or damaged) run run again: move its done.json, failed.json and model.pt into
     `<run folder>/replaced-<time>/` (nothing is deleted). Its checkpoints stay, so a finished training only
     re-exports its model. Refused while the run is running."""
-    folder = run_folder(experiment, run)
-    present = [folder / name for name in (DONE_FILE, FAILED_FILE, EXPORT_FILE) if (folder / name).exists()]
+    paths = RunPaths.of(experiment.output_dir, run)
+    folder = paths.folder
+    present = [path for path in (paths.done, paths.failed, folder / EXPORT_FILE) if path.exists()]
     if not present:
         return None
-    lock = FileLock(folder / LOCK_FILE, stale_s=LOCK_STALE_S)
+    lock = FileLock(paths.lock, stale_s=LOCK_STALE_S)
     if not lock.try_acquire():
         raise UserError(f"run {run.run_id} is running ({lock.describe_owner()}); wait for it to end, then retry")
     try:
@@ -205,11 +199,6 @@ def set_aside(experiment: ExperimentConfig, run: PlannedRun) -> Path | None:
         lock.release()
     print(f"{run.run_id}: set aside {', '.join(p.name for p in present)} in {aside}; running it again")
     return aside
-
-
-def select_runs(experiment: ExperimentConfig, stages: list[str] | None, seeds: list[int] | None) -> list[PlannedRun]:
-    """The planned runs, restricted to some stages and seeds (their upstream runs must exist or be included)."""
-    return plan(experiment, stages=stages, seeds=seeds, evaluation=not stages)
 
 
 def output_paths(experiment: ExperimentConfig) -> dict[str, Path]:

@@ -6,37 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
 
-from comprobust.config import ExperimentConfig
+from comprobust.config import ExperimentConfig, load_experiment
 from comprobust.corruptions import abbreviate
 from comprobust.errors import UserError
+from comprobust.runs import EvalRun, Run, TrainRun
 from comprobust.validation import suggest
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One unit of work: a training stage run or an evaluation shard."""
-
-    run_id: str
-    kind: str  # "train" | "evaluate"
-    stage: str  # stage name, or the evaluated system's label
-    method: str  # training method, or the system kind for evaluations
-    seed: int
-    corruption: str | None
-    config: Mapping[str, Any]  # everything that determines the run's result
-    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> upstream run ids
-    shard: int | None = None
-
-    @property
-    def upstream(self) -> tuple[str, ...]:
-        return tuple(run_id for ids in self.inputs.values() for run_id in ids)
-
-    @property
-    def artifact(self) -> str:
-        """The W&B artifact name of this run's output model (training runs)."""
-        return f"model-{self.run_id}"
 
 
 def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:
@@ -51,7 +28,7 @@ def config_hash(payload: Mapping[str, Any]) -> str:
 
 
 def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: list[int] | None = None,
-         evaluation: bool = True) -> list[PlannedRun]:
+         evaluation: bool = True) -> list[Run]:
     """Every run of the experiment in dependency order (upstream before downstream)."""
     for stage in stages or []:
         if stage not in experiment.stages:
@@ -61,9 +38,9 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
             raise UserError(f"{experiment.path}: seed {seed} is not among seeds {list(experiment.seeds)}")
     order = _topological(experiment)
     wanted = set(stages) if stages else set(order)  # named stages only: their inputs must already exist
-    runs: list[PlannedRun] = []
+    runs: list[Run] = []
     for seed in seeds or experiment.seeds:
-        by_stage: dict[str, list[PlannedRun]] = {}
+        by_stage: dict[str, list[TrainRun]] = {}
         for name in order:
             stage = experiment.stages[name]
             inputs = {role: tuple(r.run_id for r in by_stage[target]) for role, target in stage.refs.items()}
@@ -83,15 +60,15 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
     return runs
 
 
-def _train_run(stage: str, method: str, seed: int, corruption: str | None, base: dict, inputs: dict) -> PlannedRun:
+def _train_run(stage: str, method: str, seed: int, corruption: str | None, base: dict, inputs: dict) -> TrainRun:
     config = {**base, "corruption": corruption}
     digest = config_hash(config)
     label = f"{stage}-{abbreviate([corruption]).lower()}" if corruption else stage
-    return PlannedRun(f"{label}-s{seed}-{digest}", "train", stage, method, seed, corruption,
-                      {**config, "hash": digest}, inputs)
+    return TrainRun(f"{label}-s{seed}-{digest}", stage, method, seed, corruption, {**config, "hash": digest}, inputs)
 
 
-def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[str, list[PlannedRun]]) -> list[PlannedRun]:
+def _evaluation_runs(experiment: ExperimentConfig, seed: int,
+                     by_stage: Mapping[str, list[TrainRun]]) -> list[EvalRun]:
     runs = []
     shards = experiment.evaluation.shards
     for system in experiment.evaluation.systems:
@@ -107,8 +84,8 @@ def _evaluation_runs(experiment: ExperimentConfig, seed: int, by_stage: Mapping[
             digest = config_hash(config)
             suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
             slug = "".join(ch if ch.isalnum() else "-" for ch in system.label.lower())
-            runs.append(PlannedRun(f"eval-{slug}-s{seed}{suffix}-{digest}", "evaluate", system.label, system.kind,
-                                   seed, None, {**config, "hash": digest}, inputs, shard))
+            runs.append(EvalRun(f"eval-{slug}-s{seed}{suffix}-{digest}", system.label, system.kind, seed, shard,
+                                shards, {**config, "hash": digest}, inputs))
     return runs
 
 
@@ -134,17 +111,17 @@ def _topological(experiment: ExperimentConfig) -> list[str]:
     return done
 
 
-def rerun_command(experiment: ExperimentConfig, run: PlannedRun) -> str:
+def rerun_command(experiment: ExperimentConfig, run: Run) -> str:
     """The command that runs `run` again although it is marked done (for a damaged record or model file)."""
     smoke = " --smoke" if experiment.smoke else ""
-    if run.kind == "evaluate":
+    if isinstance(run, EvalRun):
         return f"python launch.py run {experiment.path}{smoke} --rerun {run.run_id}"
     corruption = f" --corruption {run.corruption}" if run.corruption else ""
     return (f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{corruption}{smoke} "
             "--force")
 
 
-def select_corruption(runs: list[PlannedRun], corruption: str, where: str = "--corruption") -> list[PlannedRun]:
+def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corruption") -> list[Run]:
     """The runs of a per-corruption stage for one elemental, named in full or abbreviated (Contrast or CO)."""
     from comprobust.corruptions import parse_composition
 
@@ -155,7 +132,46 @@ def select_corruption(runs: list[PlannedRun], corruption: str, where: str = "--c
     chosen = [run for run in runs if run.corruption == name]
     if not chosen:
         offered = sorted({run.corruption for run in runs if run.corruption})
-        stage = runs[0].stage if runs else "?"
+        stage = runs[0].group if runs else "?"
         raise UserError(f"{where} {corruption}: stage {stage!r} does not run per corruption {name!r}"
                         + (f"; it runs {', '.join(offered)}" if offered else "; drop --corruption"))
     return chosen
+
+
+class Resolved(NamedTuple):
+    """An experiment file resolved: its validated config (budget and overrides applied) and the runs chosen."""
+
+    experiment: ExperimentConfig
+    runs: list[Run]
+
+
+def resolve(experiment_path: str | Path, *, smoke: bool = False, stages: Sequence[str] | None = None,
+            seeds: Sequence[int] | None = None, corruption: str | None = None,
+            overrides: Mapping[str, Any] | None = None, evaluation: bool | None = None) -> Resolved:
+    """Read an experiment YAML and plan its runs: the one place every command, job and sweep controller goes
+    from a file to runs.
+
+    `smoke` applies the smoke budget; `overrides` (stage parameters, from --set or a sweep agent) apply to the
+    one stage in `stages`; `corruption` keeps the runs of one elemental (per-corruption stages). Evaluation runs
+    are planned when no stage is named, unless `evaluation` says otherwise.
+    """
+    experiment = load_experiment(experiment_path, smoke_budget=smoke)
+    if overrides:
+        if not stages or len(stages) != 1:
+            raise ValueError("stage parameter overrides need exactly one stage")
+        experiment = experiment.with_stage_params(stages[0], overrides)
+    runs = plan(experiment, stages=list(stages) if stages else None, seeds=list(seeds) if seeds else None,
+                evaluation=not stages if evaluation is None else evaluation)
+    if corruption is not None:
+        runs = select_corruption(runs, corruption)
+    return Resolved(experiment, runs)
+
+
+def resolve_stage(experiment_path: str | Path, stage: str, *, smoke: bool = False, seed: int | None = None,
+                  corruption: str | None = None, overrides: Mapping[str, Any] | None = None) -> Resolved:
+    """What `launch.py run-stage` runs, and what a sweep trial's result is read from: the runs of one stage for
+    one seed (the experiment's first unless `seed` is given), with `overrides` applied to that stage."""
+    experiment, runs = resolve(experiment_path, smoke=smoke, stages=[stage],
+                               seeds=None if seed is None else [seed], corruption=corruption, overrides=overrides)
+    chosen = experiment.seeds[0] if seed is None else seed
+    return Resolved(experiment, [run for run in runs if run.seed == chosen])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import json
 import threading
 import time
@@ -25,23 +24,21 @@ from comprobust.config import ExperimentConfig
 from comprobust.data import LoadedDataset, load_dataset
 from comprobust.errors import UserError
 from comprobust.locking import FileLock
+from comprobust.methods import trainer
 from comprobust.methods.common import Export, StageContext
-from comprobust.planning import PlannedRun, plan, rerun_command
-from comprobust.validation import parse_overrides  # noqa: F401  (importable from here, as before)
+from comprobust.planning import plan, rerun_command
+from comprobust.runs import Run, RunPaths, TrainRun, model_input, run_id_of_model, wandb_config
 
-DONE_FILE = "done.json"
-FAILED_FILE = "failed.json"
-LOCK_FILE = "running.lock"
 LOCK_STALE_S = 600.0  # a lock not refreshed for this long belongs to a killed job
 
 
-def run_folder(experiment: ExperimentConfig, run: PlannedRun) -> Path:
-    return experiment.output_dir / "runs" / run.run_id
+def run_folder(experiment: ExperimentConfig, run: Run) -> Path:
+    return RunPaths.of(experiment.output_dir, run).folder
 
 
-def done_record(experiment: ExperimentConfig, run: PlannedRun) -> dict[str, Any] | None:
+def done_record(experiment: ExperimentConfig, run: Run) -> dict[str, Any] | None:
     """The finished run's record, or None if it has not finished."""
-    path = run_folder(experiment, run) / DONE_FILE
+    path = RunPaths.of(experiment.output_dir, run).done
     if not path.exists():
         return None
     try:
@@ -66,15 +63,15 @@ def dataset_for(experiment: ExperimentConfig) -> LoadedDataset:
     return _dataset(d.name, d.root, json.dumps(d.split_sizes or {}, sort_keys=True), d.download)
 
 
-def producer_stage(experiment: ExperimentConfig, run: PlannedRun, role: str) -> str:
+def producer_stage(experiment: ExperimentConfig, run: Run, role: str) -> str:
     """The stage whose runs fill `role` of `run` (for error messages and lineage)."""
-    if run.kind == "train":
+    if isinstance(run, TrainRun):
         return experiment.stages[run.stage].refs[role]
-    system = next(s for s in experiment.evaluation.systems if s.label == run.stage)
+    system = next(s for s in experiment.evaluation.systems if s.label == run.label)
     return system.roles[role]
 
 
-def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = None, wandb_id: str | None = None,
+def execute(experiment: ExperimentConfig, run: Run, mode: str | None = None, wandb_id: str | None = None,
             extra_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run `run` to completion (or skip it if done) and return its done record.
 
@@ -87,8 +84,9 @@ def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = No
     if existing is not None:
         print(f"{run.run_id}: already done, skipped")
         return existing
-    folder = run_folder(experiment, run)
-    lock = FileLock(folder / LOCK_FILE, timeout_s=float("inf"), stale_s=LOCK_STALE_S, poll_s=2.0)
+    paths = RunPaths.of(experiment.output_dir, run)
+    folder = paths.folder
+    lock = FileLock(paths.lock, timeout_s=float("inf"), stale_s=LOCK_STALE_S, poll_s=2.0)
     if not lock.try_acquire():
         print(f"{run.run_id}: running elsewhere ({lock.describe_owner()}); waiting for it")
         lock.acquire()
@@ -100,12 +98,12 @@ def execute(experiment: ExperimentConfig, run: PlannedRun, mode: str | None = No
             try:
                 record = _execute_unlocked(experiment, run, folder, mode, wandb_id, extra_config or {})
             except BaseException as err:
-                atomic_write_text(folder / FAILED_FILE, json.dumps({
+                atomic_write_text(paths.failed, json.dumps({
                     "run_id": run.run_id, "error": f"{type(err).__name__}: {err}",
                     "traceback": traceback.format_exc(), "time": time.time()}, indent=2))
                 raise
-        atomic_write_text(folder / DONE_FILE, json.dumps(record, indent=2, default=str))
-        (folder / FAILED_FILE).unlink(missing_ok=True)
+        atomic_write_text(paths.done, json.dumps(record, indent=2, default=str))
+        paths.failed.unlink(missing_ok=True)
         return record
     finally:
         lock.release()
@@ -130,45 +128,45 @@ def _heartbeat(lock: FileLock, every_s: float) -> Iterator[None]:
         thread.join()
 
 
-def _load_input(experiment: ExperimentConfig, run: PlannedRun, tracker: Any, role: str, ref: str) -> Export:
+def _load_input(experiment: ExperimentConfig, run: Run, tracker: Any, role: str, ref: str) -> Export:
     """One input model; when a finished upstream run's model is damaged, the error names the command redoing it."""
     try:
-        return Export.load(tracker.use_input(ref, required_by=run.stage,
+        return Export.load(tracker.use_input(ref, required_by=run.group,
                                              produced_by_stage=producer_stage(experiment, run, role)))
     except UserError as err:
-        upstream_id = ref.removeprefix("model-").split(":")[0]
-        upstream = next((r for r in plan(experiment, evaluation=False) if r.run_id == upstream_id), None)
-        if upstream is None or not (run_folder(experiment, upstream) / DONE_FILE).exists():
+        upstream_id = run_id_of_model(ref)
+        upstream = next((r for r in plan(experiment, seeds=[run.seed], evaluation=False)
+                         if r.run_id == upstream_id), None)
+        if upstream is None or not RunPaths.of(experiment.output_dir, upstream).done.exists():
             raise
         raise UserError(f"{err}; run {upstream_id} is marked done, so redo it with: "
                         f"{rerun_command(experiment, upstream)}") from None
 
 
-def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Path, mode: str | None,
+def _execute_unlocked(experiment: ExperimentConfig, run: Run, folder: Path, mode: str | None,
                       wandb_id: str | None, extra_config: Mapping[str, Any]) -> dict[str, Any]:
     from comprobust.tracking import start_run
 
     data = dataset_for(experiment)
-    config = {**run.config, **extra_config, "run_id": run.run_id, "stage": run.stage, "kind": run.kind,
-              "experiment": experiment.name, "architecture": experiment.architecture}
-    inputs = {role: [f"model-{rid}:best" for rid in ids] for role, ids in run.inputs.items()}
+    config = wandb_config(run, experiment.name, experiment.architecture, extra_config)
+    inputs = {role: [model_input(rid) for rid in ids] for role, ids in run.inputs.items()}
     started = time.perf_counter()
     with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
-                   job_type=run.stage if run.kind == "train" else "evaluate", name=run.run_id,
-                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, run.method, run.kind],
+                   job_type=run.job_type, name=run.run_id,
+                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, *run.tags],
                    mode=experiment.wandb["mode"], mode_override=mode,
                    inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
         resolved = {role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
                     for role, refs in inputs.items()}
         ctx = StageContext(
-            run_id=run.run_id, stage=run.stage, seed=run.seed, corruption=run.corruption,
+            run_id=run.run_id, stage=run.group, seed=run.seed, corruption=run.corruption,
             params=run.config.get("params", {}), identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
             data=data, arch=experiment.architecture, device=device(), out_dir=folder, inputs=resolved,
             log_epoch=lambda metrics, epoch: tracker.log(metrics, step=epoch),
             log_extra=lambda key, columns, rows: tracker.log_table(key, columns, rows),
         )
-        if run.kind == "train":
-            export = importlib.import_module(f"comprobust.methods.{run.method}").train(ctx)
+        if isinstance(run, TrainRun):
+            export = trainer(run.method)(ctx)
             metrics = {k: v for k, v in export.meta.items() if isinstance(v, (int, float))}
             tracker.summary_update(metrics)
             tracker.log_checkpoint(export.path, run.artifact, metadata={**export.meta, "run_id": run.run_id},
@@ -178,6 +176,6 @@ def _execute_unlocked(experiment: ExperimentConfig, run: PlannedRun, folder: Pat
             from comprobust.evaluation import evaluate_run
 
             record = evaluate_run(ctx, run, experiment, tracker)
-    record.update(run_id=run.run_id, kind=run.kind, stage=run.stage, seed=run.seed, corruption=run.corruption,
+    record.update(run_id=run.run_id, kind=run.kind, stage=run.group, seed=run.seed, corruption=run.corruption,
                   seconds=round(time.perf_counter() - started, 2), planned=asdict(run))
     return record

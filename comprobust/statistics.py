@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from comprobust.results import method_order
+from comprobust.runs import run_id_of_model
 
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
@@ -286,7 +287,7 @@ def _upstream(runs: pd.DataFrame, run_ids: set[str]) -> set[str]:
     if "config.inputs" in runs:
         for run_id, value in zip(runs["run_id"], runs["config.inputs"]):
             refs = json.loads(value) if isinstance(value, str) else list(value) if isinstance(value, list) else []
-            inputs[run_id] = [ref.removeprefix("model-").split(":")[0] for ref in refs]
+            inputs[run_id] = [run_id_of_model(ref) for ref in refs]
     seen, todo = set(), list(run_ids)
     while todo:
         run_id = todo.pop()

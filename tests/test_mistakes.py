@@ -199,7 +199,7 @@ def _planned(experiment_path: str = "base.yaml"):
     from comprobust.planning import plan
 
     experiment = load_experiment(experiment_path)
-    return experiment, {run.stage: run for run in plan(experiment)}
+    return experiment, {run.group: run for run in plan(experiment)}
 
 
 def test_a_damaged_done_json_names_the_command_that_reruns_it(workdir: Path, capsys) -> None:

@@ -19,6 +19,7 @@ from wandb_server.server import WandbServer
 
 from comprobust.config import load_experiment
 from comprobust.planning import plan
+from comprobust.runs import method_label
 
 pytestmark = pytest.mark.online
 REPO = Path(__file__).resolve().parents[1]
@@ -89,9 +90,8 @@ def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -
     for p in planned:
         run = runs[p.run_id]
         assert run.state == "finished" and run.group == "online"
-        assert run.job_type == (p.stage if p.kind == "train" else "evaluate")
-        assert p.method in run.tags and p.kind in run.tags
-        assert run.config["hash"] == p.config["hash"] and run.config["stage"] == p.stage
+        assert run.job_type == p.job_type and set(p.tags) <= set(run.tags)
+        assert run.config["hash"] == p.config["hash"] and method_label(run.config) == p.group
         assert not any(str(v).startswith(str(experiment_path.parent)) for v in _leaves(run.config)), \
             "an absolute path reached the dashboard"
         if p.kind == "train":

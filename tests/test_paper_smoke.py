@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from comprobust.config import load_experiment
-from comprobust.pipeline import cluster_config, launch, select_runs, status_table
+from comprobust.pipeline import cluster_config, launch, status_table
+from comprobust.planning import plan
 from helpers.dataset_files import write_fake_cifar, write_fake_emnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def test_paper_experiment_runs_end_to_end_at_the_smoke_budget(name: str, tmp_pat
     else:
         write_fake_cifar(root, per_class_per_batch=2, test_per_class=2)
     experiment = smoke_experiment(name, root, tmp_path / "outputs")
-    runs = [r for r in select_runs(experiment, None, [experiment.seeds[0]])]
+    runs = [r for r in plan(experiment, seeds=[experiment.seeds[0]])]
     launch(experiment, runs, cluster_config(experiment, "inline"))
     rows = status_table(experiment, runs)
     assert [r["run_id"] for r in rows if r["state"] != "done"] == []

@@ -13,7 +13,8 @@ import yaml
 
 from comprobust.cluster import wait_for_jobs
 from comprobust.config import load_experiment
-from comprobust.pipeline import cluster_config, launch, select_runs, status_table
+from comprobust.pipeline import cluster_config, launch, status_table
+from comprobust.planning import plan
 from comprobust.stages import run_folder
 from comprobust.wandb_offline import find_runs, read_run
 
@@ -60,21 +61,21 @@ def test_experiment_runs_as_dependent_job_arrays(tmp_path: Path, capsys) -> None
                     "corruptions": ["Contrast", "Invert"], "levels": [1]},
     }, {"shards": 2, "systems": {"Backbone": {"classifier": "backbone"}}})
     experiment = load_experiment(path)
-    runs = select_runs(experiment, None, None)
+    runs = plan(experiment)
     jobs = launch(experiment, runs, cluster_config(experiment), detach=True)
     wait_for_jobs(jobs, poll_s=0.5, sacct_every_s=2, timeout_s=400, progress=None)
     out = capsys.readouterr().out
     assert "submitted backbone: 1 task(s)" in out and "submitted modules: 2 task(s)" in out
     # afterok: the modules' tasks started only once the backbone's job had ended.
     by_run = dict(zip([r.run_id for r in runs], jobs))
-    backbone_end = slurm_times(by_run[next(r.run_id for r in runs if r.stage == "backbone")])[1]
-    for run in (r for r in runs if r.stage == "modules"):
+    backbone_end = slurm_times(by_run[next(r.run_id for r in runs if r.group == "backbone")])[1]
+    for run in (r for r in runs if r.group == "modules"):
         assert slurm_times(by_run[run.run_id])[0] >= backbone_end
     assert all(row["state"] == "done" for row in status_table(experiment, runs))
     logged = {read_run(folder).id: read_run(folder) for folder in find_runs(experiment.output_dir / "wandb")}
     assert {r.run_id for r in runs} <= set(logged)
-    backbone = next(r for r in runs if r.stage == "backbone")
-    for run in (r for r in runs if r.stage == "modules"):
+    backbone = next(r for r in runs if r.group == "backbone")
+    for run in (r for r in runs if r.group == "modules"):
         assert logged[run.run_id].config["inputs"] == [f"model-{backbone.run_id}:best"]
     # Relaunching submits nothing: every run is done.
     launch(experiment, runs, cluster_config(experiment))
@@ -84,7 +85,7 @@ def test_experiment_runs_as_dependent_job_arrays(tmp_path: Path, capsys) -> None
 def test_training_stage_preempted_mid_run_resumes_and_loses_nothing(tmp_path: Path) -> None:
     path = experiment_file(tmp_path, {"contrastive": {"method": "contrastive", "lr": 0.05, "max_epochs": 6}})
     experiment = load_experiment(path)
-    [run] = select_runs(experiment, ["contrastive"], None)
+    [run] = plan(experiment, stages=["contrastive"])
     [job] = launch(experiment, [run], cluster_config(experiment), detach=True)
     last = run_folder(experiment, run) / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 180

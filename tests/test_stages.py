@@ -19,7 +19,8 @@ from comprobust.cli import main
 from comprobust.config import load_experiment
 from comprobust.errors import UserError
 from comprobust.methods.common import Export
-from comprobust.pipeline import select_runs, status_table
+from comprobust.pipeline import status_table
+from comprobust.planning import plan
 from comprobust.stages import execute, run_folder
 from comprobust.wandb_offline import find_runs, read_run
 
@@ -61,7 +62,7 @@ def finished(tmp_path_factory):
     """The tiny experiment's training stages, run once for the module's tests (modules on two corruptions)."""
     folder = tmp_path_factory.mktemp("stages")
     experiment = load_experiment(write_experiment(folder))
-    runs = [r for r in select_runs(experiment, None, None) if r.kind == "train"
+    runs = [r for r in plan(experiment) if r.kind == "train"
             and r.stage in ("erm", "contrastive", "backbone", "modules")]
     records = {run.run_id: execute(experiment, run) for run in runs}
     return experiment, runs, records
@@ -90,8 +91,8 @@ def test_each_stage_learns_and_logs_its_checkpoint_artifact(finished) -> None:
 @pytest.mark.slow
 def test_modules_resolve_the_backbone_artifact_and_record_their_level(finished) -> None:
     experiment, runs, records = finished
-    backbone = next(r for r in runs if r.stage == "backbone")
-    for run in (r for r in runs if r.stage == "modules"):
+    backbone = next(r for r in runs if r.group == "backbone")
+    for run in (r for r in runs if r.group == "modules"):
         logged = offline_run(experiment, run.run_id)
         assert logged.config["inputs"] == [f"model-{backbone.run_id}:best"]
         export = Export.load(run_folder(experiment, run) / "model.pt", "module")
@@ -105,14 +106,14 @@ def test_relaunch_skips_finished_runs_and_status_reports_them(finished, capsys) 
     again = execute(experiment, runs[0])
     assert again["seconds"] == records[runs[0].run_id]["seconds"]
     assert "already done, skipped" in capsys.readouterr().out
-    states = {row["run_id"]: row["state"] for row in status_table(experiment, select_runs(experiment, None, None))}
+    states = {row["run_id"]: row["state"] for row in status_table(experiment, plan(experiment))}
     assert all(states[r.run_id] == "done" for r in runs)
-    assert states[next(r.run_id for r in select_runs(experiment, None, None) if r.stage == "imgspace")] == "missing"
+    assert states[next(r.run_id for r in plan(experiment) if r.group == "imgspace")] == "missing"
 
 
 def test_missing_upstream_artifact_names_the_stage_to_run_first(tmp_path: Path) -> None:
     experiment = load_experiment(write_experiment(tmp_path))
-    [modules_run, *_] = select_runs(experiment, ["modules"], None)
+    [modules_run, *_] = plan(experiment, stages=["modules"])
     with pytest.raises(UserError, match="run stage 'backbone' first"):
         execute(experiment, modules_run)
     assert (run_folder(experiment, modules_run) / "failed.json").exists()
@@ -123,7 +124,7 @@ def test_run_stage_cli_applies_sweep_style_overrides(tmp_path: Path, capsys) -> 
     assert main(["run-stage", str(path), "--stage", "backbone", "--lr=0.2", "--set", "batch_size=16"]) == 0
     out = capsys.readouterr().out
     experiment = load_experiment(path).with_stage_params("backbone", {"lr": 0.2, "batch_size": 16})
-    [run] = select_runs(experiment, ["backbone"], None)
+    [run] = plan(experiment, stages=["backbone"])
     assert f"{run.run_id}: done" in out
     assert main(["run-stage", str(path), "--stage", "backbone", "--lrr=0.2"]) == 2
     assert "did you mean 'lr'" in capsys.readouterr().err
@@ -139,7 +140,7 @@ def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(t
     command = [sys.executable, str(REPO / "launch.py"), "run-stage", str(killed_path), "--stage", "contrastive"]
     env = {**os.environ, "WANDB_MODE": "offline"}
     experiment = load_experiment(killed_path)
-    [run] = select_runs(experiment, ["contrastive"], None)
+    [run] = plan(experiment, stages=["contrastive"])
     last = run_folder(experiment, run) / "checkpoints" / "last.pt"
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + KILL_WATCH_S
@@ -174,7 +175,7 @@ def test_two_launches_at_once_train_a_run_only_once(tmp_path: Path) -> None:
     outputs = [first.communicate(timeout=300)[0], second.communicate(timeout=300)[0]]
     assert first.returncode == 0 and second.returncode == 0, outputs
     experiment = load_experiment(path)
-    [run] = select_runs(experiment, ["backbone"], None)
+    [run] = plan(experiment, stages=["backbone"])
     trained = [out for out in outputs if "epoch 10/10" in out]
     assert len(trained) == 1, outputs  # one trained, the other waited for it and found the run done
     assert any("running elsewhere" in out for out in outputs)
@@ -182,7 +183,7 @@ def test_two_launches_at_once_train_a_run_only_once(tmp_path: Path) -> None:
 
 
 def test_overrides_parse_numbers_as_a_sweep_agent_writes_them() -> None:
-    from comprobust.stages import parse_overrides
+    from comprobust.validation import parse_overrides
 
     assert parse_overrides(["lr=1e-05", "--weight=0.1", "max_epochs=3", "levels=[0, 2]"]) == {
         "lr": 1e-05, "weight": 0.1, "max_epochs": 3, "levels": [0, 2]}

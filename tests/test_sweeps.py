@@ -107,7 +107,7 @@ def test_unknown_parameter_names_the_stage_and_the_closest_valid_one() -> None:
 
 
 def test_values_that_run_stage_would_misread_are_refused_before_submission() -> None:
-    from comprobust.stages import parse_overrides
+    from comprobust.validation import parse_overrides
 
     config = _config(parameters={"lr": {"values": [0.1, 1e-5]}})  # the agent passes --lr=1e-05
     if parse_overrides(["--lr=1e-05"], where="argument")["lr"] == 1e-5:

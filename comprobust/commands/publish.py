@@ -36,9 +36,9 @@ def run_publish(args: argparse.Namespace) -> int:
 
     target, entity, sweeps_dir = Path(args.target), args.entity, None
     if target.suffix in (".yaml", ".yml"):
-        from comprobust.config import load_experiment
+        from comprobust.planning import resolve
 
-        experiment = load_experiment(target, smoke_budget=args.smoke)
+        experiment = resolve(target, smoke=args.smoke).experiment
         target = experiment.output_dir / "wandb"
         entity = entity or experiment.wandb.get("entity")
         sweeps_dir = experiment.output_dir / "sweeps"

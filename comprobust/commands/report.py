@@ -30,10 +30,10 @@ def build(args: argparse.Namespace) -> int:
     if args.experiment and args.project:
         raise UserError("give either an experiment YAML or --project/--group, not both")
     if args.experiment:
-        from comprobust.config import load_experiment
+        from comprobust.planning import resolve
         from comprobust.report import build_report
 
-        experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
+        experiment = resolve(args.experiment, smoke=args.smoke).experiment
         build_report(experiment, out_dir=args.out, log_to_wandb=not args.no_wandb, source=args.source)
         return 0
     if not args.project:

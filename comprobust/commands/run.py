@@ -28,17 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
-    from comprobust.config import load_experiment
     from comprobust.errors import UserError
-    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, select_runs, set_aside
+    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, set_aside
+    from comprobust.planning import resolve
     from comprobust.data.sources import check_dataset_files
     from comprobust.validation import check_output_folder, suggest
 
-    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
+    experiment, runs = resolve(args.experiment, smoke=args.smoke, stages=args.stages, seeds=args.seeds)
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     check_dataset_files(experiment.dataset, f"{experiment.path}: dataset", warn_only=args.dry_run)
     cluster = cluster_config(experiment, args.executor)
-    runs = select_runs(experiment, args.stages, args.seeds)
     by_id = {run.run_id: run for run in runs}
     for run_id in args.rerun:
         if run_id not in by_id:
@@ -48,7 +47,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         return 0
     for run_id in args.rerun:
         set_aside(experiment, by_id[run_id])
-    launch(experiment, runs, cluster, mode=args.mode, detach=args.detach, smoke=args.smoke)
+    launch(experiment, runs, cluster, mode=args.mode, detach=args.detach)
     if args.detach:
         return 0
     paths = output_paths(experiment)
@@ -61,11 +60,11 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from comprobust.config import load_experiment
-    from comprobust.pipeline import select_runs, status_table
+    from comprobust.pipeline import status_table
+    from comprobust.planning import resolve
 
-    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
-    rows = status_table(experiment, select_runs(experiment, None, None))
+    experiment, runs = resolve(args.experiment, smoke=args.smoke)
+    rows = status_table(experiment, runs)
     width = max(len(r["run_id"]) for r in rows)
     for row in rows:
         extra = row["metric"] or row["error"]

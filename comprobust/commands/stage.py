@@ -15,23 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    from comprobust.config import load_experiment
-    from comprobust.planning import plan, select_corruption
+    from comprobust.data.sources import check_dataset_files
+    from comprobust.planning import resolve_stage
     from comprobust.stages import execute
     from comprobust.sweeps.trial import current_trial, run_trial
-    from comprobust.data.sources import check_dataset_files
     from comprobust.validation import check_output_folder, parse_overrides
 
-    experiment = load_experiment(args.experiment, smoke_budget=args.smoke)
+    overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
+    experiment, runs = resolve_stage(args.experiment, args.stage, smoke=args.smoke, seed=args.seed,
+                                     corruption=args.corruption, overrides=overrides)
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
-    overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
-    if overrides:
-        experiment = experiment.with_stage_params(args.stage, overrides)
-    seed = args.seed if args.seed is not None else experiment.seeds[0]
-    runs = plan(experiment, stages=[args.stage], seeds=[seed])
-    if args.corruption:
-        runs = select_corruption(runs, args.corruption)
     if args.force:
         from comprobust.pipeline import set_aside
 

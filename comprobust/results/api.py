@@ -21,6 +21,7 @@ from comprobust.results.records import (
     timestamp,
 )
 from comprobust.results.store import RunStore
+from comprobust.runs import activations_artifact
 
 
 class ApiRunStore(RunStore):
@@ -105,7 +106,7 @@ class ApiRunStore(RunStore):
                 ref = summary.get(key)
                 if isinstance(ref, dict) and ref.get("_type") == "table-file" and ref.get("path"):
                     record.tables[key] = self._download_table(run, ref["path"])
-            record.stats = f"{self.path}/activations-{record.run_id}:latest"
+            record.stats = f"{self.path}/{activations_artifact(record.run_id)}:latest"
         return record
 
     def _download_table(self, run: Any, name: str) -> pd.DataFrame:

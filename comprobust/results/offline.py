@@ -15,6 +15,7 @@ from comprobust.results.records import (
     sort_time,
 )
 from comprobust.results.store import RunStore
+from comprobust.runs import activations_artifact
 
 
 class OfflineRunStore(RunStore):
@@ -96,7 +97,7 @@ def _offline_record(folder: Path) -> RunRecord:
             tables[key] = read_table(run.tables[key])
     stats = ""
     for artifact in run.artifacts:
-        if artifact.name == f"activations-{run.id}" and artifact.files:
+        if artifact.name == activations_artifact(run.id) and artifact.files:
             stats = artifact.files[0].location
     return RunRecord(
         run_id=run.id, name=run.name, project=run.project, entity=run.entity, group=run.group,

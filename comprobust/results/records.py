@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from comprobust.errors import UserError
+from comprobust.runs import method_label
 
 EVALUATE = "evaluate"
 COMPOSITIONS_TABLE = "compositions"
@@ -56,7 +57,7 @@ class RunRecord:
 
     @property
     def method(self) -> str:
-        return str(self.config.get("label") or self.summary.get("label") or self.config.get("stage") or "")
+        return method_label(self.config)
 
     @property
     def system(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from comprobust.errors import UserError
+from comprobust.runs import RunPaths
 from comprobust.sweeps.command import StageTarget, expand_command
 from comprobust.sweeps.engine import digest, plain, suggest_params, sweep_runs, sweeps_engine
 from comprobust.sweeps.folder import META_FILE, SWEEP_FILE
@@ -226,8 +227,7 @@ class SweepController:
 
     def _stage_result(self, run: IssuedRun) -> dict[str, Any]:
         """Metrics from the done.json of the stage run(s) the command planned (the mean over corruptions)."""
-        from comprobust.config import load_experiment
-        from comprobust.planning import plan, select_corruption
+        from comprobust.planning import resolve_stage
 
         target = self.target
         assert target is not None
@@ -235,20 +235,16 @@ class SweepController:
         flags = [f"--{k}={v}" for k, v in run.params.items()]
         overrides = {**target.overrides, **parse_overrides(flags, where="argument")}
         try:
-            experiment = load_experiment(self.workdir / target.experiment, smoke_budget=target.smoke)
-            experiment = experiment.with_stage_params(target.stage, overrides)
+            experiment, planned = resolve_stage(self.workdir / target.experiment, target.stage, smoke=target.smoke,
+                                                seed=target.seed, corruption=target.corruption, overrides=overrides)
         except UserError:
             return {}
-        seed = target.seed if target.seed is not None else experiment.seeds[0]
-        planned = plan(experiment, stages=[target.stage], seeds=[seed])
-        if target.corruption is not None:
-            planned = select_corruption(planned, target.corruption)
         out_dir = Path(experiment.output_dir)
         if not out_dir.is_absolute():
             out_dir = self.workdir / out_dir
         metrics: list[tuple[str | None, dict[str, Any]]] = []
         for planned_run in planned:
-            path = out_dir / "runs" / planned_run.run_id / "done.json"
+            path = RunPaths.of(out_dir, planned_run).done
             try:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):

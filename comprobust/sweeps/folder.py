@@ -13,6 +13,7 @@ import yaml
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
+from comprobust.runs import RunPaths
 from comprobust.sweeps.engine import plain, sweep_id_for
 from comprobust.sweeps.validate import SweepSpec
 
@@ -81,5 +82,4 @@ def upstream_missing(spec: SweepSpec) -> list[str]:
     if not needs:
         return []
     runs = plan(experiment, seeds=[seed], evaluation=False)
-    return [r.run_id for r in runs if r.stage in needs
-            and not (Path(experiment.output_dir) / "runs" / r.run_id / "done.json").exists()]
+    return [r.run_id for r in runs if r.group in needs and not RunPaths.of(experiment.output_dir, r).done.exists()]

@@ -46,11 +46,11 @@ def validate_sweep(config: dict[str, Any], where: str = "<sweep>", path: Path | 
     target = parse_command(config, where, require_stage=require_stage)
     spec = SweepSpec(Path(path or where), config, target)
     if target is not None:
-        from comprobust.config import load_experiment
+        from comprobust.planning import resolve
 
         experiment_path = Path(workdir or ".") / target.experiment
         try:
-            spec.experiment = load_experiment(experiment_path, smoke_budget=target.smoke)
+            spec.experiment = resolve(experiment_path, smoke=target.smoke).experiment
         except UserError as err:
             raise UserError(f"{where}: command names experiment {target.experiment}: {err}") from None
         check_parameters(config, spec.experiment, target, where)

@@ -1,0 +1,160 @@
+"""A run of an experiment as every layer sees it: what it is (`TrainRun`, `EvalRun`), where its files live
+(`RunPaths`), the names of the artifacts it logs, and the W&B config that identifies it.
+
+Nothing here reads a YAML file or plans anything (that is `comprobust.planning.resolve`); these are the values
+the planner makes and everyone else passes around. Light: no torch, no wandb.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Union
+
+DONE_FILE = "done.json"
+FAILED_FILE = "failed.json"
+LOCK_FILE = "running.lock"
+MODEL_PREFIX = "model-"
+ACTIVATIONS_PREFIX = "activations-"
+
+
+def model_artifact(run_id: str) -> str:
+    """The W&B artifact name of a training run's exported model."""
+    return f"{MODEL_PREFIX}{run_id}"
+
+
+def activations_artifact(run_id: str) -> str:
+    """The W&B artifact name of an evaluation run's activation statistics."""
+    return f"{ACTIVATIONS_PREFIX}{run_id}"
+
+
+def model_input(run_id: str) -> str:
+    """How a downstream run references a training run's model: its best version."""
+    return f"{model_artifact(run_id)}:best"
+
+
+def run_id_of_model(ref: str) -> str:
+    """The training run id behind a model reference ("model-<run id>:<alias>")."""
+    return ref.removeprefix(MODEL_PREFIX).split(":")[0]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One run of a training stage: (stage, seed[, corruption])."""
+
+    run_id: str
+    stage: str
+    method: str
+    seed: int
+    corruption: str | None
+    config: Mapping[str, Any]  # everything that determines the run's result (its hash names the run)
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> upstream training run ids
+    kind: ClassVar[str] = "train"
+
+    @property
+    def group(self) -> str:
+        """The job array the run belongs to: its stage."""
+        return self.stage
+
+    @property
+    def job_type(self) -> str:
+        return self.stage
+
+    @property
+    def artifact(self) -> str:
+        return model_artifact(self.run_id)
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return tuple(run_id for ids in self.inputs.values() for run_id in ids)
+
+    @property
+    def tags(self) -> list[str]:
+        return [self.method, self.kind]
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation of a system (a label like "Modular", of a kind like "modular") on one seed and shard."""
+
+    run_id: str
+    label: str
+    system: str  # monolithic | modular | imgspace
+    seed: int
+    shard: int
+    shards: int
+    config: Mapping[str, Any]
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    kind: ClassVar[str] = "evaluate"
+    corruption: ClassVar[None] = None
+
+    @property
+    def group(self) -> str:
+        """The job array the run belongs to: the evaluated system's label."""
+        return self.label
+
+    @property
+    def job_type(self) -> str:
+        return self.kind
+
+    @property
+    def artifact(self) -> str:
+        return activations_artifact(self.run_id)
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return tuple(run_id for ids in self.inputs.values() for run_id in ids)
+
+    @property
+    def module_order(self) -> str:
+        return str(self.config.get("module_order", "composition"))
+
+    @property
+    def tags(self) -> list[str]:
+        return [self.system, self.kind]
+
+
+Run = Union[TrainRun, EvalRun]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run under `<output_dir>/runs/<run id>/`."""
+
+    folder: Path
+
+    @classmethod
+    def of(cls, output_dir: Path, run: Run) -> "RunPaths":
+        return cls(Path(output_dir) / "runs" / run.run_id)
+
+    @property
+    def done(self) -> Path:
+        """Written atomically, and only when the run has finished."""
+        return self.folder / DONE_FILE
+
+    @property
+    def failed(self) -> Path:
+        """The error and traceback of the run's last failed attempt."""
+        return self.folder / FAILED_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / LOCK_FILE
+
+
+def wandb_config(run: Run, experiment_name: str, architecture: str,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The W&B config of a run: its planned config plus who it is. The one place these keys are written;
+    `comprobust.results` reads them back with `method_label`."""
+    config = {**run.config, **dict(extra or {}), "run_id": run.run_id, "kind": run.kind, "experiment": experiment_name,
+              "architecture": architecture}
+    if isinstance(run, TrainRun):
+        config["stage"] = run.stage
+    else:
+        config["label"] = run.label
+    return config
+
+
+def method_label(config: Mapping[str, Any]) -> str:
+    """What a run's W&B config names it by in results: an evaluation's system label, a training run's stage."""
+    key = "label" if config.get("kind") == EvalRun.kind else "stage"
+    return str(config.get(key) or "")
