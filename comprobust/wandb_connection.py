@@ -20,7 +20,7 @@ _NOT_FOUND_RE = re.compile(r"not found|does not exist|could not find|no such|404
 
 def base_url() -> str:
     """The server wandb will talk to: WANDB_BASE_URL, else the settings file's, else the hosted one."""
-    from comprobust.tracking import wandb_settings_base_url_and_key
+    from comprobust.tracking.credentials import wandb_settings_base_url_and_key
 
     return wandb_settings_base_url_and_key()[0].rstrip("/") or DEFAULT_BASE_URL
 
