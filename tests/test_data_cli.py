@@ -1,8 +1,7 @@
-"""`launch.py data list|prepare|show` through the real CLI dispatcher."""
+"""`launch.py data list|show` through the real CLI dispatcher."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -19,65 +18,24 @@ def test_data_list(capsys) -> None:
     assert "mnist5k" in out and "offline default" in out and "facescrub" in out
 
 
-def test_data_prepare_then_show(tmp_path: Path, capsys) -> None:
+def test_data_show(tmp_path: Path, capsys) -> None:
     args = ["--dataset", "mnist5k", "--root", str(tmp_path), "--split-sizes", "train=20,valid=5,test=5"]
-    assert main(["data", "prepare", *args, "--out", str(tmp_path / "sets"), "--seed", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "train 200, valid 50, test 50" in out and "manifest.json" in out
-    manifest = json.loads((tmp_path / "sets" / "manifest.json").read_text())
-    assert manifest["seed"] == 3 and len(manifest["files"]) == 16
     png = tmp_path / "grid.png"
     assert main(["data", "show", *args, "--out", str(png), "--classes", "3", "--per-class", "2"]) == 0
+    assert "train 200, valid 50, test 50" in capsys.readouterr().out
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 400
     assert main(["data", "show", *args, "--out", str(png)]) == 2  # never overwritten silently
     assert "pass --force" in capsys.readouterr().err
 
 
-def test_data_prepare_default_out_and_errors(tmp_path: Path, capsys) -> None:
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "--dataset",
-                "mnist5k",
-                "--root",
-                str(tmp_path),
-                "--split-sizes",
-                "train=5,valid=2,test=2",
-                "--splits",
-                "valid",
-            ]
-        )
-        == 0
-    )
-    (first,) = (tmp_path / "comprobust-cache" / "mnist5k").glob("elementals-*/manifest.json")
-    assert str(first) in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "--dataset",
-                "mnist5k",
-                "--root",
-                str(tmp_path),
-                "--split-sizes",
-                "train=5,valid=3,test=2",
-                "--splits",
-                "valid",
-            ]
-        )
-        == 0
-    )  # other sizes: another folder
-    assert len(list((tmp_path / "comprobust-cache" / "mnist5k").glob("elementals-*/manifest.json"))) == 2
-    capsys.readouterr()
-    assert main(["data", "prepare", "--dataset", "nope", "--root", str(tmp_path)]) == 2
+def test_data_show_errors(tmp_path: Path, capsys) -> None:
+    assert main(["data", "show", "--dataset", "nope", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
-    assert main(["data", "prepare", "--dataset", "emnist", "--root", str(tmp_path)]) == 2
+    assert main(["data", "show", "--dataset", "emnist", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert "EMNIST not found: looked for" in err and "--download" in err and "Traceback" not in err
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_parse_split_sizes() -> None:

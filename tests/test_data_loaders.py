@@ -12,7 +12,8 @@ import torchvision.transforms.functional as TF
 from helpers.dataset_files import write_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS, corrupt_batch
-from comprobust.data import CompositionLoader, MixedElementalLoader, PairedViewLoader, load_dataset
+from comprobust.data import ELEMENTAL_NOISE_SEED, MixedElementalLoader, PairedViewLoader, load_dataset
+from comprobust.data.loaders import elemental_set
 from comprobust.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, generator
 from comprobust.errors import UserError
 
@@ -158,33 +159,23 @@ def test_paired_view_loader_rejects_bad_arguments(small_mnist) -> None:
         PairedViewLoader(small_mnist, "validation")
 
 
-# ---------------------------------------------------------------------------------------------------- evaluat
+# ------------------------------------------------------------------------------------------- elemental sets
 
 
-def test_composition_loader_covers_every_image_once_reproducibly(small_mnist) -> None:
-    loader = CompositionLoader(
-        small_mnist, "test", composition="ImpulseNoise-Rotate90", batch_size=33, seed=9
-    )
-    batches = list(loader.batches())
-    assert len(loader) == len(batches) == math.ceil(100 / 33)
-    indices = torch.cat([i for *_, i in batches])
-    assert indices.tolist() == list(range(100))
-    x = torch.cat([x for x, *_ in batches])
-    y = torch.cat([y for _, y, _ in batches])
-    assert torch.equal(y, small_mnist.test.labels)
-    expected = corrupt_batch(small_mnist.test.images, "ImpulseNoise-Rotate90", seed=9, indices=np.arange(100))
-    assert torch.equal(_to_uint8(small_mnist, x), expected)  # independent of the batch size
-    other = torch.cat(
-        [x for x, *_ in CompositionLoader(small_mnist, "test", "IM-R90", batch_size=100, seed=9).batches()]
-    )
-    assert torch.equal(x, other)
+def test_elemental_sets_do_not_depend_on_how_they_are_chunked(small_mnist) -> None:
+    whole = elemental_set(small_mnist.test, "ImpulseNoise", seed=9)
+    assert np.array_equal(whole, elemental_set(small_mnist.test, "ImpulseNoise", seed=9, chunk_size=7))
+    expected = corrupt_batch(small_mnist.test.images, "ImpulseNoise", seed=9, indices=np.arange(100))
+    assert np.array_equal(whole, expected.numpy())
+    assert not np.array_equal(whole, elemental_set(small_mnist.test, "ImpulseNoise", seed=10))
 
 
 @pytest.mark.parametrize("corruption", ("Identity",) + ELEMENTALS)
 def test_normalisation_round_trip(small_mnist, corruption: str) -> None:
-    loader = CompositionLoader(small_mnist, "valid", composition=corruption, batch_size=64)
-    x, _, idx = next(iter(loader.batches()))
-    expected = corrupt_batch(small_mnist.valid.images[:64], corruption, seed=0, indices=idx.numpy())
+    loader = MixedElementalLoader(small_mnist, "valid", corruptions=(corruption,), batch_size=64)
+    x, _ = next(iter(loader.batches(0)))  # valid: fixed order, no augmentation
+    expected = corrupt_batch(small_mnist.valid.images[:64], corruption, seed=ELEMENTAL_NOISE_SEED,
+                             indices=np.arange(64))
     manual = (expected.float() / 255 - small_mnist.mean[0]) / small_mnist.std[0]
     assert torch.allclose(x, manual, atol=1e-5)
 
@@ -196,7 +187,6 @@ def test_loaders_prepare_batches_single_threaded_without_leaking_the_setting(sma
         loaders = (
             PairedViewLoader(small_mnist, "train", views=("GaussianBlur", "Identity"), batch_size=16),
             MixedElementalLoader(small_mnist, corruptions=("Identity", "Swirl"), batch_size=16),
-            CompositionLoader(small_mnist, "test", composition="GaussianBlur", batch_size=16),
         )
         for loader in loaders:
             iterator = iter(loader.batches(0))

@@ -1,4 +1,4 @@
-"""`launch.py data list|prepare|show`: datasets, the generated elemental sets and a picture of them."""
+"""`launch.py data list|show`: the registered datasets, and a picture of one under the six elementals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from comprobust.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="list datasets, generate elemental sets, draw samples")
+    parser = subparsers.add_parser("data", help="list datasets, draw samples under each elemental")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     actions.required = True
 
@@ -28,21 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="SPLIT=N,...",
             help="per-class sizes, counts or fractions, e.g. train=300,valid=100 or valid=0.1",
         )
-
-    prepare = actions.add_parser("prepare", help="read a dataset and write its elemental sets (idempotent)")
-    common(prepare)
-    prepare.add_argument(
-        "--out",
-        default=None,
-        help="output folder (default: <root>/comprobust-cache/<dataset>/elementals-<hash of splits, seed>)",
-    )
-    prepare.add_argument(
-        "--splits", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
-    )
-    prepare.add_argument(
-        "--seed", type=int, default=None, help="noise seed of the generated sets (default 1234)"
-    )
-    prepare.set_defaults(handler=_prepare)
 
     show = actions.add_parser("show", help="a PNG of samples per class under Identity and the six elementals")
     common(show)
@@ -89,20 +74,6 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from comprobust.data import GENERATION_SEED, prepare_elemental_sets
-    from comprobust.data.generation import default_out_dir
-
-    data = _load(args)
-    seed = GENERATION_SEED if args.seed is None else args.seed
-    out = Path(args.out) if args.out else default_out_dir(data, seed)
-    manifest = prepare_elemental_sets(data, out, splits=args.splits, seed=seed)
-    sizes = ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test"))
-    print(f"{data.name}: {sizes} images; mean {_fmt(data.mean)} std {_fmt(data.std)}")
-    print(f"elemental sets ({', '.join(args.splits)}; seed {seed}): {manifest}")
-    return 0
-
-
 def _show(args: argparse.Namespace) -> int:
     from comprobust.data.preview import save_sample_grid
 
@@ -117,6 +88,8 @@ def _show(args: argparse.Namespace) -> int:
     save_sample_grid(
         data, out, split=args.split, classes=args.classes, per_class=args.per_class, seed=args.seed
     )
+    sizes = ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test"))
+    print(f"{data.name}: {sizes} images; mean {_fmt(data.mean)} std {_fmt(data.std)}")
     print(f"wrote {out}")
     return 0
 

@@ -1,11 +1,11 @@
 """Batched, in-process loaders for the methods (no DataLoader workers).
 
-- `MixedElementalLoader` (ERM): batches drawn from the union of the generated elemental sets (a fixed noise
-  draw per image), augmented after corruption as in the paper's ERM pipeline.
+- `MixedElementalLoader` (ERM): batches drawn from the union of the elemental sets (Identity and the six
+  elementals, each image with one fixed noise draw, as the paper's generated datasets have), augmented after
+  corruption as in the paper's ERM pipeline. The sets are made in memory when the loader is built: they are a
+  pure function of (split, corruption, noise seed), a few seconds of corruption at the paper's scale.
 - `PairedViewLoader` (Contrastive, modules, auto-encoders): the same images under each view, with identical
   crop/flip applied to the clean image before corrupting, and fresh noise every epoch.
-- `CompositionLoader` (evaluation): a split under one composition, every image once, in a fixed order, with
-  noise fixed by (seed, composition, image index).
 
 All randomness comes from `augment.generator(seed, epoch, stream)`: `batches(epoch)` is a pure function of the
 loader's arguments and `epoch`, so a resumed run sees the batches an uninterrupted run sees. Train loaders
@@ -15,17 +15,33 @@ drop the last incomplete batch (as the paper does); valid/test loaders keep it.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
-from comprobust.corruptions import composition_name, corrupt_batch
+from comprobust.corruptions import ELEMENTALS, composition_name, corrupt_batch
 from comprobust.data.augment import apply_crop_flip, derive_seed, draw_crop_flip, generator, single_threaded
 from comprobust.data.dataset import ImageSplit, LoadedDataset
-from comprobust.data.generation import ELEMENTAL_SETS, GENERATION_SEED, load_elemental_sets, materialise
 from comprobust.errors import UserError
+
+ELEMENTAL_SETS: tuple[str, ...] = ("Identity",) + ELEMENTALS
+"""The training domains of the paper's monolithic methods: Identity and the six elementals."""
+ELEMENTAL_NOISE_SEED = 1234
+"""Noise seed of the elemental sets (the reference's `np.random.seed(1234)`)."""
+
+
+def elemental_set(split: ImageSplit, corruption: str, seed: int = ELEMENTAL_NOISE_SEED,
+                  chunk_size: int = 2048) -> np.ndarray:
+    """The split's images under `corruption` as one uint8 array; noise fixed by (seed, corruption, position)."""
+    if not len(split):
+        return split.images.numpy()
+    chunks = []
+    for start in range(0, len(split), chunk_size):
+        block = split.images[start : start + chunk_size]
+        with single_threaded():
+            chunks.append(corrupt_batch(block, corruption, seed=seed, indices=np.arange(start, start + len(block))))
+    return torch.cat(chunks).numpy()
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -81,8 +97,7 @@ class _Loader:
 class MixedElementalLoader(_Loader):
     """ERM batches mixing the split under every corruption in `corruptions` (default Identity + 6 elementals).
 
-    `generated`: a folder written by `prepare_elemental_sets` (memory-mapped, hash-checked); None generates
-    the same arrays in memory with `corrupt_batch` and `noise_seed`. `augment` None means the paper's choice
+    The sets are made in memory with `noise_seed` (see `elemental_set`). `augment` None means the paper's choice
     (train: crop/flip after corruption for CIFAR/FaceScrub; valid/test: none). `.batches(epoch)` yields (x
     float32 normalised (B, C, H, W), y int64 (B,)).
     """
@@ -95,10 +110,9 @@ class MixedElementalLoader(_Loader):
         batch_size: int = 256,
         seed: int = 0,
         augment: Optional[bool] = None,
-        generated: str | Path | None = None,
         shuffle: Optional[bool] = None,
         drop_last: Optional[bool] = None,
-        noise_seed: int = GENERATION_SEED,
+        noise_seed: int = ELEMENTAL_NOISE_SEED,
     ) -> None:
         super().__init__(
             data,
@@ -112,11 +126,8 @@ class MixedElementalLoader(_Loader):
         self.corruptions = tuple(composition_name(c) for c in corruptions)
         if not self.corruptions:
             raise UserError("MixedElementalLoader needs at least one corruption")
-        if generated is not None:
-            sets = load_elemental_sets(generated, data, split, self.corruptions)
-            self.arrays, self.noise_seed = sets.arrays, sets.seed
-        else:
-            self.arrays, self.noise_seed = materialise(self.split, self.corruptions, noise_seed), noise_seed
+        self.arrays = [elemental_set(self.split, name, noise_seed) for name in self.corruptions]
+        self.noise_seed = noise_seed
         self.labels = self.split.labels
         self.num_images = len(self.split) * len(self.corruptions)
 
@@ -183,38 +194,3 @@ class PairedViewLoader(_Loader):
                     )
                     self.data.normalize(corrupted, out=out[v])
             yield out, self.split.labels[idx]
-
-
-class CompositionLoader(_Loader):
-    """Every image of `split` under `composition`, in a fixed order, last batch kept.
-
-    Noise depends only on (seed, composition, image index), so results do not depend on the batch size.
-    `.batches()` yields (x float32 normalised (B, C, H, W), y int64 (B,), indices int64 (B,)).
-    """
-
-    def __init__(
-        self,
-        data: LoadedDataset,
-        split: str = "test",
-        composition: str | Sequence[str] = "Identity",
-        batch_size: int = 512,
-        seed: int = 0,
-        severities: Optional[dict[str, int]] = None,
-    ) -> None:
-        super().__init__(data, split, batch_size, seed, False, False, False)
-        self.composition = composition_name(composition)
-        self.severities = severities
-
-    def __len__(self) -> int:
-        return _num_batches(len(self.split), self.batch_size, False)
-
-    def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.split), self.batch_size):
-            idx = torch.arange(start, min(start + self.batch_size, len(self.split)))
-            images = self.split.images[start : start + self.batch_size]
-            with single_threaded():
-                corrupted = corrupt_batch(
-                    images, self.composition, seed=self.seed, indices=idx.numpy(), severities=self.severities
-                )
-                x = self.data.normalize(corrupted)
-            yield x, self.split.labels[start : start + self.batch_size], idx

@@ -12,7 +12,7 @@ import torch
 from comprobust.atomic import atomic_write
 from comprobust.corruptions import abbreviate, corrupt_batch
 from comprobust.data.dataset import LoadedDataset
-from comprobust.data.generation import ELEMENTAL_SETS
+from comprobust.data.loaders import ELEMENTAL_SETS
 from comprobust.errors import UserError
 
 
