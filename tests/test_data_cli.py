@@ -1,4 +1,4 @@
-"""`launch.py data list|show` through the real CLI dispatcher."""
+"""`launch.py data list|prepare|show` through the real CLI dispatcher."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def test_data_show(tmp_path: Path, capsys) -> None:
     assert "pass --force" in capsys.readouterr().err
 
 
-def test_data_show_errors(tmp_path: Path, capsys) -> None:
-    assert main(["data", "show", "--dataset", "nope", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
+def test_data_prepare_and_its_errors(tmp_path: Path, capsys) -> None:
+    assert main(["data", "prepare", "--dataset", "mnist5k", "--root", str(tmp_path), "--split-sizes",
+                 "train=5,valid=2,test=2"]) == 0
+    assert "mnist5k: train 50, valid 20, test 20 images" in capsys.readouterr().out
+    assert main(["data", "prepare", "--dataset", "nope", "--root", str(tmp_path)]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert main(["data", "show", "--dataset", "emnist", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err

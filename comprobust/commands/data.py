@@ -1,4 +1,4 @@
-"""`launch.py data list|show`: the registered datasets, and a picture of one under the six elementals."""
+"""`launch.py data list|prepare|show`: the registered datasets; reading (and downloading) one; a picture of it\nunder the six elementals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from comprobust.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="list datasets, draw samples under each elemental")
+    parser = subparsers.add_parser("data", help="list, prepare (download) and show datasets")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     actions.required = True
 
@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="SPLIT=N,...",
             help="per-class sizes, counts or fractions, e.g. train=300,valid=100 or valid=0.1",
         )
+
+    prepare = actions.add_parser("prepare", help="read a dataset (downloading it with --download) and print its "
+                                 "splits; its decoded cache is written on the way")
+    common(prepare)
+    prepare.set_defaults(handler=_prepare)
 
     show = actions.add_parser("show", help="a PNG of samples per class under Identity and the six elementals")
     common(show)
@@ -74,6 +79,11 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    _describe(_load(args))
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from comprobust.data.preview import save_sample_grid
 
@@ -88,10 +98,14 @@ def _show(args: argparse.Namespace) -> int:
     save_sample_grid(
         data, out, split=args.split, classes=args.classes, per_class=args.per_class, seed=args.seed
     )
-    sizes = ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test"))
-    print(f"{data.name}: {sizes} images; mean {_fmt(data.mean)} std {_fmt(data.std)}")
+    _describe(data)
     print(f"wrote {out}")
     return 0
+
+
+def _describe(data) -> None:
+    sizes = ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test"))
+    print(f"{data.name}: {sizes} images; mean {_fmt(data.mean)} std {_fmt(data.std)}")
 
 
 def _fmt(values: tuple[float, ...]) -> str:
