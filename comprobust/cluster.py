@@ -441,6 +441,9 @@ class Requeueable(submitit.helpers.Checkpointable):
                             "name the checkpoint path attribute differently")
         super().__setattr__(name, value)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__ (the job's work)")
+
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         self.on_requeue()
         print(f"comprobust: {type(self).__name__} signalled; requeueing, it resumes from its checkpoint",

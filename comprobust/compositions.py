@@ -26,7 +26,7 @@ def paper_compositions(elementals: Sequence[str] = ELEMENTALS, seed: int = PAPER
     """
     base = list(elementals)
     rng = random.Random(seed)
-    sequences: list[Composition] = [("Identity",)] + [(name,) for name in base]
+    sequences: list[Composition] = [("Identity",), *((name,) for name in base)]
     sequences += list(itertools.permutations(base, 2))
     for n in range(3, len(base) + 1):
         per_subset = math.ceil(30 / math.comb(len(base), n))

@@ -314,4 +314,4 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
     batch_size = check_range(expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size",
                              1, 1_000_000)
     shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)
-    return EvaluationConfig(tuple(systems), batch_size, shards)
+    return EvaluationConfig(tuple(systems), int(batch_size), int(shards))

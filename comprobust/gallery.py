@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from comprobust.atomic import atomic_open
-from comprobust.corruptions import ELEMENTALS, abbreviate, corrupt, parse_composition
+from comprobust.corruptions import ELEMENTALS, CompositionLike, abbreviate, corrupt, parse_composition
 
 DEFAULT_COMPOSITIONS: tuple[str, ...] = (
     "Identity",
@@ -23,7 +23,7 @@ DEFAULT_COMPOSITIONS: tuple[str, ...] = (
 def render_gallery(
     panels: Sequence[tuple[str, np.ndarray]],
     out_path: str | Path,
-    compositions: Sequence[str] = DEFAULT_COMPOSITIONS,
+    compositions: Sequence[CompositionLike] = DEFAULT_COMPOSITIONS,
     seed: int = 0,
 ) -> Path:
     """Draw each panel's uint8 images (N,H,W) or (N,H,W,3) under every composition into one PNG, atomically."""

@@ -87,10 +87,10 @@ def launch(experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterCo
     try:
         return _submit_and_wait(experiment, pending, cluster, kind, mode, detach, out)
     except JobFailed as err:
-        run = _run_of(err, pending)
-        if run is None:
+        failed = _run_of(err, pending)
+        if failed is None or err.job is None:
             raise
-        raise _run_failed(experiment, run, err.cause, log=err.job.paths.stderr) from err
+        raise _run_failed(experiment, failed, err.cause, log=err.job.paths.stderr) from err
 
 
 def _run_failed(experiment: ExperimentConfig, run: Run, cause: str, log: Path | None = None) -> WorkFailed:
@@ -105,7 +105,7 @@ def _run_failed(experiment: ExperimentConfig, run: Run, cause: str, log: Path | 
 def _run_of(err: JobFailed, runs: Sequence[Run]) -> Run | None:
     """The planned run a failed job was executing (its arguments: the experiment, the run, the mode)."""
     with contextlib.suppress(Exception):
-        run_id = err.job.submission().args[1].run_id
+        run_id = err.job.submission().args[1].run_id  # type: ignore[union-attr]  # any failure: None
         return next(run for run in runs if run.run_id == run_id)
     return None
 

@@ -30,9 +30,9 @@ def config_hash(payload: Mapping[str, Any]) -> str:
 def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: list[int] | None = None,
          evaluation: bool = True) -> list[Run]:
     """Every run of the experiment in dependency order (upstream before downstream)."""
-    for stage in stages or []:
-        if stage not in experiment.stages:
-            raise UserError(f"{experiment.path}: no stage {stage!r}{suggest(stage, experiment.stages)}")
+    for name in stages or []:
+        if name not in experiment.stages:
+            raise UserError(f"{experiment.path}: no stage {name!r}{suggest(name, experiment.stages)}")
     for seed in seeds or []:
         if seed not in experiment.seeds:
             raise UserError(f"{experiment.path}: seed {seed} is not among seeds {list(experiment.seeds)}")
@@ -129,7 +129,7 @@ def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corr
         name = parse_composition([corruption])[0]
     except UserError as err:
         raise UserError(f"{where} {corruption}: {str(err).split(': ', 1)[-1]}") from None
-    chosen = [run for run in runs if run.corruption == name]
+    chosen: list[Run] = [run for run in runs if run.corruption == name]
     if not chosen:
         offered = sorted({run.corruption for run in runs if run.corruption})
         stage = runs[0].group if runs else "?"

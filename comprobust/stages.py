@@ -171,11 +171,12 @@ def _execute_unlocked(experiment: ExperimentConfig, run: Run, folder: Path, mode
             tracker.summary_update(metrics)
             tracker.log_checkpoint(export.path, run.artifact, metadata={**export.meta, "run_id": run.run_id},
                                    aliases=("latest",), is_best=True)
-            record = {"export": str(export.path), "metrics": metrics}
+            record: dict[str, Any] = {"export": str(export.path), "metrics": metrics}
         else:
             from comprobust.evaluation import evaluate_run
 
             record = evaluate_run(ctx, run, experiment, tracker)
-    record.update(run_id=run.run_id, kind=run.kind, stage=run.group, seed=run.seed, corruption=run.corruption,
-                  seconds=round(time.perf_counter() - started, 2), planned=asdict(run))
+    record.update({"run_id": run.run_id, "kind": run.kind, "stage": run.group, "seed": run.seed,
+                   "corruption": run.corruption, "seconds": round(time.perf_counter() - started, 2),
+                   "planned": asdict(run)})
     return record

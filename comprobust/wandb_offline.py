@@ -198,7 +198,7 @@ def _corrupt(path: Path, offset: int, what: str) -> None:
 
 
 def _parse_record(path: Path, offset: int, payload: bytes) -> Any:
-    from wandb.proto.wandb_internal_pb2 import Record
+    from wandb.proto.wandb_internal_pb2 import Record  # type: ignore[attr-defined]  # generated, no stubs
 
     record = Record()
     try:

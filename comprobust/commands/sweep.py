@@ -58,6 +58,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise UserError(f"--count {args.count}: give at least 1 (or leave it out: until the sweep has no more)")
     spec = load_sweep(args.sweep)
     experiment, target = spec.experiment, spec.target
+    assert target is not None  # load_sweep requires a run-stage command
     if not args.dry_run:
         from comprobust.data.sources import check_dataset_files
         from comprobust.validation import check_output_folder

@@ -15,6 +15,7 @@ from comprobust.models import build_autoencoder
 class AutoEncoderTask:
     def __init__(self, ctx: StageContext, model: torch.nn.Module) -> None:
         self.model, self.device = model, ctx.device
+        assert ctx.corruption is not None, "auto-encoders are trained per corruption"
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
         self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size,

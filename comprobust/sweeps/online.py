@@ -46,7 +46,7 @@ def online_sweep(spec: SweepSpec, folder: Path, sweep_path: str | None = None, n
         sweep_path, created = f"{entity}/{project}/{sweep_id}", True
     parts = sweep_path.split("/")
     if len(parts) == 1:
-        parts = [entity or wandb.Api().default_entity, project, parts[0]]
+        parts = [str(entity or wandb.Api().default_entity), project, parts[0]]
     sweep_path = "/".join(parts)
     url = _get_sweep_url(base_url=base_url(), entity=parts[0], project=parts[1], sweep_id=parts[2]) or sweep_path
     atomic_write_text(record_file, json.dumps({"path": sweep_path, "url": url, "source": str(spec.path)}, indent=1))

@@ -14,7 +14,7 @@ def summarize(folder: str | os.PathLike) -> dict[str, Any]:
     controller.store.verify()  # a damaged journal is reported, not read up to the damage
     records = controller.records()
     metric = controller.metric or {}
-    name, goal = metric.get("name"), metric.get("goal", "minimize")
+    name, goal = str(metric.get("name")), metric.get("goal", "minimize")
     scored = [r for r in records if r.state == FINISHED and isinstance(r.summary.get(name), (int, float))]
     best = None
     if scored:

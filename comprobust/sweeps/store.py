@@ -122,7 +122,7 @@ class SweepStore:
             self.refresh()
 
     def _apply(self, op: Mapping[str, Any]) -> None:
-        kind, run_id = op.get("op"), op.get("run_id")
+        kind, run_id = op.get("op"), str(op.get("run_id"))
         if kind == "issue":
             self.runs[run_id] = RunRecord(
                 run_id=run_id, index=int(op["index"]), params=dict(op["params"]), agent=op.get("agent", ""),

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, cast
 
 from comprobust.errors import UserError, first_line
 from comprobust.tracking.credentials import configured_api_keys, resolve_mode
@@ -181,11 +181,12 @@ class StageRun:
         else:
             if record is None:
                 raise missing
-            path = self._check_local(record, produced_by_stage)
-            if path is None:
+            local = self._check_local(record, produced_by_stage)
+            if local is None:
                 raise UserError(f"{required_by} needs artifact {str(parsed)!r}, recorded in "
                                 f"{self.lineage._file(parsed)}, but its file {record.path} is missing: "
                                 f"re-run stage {produced_by_stage!r}")
+            path = local
         self._record_input(str(parsed), record, path)
         return path
 
@@ -273,7 +274,7 @@ class StageRun:
     def __enter__(self) -> "StageRun":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is None:
             self.finish(exit_code=0)
             return False
@@ -296,7 +297,7 @@ def _init_wandb(mode: str, directory: str, **init: Any) -> Any:
     import wandb
 
     try:
-        run = wandb.init(mode=mode, dir=directory, settings=wandb.Settings(silent=True), **init)
+        run = wandb.init(mode=cast(Literal["online", "offline"], mode), dir=directory, settings=wandb.Settings(silent=True), **init)
     except (wandb.errors.CommError, wandb.errors.UsageError) as err:
         from comprobust.wandb_connection import base_url
 
