@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from comprobust.claims_config import ClaimCriteria, load_claims
 from comprobust.compositions import resolve_compositions
 from comprobust.corruptions import ELEMENTALS, get_corruption
 from comprobust.errors import UserError
@@ -20,7 +21,7 @@ from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM
 from comprobust.validation import check_keys, check_output_folder, check_range, expect, load_yaml_mapping, suggest
 
 TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
-            "cluster", "training", "stages", "evaluation")
+            "cluster", "training", "stages", "evaluation", "claims")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 MODULE_ORDERS = ("composition", "reverse")  # order of a modular system's modules that share a level
 PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
@@ -89,6 +90,7 @@ class ExperimentConfig:
     evaluation: EvaluationConfig
     description: str = ""
     smoke: bool = False  # at the --smoke budget (see `smoke`)
+    claims: ClaimCriteria | None = None  # the paper's claims and their criteria (`comprobust.claims_config`)
 
     def with_stage_params(self, stage: str, overrides: Mapping[str, Any]) -> "ExperimentConfig":
         """A copy with some of one stage's parameters replaced (validated like the file's own values)."""
@@ -151,6 +153,7 @@ def _load(path: Path) -> ExperimentConfig:
     dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
     from comprobust.data import get_dataset_spec
 
+    evaluation = _load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation")
     return ExperimentConfig(
         name=name,
         path=path,
@@ -165,7 +168,8 @@ def _load(path: Path) -> ExperimentConfig:
         wandb=_load_wandb(raw.get("wandb") or {}, f"{where}: wandb"),
         cluster=expect(raw.get("cluster") or {}, dict, f"{where}: cluster"),
         stages=stages,
-        evaluation=_load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation"),
+        evaluation=evaluation,
+        claims=load_claims(raw.get("claims"), f"{where}: claims", [s.label for s in evaluation.systems]),
     )
 
 

@@ -1,8 +1,10 @@
 """The corruption engine: the paper's six elemental corruptions plus Identity, applied to whole batches.
 
-Every corruption works on a float32 batch `(N, C, H, W)` with values in [0, 255] and returns one of the same
-kind. A composition applies its corruptions left to right on float intermediates and truncates to uint8 once at
-the end, as the paper's code does (`np.uint8(x)` floors). `corrupt()` is the entry point for users: it takes
+Every corruption works on a float32 batch in the engine's planes-last layout `(H, W, N, C)` with values in
+[0, 255] and returns one of the same kind: each pixel position holds the contiguous row of all N*C planes, so
+blurs are large matrix products, Rotate90 and the swirl's sparse sampling move whole rows, and a composition
+converts layouts only at its ends. A composition applies its corruptions left to right on float intermediates
+and truncates to uint8 once at the end, as the paper's code does (`np.uint8(x)` floors). `corrupt()` is the entry point for users: it takes
 uint8 images as numpy arrays or torch tensors, grey `(N, H, W)` or colour `(N, H, W, C)`; `corrupt_batch()` is
 the fast path for loaders that already hold `(N, C, H, W)` uint8 tensors.
 
@@ -14,7 +16,7 @@ Adding a corruption is one class and one decorator line::
         severities = (6, 5, 4, 3, 2)
         default_severity = 3
 
-        def apply(self, x, keys):
+        def apply(self, x, keys):  # x: (H, W, N, C); an element-wise corruption ignores the layout
             step = 2 ** (8 - self.parameter)
             return torch.floor(x / step) * step
 """
@@ -70,7 +72,7 @@ class Corruption(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
-        """Corrupt a float32 `(N, C, H, W)` batch in [0, 255].
+        """Corrupt a float32 planes-last `(H, W, N, C)` batch in [0, 255]; never modify `x` (siblings share it).
 
         `keys` holds one uint64 per image when the class sets `uses_randomness` (empty otherwise); random
         corruptions derive their draws from it alone, so an image's corruption does not depend on its batch.
@@ -143,7 +145,9 @@ def abbreviate(composition: CompositionLike) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The elementals (section 1 of the paper-method notes). All operate on float32 (N, C, H, W) in [0, 255].
+# The elementals (section 1 of the paper-method notes). All operate on float32 planes-last (H, W, N, C) in
+# [0, 255]. Contrast, GaussianBlur and Swirl form convex combinations of values in [0, 255], so their results
+# stay in range up to float round-off (which the final truncation absorbs) and need no clipping pass.
 
 
 @register
@@ -163,8 +167,11 @@ class Contrast(Corruption):
     default_severity = 2
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
-        means = x.mean(dim=(2, 3), keepdim=True)
-        return ((x - means) * self.parameter + means).clamp_(0.0, 255.0)
+        h, w, n, channels = x.shape
+        c = float(self.parameter)
+        planes = x.reshape(h * w, n * channels)
+        pulled_means = torch.mv(planes.T, torch.full((h * w,), (1.0 - c) / (h * w), device=x.device))  # (1-c) mean
+        return torch.add(pulled_means, planes, alpha=c).view(h, w, n, channels)
 
 
 @register
@@ -176,12 +183,10 @@ class GaussianBlur(Corruption):
     default_severity = 2
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
+        h, w, n, c = x.shape
         sigma = float(self.parameter)
-        rows = _blur_matrix(x.shape[2], sigma, str(x.device))
-        cols = _blur_matrix(x.shape[3], sigma, str(x.device))
-        # Both products act on the last axis, so each is one large matrix multiply rather than N small ones.
-        blurred_cols = torch.matmul(x, cols.T)
-        return torch.matmul(blurred_cols.transpose(2, 3), rows.T).transpose(2, 3).clamp_(0.0, 255.0)
+        along_h = torch.matmul(_blur_matrix(h, sigma, x.device), x.reshape(h, w * n * c)).view(h, w, n * c)
+        return torch.matmul(_blur_matrix(w, sigma, x.device), along_h).view(h, w, n, c)
 
 
 @register
@@ -194,13 +199,20 @@ class ImpulseNoise(Corruption):
     default_severity = 5
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
-        bits = _element_bits16(keys, int(np.prod(x.shape[1:])))
-        # Bits 0..14 decide whether an element flips (resolution 2**-15), bit 15 whether it becomes 255 or 0.
-        flipped = (bits & 0x7FFF) < round(float(self.parameter) * 2**15)
-        salt = bits >= 0x8000
-        to_255 = torch.from_numpy(flipped & salt).view(x.shape).to(x.device)
-        to_0 = torch.from_numpy(flipped & ~salt).view(x.shape).to(x.device)
-        return x.masked_fill(to_255, 255.0).masked_fill_(to_0, 0.0)
+        h, w, _, c = x.shape
+        bits = _element_bits16(keys, h * w, c)
+        # Bits 0..14 decide whether an element flips (resolution 2**-15), bit 15 whether it becomes 255 or 0:
+        # as unsigned, [0, threshold) becomes 0; as signed, [-2**15, threshold - 2**15) becomes 255.
+        threshold = round(float(self.parameter) * 2**15)
+        to_255 = bits.view(np.int16) < threshold - 2**15
+        keep = ~((bits < threshold) | to_255)
+        if x.device.type != "cpu":
+            keep, to_255 = (torch.from_numpy(mask).view(x.shape).to(x.device) for mask in (keep, to_255))
+            return torch.addcmul(to_255 * 255.0, x, keep)
+        # branch-free arithmetic: a select on a random mask mispredicts (numpy's is the fastest here)
+        out = np.multiply(x.numpy(), keep.reshape(x.shape))
+        out += to_255.reshape(x.shape) * np.float32(255.0)
+        return torch.from_numpy(out)
 
 
 @register
@@ -218,9 +230,10 @@ class Rotate90(Corruption):
     name, abbreviation, lossless = "Rotate90", "R90", True
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
-        if x.shape[2] != x.shape[3]:
-            raise UserError(f"Rotate90 needs square images, got {x.shape[2]}x{x.shape[3]}")
-        return torch.rot90(x, 1, dims=(2, 3))
+        h, w, n, c = x.shape
+        if h != w:
+            raise UserError(f"Rotate90 needs square images, got {h}x{w}")
+        return x.reshape(h * w, n * c).index_select(0, _rotation_rows(h, x.device)).view(h, w, n, c)
 
 
 @register
@@ -232,14 +245,20 @@ class Swirl(Corruption):
     default_severity = 3
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
-        n, c, h, w = x.shape
-        sampling = _swirl_matrix(h, w, float(self.parameter), str(x.device))
-        flat = x.reshape(n * c, h * w)
-        return torch.sparse.mm(sampling, flat.T).T.reshape(n, c, h, w).clamp_(0.0, 255.0)
+        h, w, n, c = x.shape
+        sampling = _swirl_matrix(h, w, float(self.parameter), x.device)
+        return torch.sparse.mm(sampling, x.reshape(h * w, n * c)).view(h, w, n, c)
 
 
 @functools.lru_cache(maxsize=32)
-def _blur_matrix(size: int, sigma: float, device: str) -> torch.Tensor:
+def _rotation_rows(size: int, device: torch.device) -> torch.Tensor:
+    """Source pixel of every output pixel of Rotate90: one row gather, contiguous (torch.rot90 leaves a
+    transposed view that costs a slow strided copy later)."""
+    return torch.rot90(torch.arange(size * size).view(size, size), 1, dims=(0, 1)).reshape(-1).to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _blur_matrix(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     """(size, size) matrix of a 1-D Gaussian blur along one axis, edges extended (scipy mode 'nearest').
 
     Blurring as two small matrix products is exact and far faster than a 1-channel convolution on CPU.
@@ -264,7 +283,7 @@ def _mirror(index: np.ndarray, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _swirl_matrix(h: int, w: int, strength: float, device: str) -> torch.Tensor:
+def _swirl_matrix(h: int, w: int, strength: float, device: torch.device) -> torch.Tensor:
     """Sparse (H*W, H*W) matrix: row p holds the bilinear weights of output pixel p's 4 source neighbours."""
     rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     x0, y0 = w / 2.0, h / 2.0
@@ -305,11 +324,15 @@ _NO_KEYS = np.zeros(0, dtype=np.uint64)
 
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser of z + golden, element-wise (in place on one fresh array)."""
+    z = z + _GOLDEN
+    shifted = np.empty_like(z)
     with np.errstate(over="ignore"):
-        z = z + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            z ^= np.right_shift(z, np.uint64(shift), out=shifted)
+            z *= np.uint64(multiplier)
+        z ^= np.right_shift(z, np.uint64(31), out=shifted)
+    return z
 
 
 def _stable_hash(text: str) -> int:
@@ -326,16 +349,27 @@ def noise_keys(seed: int, prefix: tuple[str, ...], indices: np.ndarray) -> np.nd
     return _splitmix64(base ^ _splitmix64(np.asarray(indices, dtype=np.uint64)))
 
 
-def _element_bits16(keys: np.ndarray, elements_per_image: int) -> np.ndarray:
-    """(N, elements_per_image) pseudo-random uint16 values, one independent stream per key.
+def _element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
+    """(pixels, N, channels) pseudo-random uint16 values in planes-last order, one independent stream per key.
 
-    Each 64-bit hash feeds four elements, so hashing costs a quarter of a pass per element.
+    Element `channel * pixels + pixel` of image n takes 16-bit lane `element % 4` of the splitmix64 hash of
+    `keys[n] ^ (element // 4) * golden`: each hash feeds four elements, so hashing costs a quarter of a pass per
+    element, and the stream is that of the image's (C, H, W) elements in order, whatever the layout.
     """
-    quads = (elements_per_image + 3) // 4
+    n = len(keys)
+    keys = keys.astype(np.uint64)
+    if pixels % 4:  # quads straddle channels: hash in (C, H, W) order, then move the channels last
+        quads = (channels * pixels + 3) // 4
+        hashes = _splitmix64(keys[:, None] ^ np.arange(quads, dtype=np.uint64)[None, :] * _GOLDEN)
+        bits = hashes.view(np.uint16).reshape(n, quads * 4)[:, :channels * pixels].reshape(n, channels, pixels)
+        return np.ascontiguousarray(bits.transpose(2, 0, 1))
+    quads = pixels // 4
     with np.errstate(over="ignore"):
-        counters = np.arange(quads, dtype=np.uint64) * _GOLDEN
-        hashes = _splitmix64(keys.astype(np.uint64)[:, None] ^ counters[None, :])
-    return hashes.view(np.uint16).reshape(len(keys), quads * 4)[:, :elements_per_image]
+        counters = (np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
+                    + np.arange(quads, dtype=np.uint64)[:, None]) * _GOLDEN
+    hashes = _splitmix64(keys[None, :, None] ^ counters[:, None, :])  # (quads, N, C)
+    lanes = hashes.view(np.uint16).reshape(quads, n, channels, 4)
+    return np.ascontiguousarray(lanes.transpose(0, 3, 1, 2)).reshape(pixels, n, channels)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -377,17 +411,39 @@ def corrupt_many(
         node[None] = True  # marks the end of a requested composition
     corruptions = {name: get_corruption(name, (severities or {}).get(name)) for name in _tree_names(tree)}
 
+    n, c, h, w = images.shape
+
     def walk(node: dict, prefix: tuple[str, ...], x: torch.Tensor) -> Iterator[tuple[tuple[str, ...], torch.Tensor]]:
         for name, child in node.items():
             if name is None:
-                yield prefix, x.to(torch.uint8)  # truncation toward zero == the paper's np.uint8 on [0, 255]
+                # truncation toward zero == the paper's np.uint8 on [0, 255]
+                yield prefix, _transpose_uint8(_truncate_uint8(x).view(h * w, n * c)).view(n, c, h, w)
                 continue
             corruption = corruptions[name]
             step = prefix + (name,)
             keys = noise_keys(seed, step, indices) if corruption.uses_randomness else _NO_KEYS
             yield from walk(child, step, corruption.apply(x, keys))
 
-    yield from walk(tree, (), images.to(torch.float32))
+    planes_last = _transpose_uint8(images.reshape(n * c, h * w)).to(torch.float32).view(h, w, n, c)
+    yield from walk(tree, (), planes_last)
+
+
+def _truncate_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 of float32 values in [0, 255], truncated toward zero (numpy's conversion is several times faster
+    than torch's on CPU)."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(x.numpy().astype(np.uint8))
+    return x.to(torch.uint8)
+
+
+def _transpose_uint8(matrix: torch.Tensor) -> torch.Tensor:
+    """The contiguous transpose of a 2-D uint8 tensor (OpenCV's blocked transpose on CPU: the layout change
+    between (N*C, H*W) and (H*W, N*C) costs less than one float pass)."""
+    if matrix.device.type == "cpu":
+        import cv2  # imported here: the command line imports this module and must start fast
+
+        return torch.from_numpy(cv2.transpose(np.ascontiguousarray(matrix.numpy())))
+    return matrix.t().contiguous()
 
 
 def _tree_names(node: dict) -> set[str]:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from comprobust.report_html import _esc, _num, _table
-from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, Statistics, format_interval
+from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, RESOLVED_SE, Statistics, format_interval
 
 NA = '<span class="na">n/a</span>'
 PAIR_TITLES = {("elemental_invariance", "composition_invariance"): "Elemental vs composition invariance",
@@ -114,14 +114,55 @@ def _training_html(training: pd.DataFrame) -> str:
         return "<p>No training runs found for these results (best epochs cannot be checked).</p>"
     stalled = training[training["converged"] == False]  # noqa: E712
     columns = ["run_id", "stage", "corruption", "seed", "best_epoch", "last_epoch", "converged", "level",
-               "level_margin"]
+               "runner_up", "level_margin", "margin_se"]
     rows = [[_esc(r.run_id), _esc(r.stage), _esc(r.corruption or ""), _esc(r.seed), _num(r.best_epoch, 0),
              _num(r.last_epoch, 0), "yes" if r.converged else ("not converged" if r.converged is False else NA),
-             _num(r.level, 0), _num(r.level_margin)] for r in training.reindex(columns=columns).itertuples()]
+             _num(r.level, 0), _num(r.runner_up, 0), _num(r.level_margin), _num(r.margin_se)]
+            for r in training.reindex(columns=columns).itertuples()]
     return (f"<p><b>{len(stalled)} of {len(training)} training runs did not converge</b>: their best "
-            "validation epoch is their last, so more epochs might still help. The level margin is the "
-            "chosen module level's validation accuracy in the search minus the runner-up's (pp).</p>"
-            f"<details><summary>{len(training)} training runs</summary>{_table(columns, rows, left=4)}</details>")
+            "validation epoch is their last, so more epochs might still help.</p>" + _levels_html(training)
+            + f"<details><summary>{len(training)} training runs</summary>{_table(columns, rows, left=4)}</details>")
+
+
+def levels_table(training: pd.DataFrame) -> pd.DataFrame:
+    """Corruptions x seeds of 'level (margin ± SE)' strings for the module runs, '?' marking a margin within
+    `RESOLVED_SE` standard errors of zero."""
+    modules = training[training["level"].notna()]
+    if modules.empty:
+        return pd.DataFrame()
+
+    def text(r) -> str:
+        if not np.isfinite(r.level_margin):
+            return f"{r.level:.0f}"
+        unresolved = "?" if r.level_resolved is False else ""
+        return f"{r.level:.0f}{unresolved} (+{r.level_margin:.1f} ± {r.margin_se:.1f} over {r.runner_up:.0f})" \
+            if np.isfinite(r.margin_se) else f"{r.level:.0f} (+{r.level_margin:.1f})"
+
+    cells = modules.assign(text=[text(r) for r in modules.itertuples()])
+    return cells.pivot_table(index="corruption", columns="seed", values="text", aggfunc="first")
+
+
+def format_levels(training: pd.DataFrame) -> str:
+    """The module levels found, as plain text for the terminal ('' without module runs)."""
+    table = levels_table(training)
+    if table.empty:
+        return ""
+    return (f"Module level per corruption and seed (search margin over the runner-up level ± its standard "
+            f"error, pp; ? = within {RESOLVED_SE:.0f} SE):\n" + table.to_string(na_rep="n/a"))
+
+
+def _levels_html(training: pd.DataFrame) -> str:
+    table = levels_table(training)
+    if table.empty:
+        return ""
+    rows = [[_esc(corruption)] + [_esc(v) if isinstance(v, str) else NA for v in row]
+            for corruption, row in table.iterrows()]
+    unresolved = int((training["level_resolved"] == False).sum())  # noqa: E712
+    return ("<p>Module level chosen per corruption and seed, with its search margin over the runner-up level "
+            "(validation accuracy, pp) ± the standard error of that paired difference over validation images; "
+            f"<b>{unresolved}</b> level choices (marked ?) are within {RESOLVED_SE:.0f} standard errors, i.e. "
+            "decided by noise as much as by the data.</p>"
+            + _table(["corruption"] + [f"seed {_esc(s)}" for s in table.columns], rows))
 
 
 def _commuting_html(commuting: pd.DataFrame) -> str:

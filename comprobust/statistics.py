@@ -13,7 +13,7 @@ From the tidy frames of `comprobust.results.RunStore` (`results()`, `invariance(
   correlation controlling for the mean accuracy of the set's member elementals, its bootstrap 95% CI (sets
   resampled) and p, Holm-adjusted over the whole grid: every test, not a chosen few;
 * `training_diagnostics`: per training run that fed the results, its best epoch against its last ("not
-  converged" when equal) and, for modules, the chosen level and its search margin;
+  converged" when equal) and, for modules, the chosen level and its search margin against its standard error;
 * `commuting_diagnostics`: |A(AB) - A(BA)| per system and seed on `EXACTLY_COMMUTING` pairs, whose two orders
   give identical images (checked against the corruption engine by the tests): 0 for any monolithic system.
 
@@ -37,6 +37,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 ALPHA = 0.05
+RESOLVED_SE = 2.0  # a module level is "resolved" when its search margin exceeds this many standard errors
 ONE_SEED = "n/a (1 seed)"
 POOLED = "2-6"  # the `lengths` label of the row pooling every set of 2..6 corruptions
 EXACTLY_COMMUTING = (("Contrast", "Invert"), ("Contrast", "Rotate90"), ("Invert", "Rotate90"))
@@ -268,10 +269,11 @@ def commuting_diagnostics(results: pd.DataFrame) -> pd.DataFrame:
 
 def training_diagnostics(runs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """Per finished training run that fed `results` (through evaluation inputs, transitively): best and last
-    epoch, `converged` (best before last), and for modules the chosen level and its search margin (pp of
-    validation accuracy over the runner-up level)."""
+    epoch, `converged` (best before last), and for modules the chosen level, the runner-up, the search margin
+    (pp of validation accuracy over the runner-up level), its paired standard error, and `level_resolved`:
+    the margin exceeds `RESOLVED_SE` standard errors."""
     columns = ["run_id", "stage", "seed", "corruption", "best_epoch", "last_epoch", "converged", "level",
-               "level_margin"]
+               "runner_up", "level_margin", "margin_se", "level_resolved"]
     if runs.empty or "summary.best_epoch" not in runs:
         return pd.DataFrame(columns=columns)
     training = runs[(runs["kind"] == "train") & (runs["state"] == "finished")]
@@ -302,13 +304,23 @@ def _training_row(row: pd.Series) -> dict[str, Any]:
     last = row.get("summary.epoch", np.nan)
     if not np.isfinite(last):
         last = row.get("config.params.max_epochs", np.nan) - 1
-    searched = sorted((v for k, v in row.items() if k.startswith("summary.level_") and k.endswith("_val_acc")
-                       and np.isfinite(v)), reverse=True)
-    margin = searched[0] - searched[1] if len(searched) > 1 else np.nan  # accuracies are in percent
+    margin, margin_se = _number(row, "summary.level_margin"), _number(row, "summary.level_margin_se")
+    if not np.isfinite(margin):  # runs from before the search recorded its margin
+        searched = sorted((v for k, v in row.items() if k.startswith("summary.level_") and k.endswith("_val_acc")
+                           and np.isfinite(v)), reverse=True)
+        margin = searched[0] - searched[1] if len(searched) > 1 else np.nan  # accuracies are in percent
     converged = bool(best < last) if np.isfinite(best) and np.isfinite(last) else None
+    resolved = bool(margin > RESOLVED_SE * margin_se) if np.isfinite(margin_se) else None
     return {"run_id": row["run_id"], "stage": row.get("config.stage", row["job_type"]), "seed": row["seed"],
             "corruption": row.get("config.corruption"), "best_epoch": best, "last_epoch": last,
-            "converged": converged, "level": row.get("summary.level", np.nan), "level_margin": margin}
+            "converged": converged, "level": _number(row, "summary.level"),
+            "runner_up": _number(row, "summary.level_runner_up"), "level_margin": margin, "margin_se": margin_se,
+            "level_resolved": resolved}
+
+
+def _number(row: pd.Series, key: str) -> float:
+    value = row.get(key, np.nan)
+    return float(value) if isinstance(value, (int, float, np.number)) else np.nan
 
 
 # ------------------------------------------------------------------------------------------------ together

@@ -25,10 +25,9 @@ def reference() -> dict[str, np.ndarray]:
 
 def _float_output(image: np.ndarray, name: str) -> np.ndarray:
     """A single image through one corruption, float32 before truncation, via the batched engine."""
-    tensor = torch.from_numpy(image.astype(np.float32))[None]
-    nchw = tensor[:, None] if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
-    out = cr.get_corruption(name).apply(nchw, np.zeros(1, np.uint64))
-    return (out[0, 0] if tensor.dim() == 3 else out[0].permute(1, 2, 0)).numpy()
+    planes_last = torch.from_numpy(image.astype(np.float32)).reshape(image.shape[0], image.shape[1], 1, -1)
+    out = cr.get_corruption(name).apply(planes_last, np.zeros(1, np.uint64))
+    return out[:, :, 0, 0].numpy() if image.ndim == 2 else out[:, :, 0].numpy()
 
 
 def test_paper_compositions_equal_the_reference_list_in_content_and_order() -> None:

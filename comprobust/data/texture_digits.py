@@ -26,18 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from comprobust.corruptions import noise_keys
+from comprobust.data.sources import read_mnist5k_arrays
+from comprobust.data.splits import split_pool
 
 NUM_CLASSES = 10
 CONDITIONS: tuple[str, ...] = ("natural", "shape", "texture", "stylized", "conflict")
 BACKGROUND = 0.35  # b: brightness of the background relative to the digit's strokes
 CONTRAST = 0.6  # c: how far the texture's dark cells darken the image
 PERIOD = 8  # the textures' tile side
-DEFAULT_SPLIT_SIZES: Mapping[str, int] = {"train": 300, "valid": 100, "test": 100}  # per class, from mnist5k's 500
+DEFAULT_SPLIT_SIZES: Mapping[str, int] = MappingProxyType({"train": 300, "valid": 100, "test": 100})  # of 500/class
 
+NOISE_TILE = np.uint64(0x2245E4453357CC7F)  # the binary-noise texture: 64 random bits, 32 of them set, row-major
 TEXTURE_NAMES: tuple[str, ...] = (
     "horizontal stripes 2/2", "vertical stripes 2/2", "45-degree diagonals", "135-degree diagonals",
     "checkers 2px", "checkers 4px", "horizontal stripes 4/4", "vertical stripes 4/4", "herringbone",
@@ -48,8 +52,7 @@ TEXTURE_NAMES: tuple[str, ...] = (
 def _textures() -> np.ndarray:
     r, c = np.mgrid[0:PERIOD, 0:PERIOD]
     diagonal, antidiagonal = ((r + c) // 2) % 2, (((r - c) % PERIOD) // 2) % 2
-    noise = np.zeros(PERIOD * PERIOD, np.uint8)
-    noise[np.random.default_rng(9).permutation(PERIOD * PERIOD)[: PERIOD * PERIOD // 2]] = 1
+    noise = (NOISE_TILE >> np.arange(PERIOD * PERIOD - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)
     tiles = [(r // 2) % 2, (c // 2) % 2, diagonal, antidiagonal, (r // 2 + c // 2) % 2, (r // 4 + c // 4) % 2,
              (r // 4) % 2, (c // 4) % 2, np.where(c < PERIOD // 2, diagonal, antidiagonal),
              noise.reshape(PERIOD, PERIOD)]
@@ -120,9 +123,6 @@ def render(digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, conditio
 
 def split_indices(split: str, sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES) -> np.ndarray:
     """mnist5k indices of ``split`` (train / valid / test, per-class counts as ``comprobust.data.splits``)."""
-    from comprobust.data.sources import read_mnist5k_arrays
-    from comprobust.data.splits import split_pool
-
     _, labels = read_mnist5k_arrays()
     parts = split_pool(labels, NUM_CLASSES, sizes, carve_test=True, where="the mnist5k digits (texture-digits)")
     if split not in parts:
@@ -133,8 +133,6 @@ def split_indices(split: str, sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES) ->
 def load(split: str, condition: str, seed: int, epoch: int = 0,
          sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES) -> Rendered:
     """``condition`` rendered for the mnist5k digits of ``split`` (keyed by their mnist5k index)."""
-    from comprobust.data.sources import read_mnist5k_arrays
-
     digits, labels = read_mnist5k_arrays()
     indices = split_indices(split, sizes)
     return render(digits[indices], labels[indices], indices, condition, seed, epoch)

@@ -1,18 +1,18 @@
 """Vision transformers with the block/level interface: ``vit-cpu`` (CPU demos) and ``vit`` (ViT-Ti/4).
 
 Built from torchvision's ``EncoderBlock`` (its ``VisionTransformer`` hard-codes 3 input channels). With patch p,
-width D, depth d and an H x W image (H and W multiples of p), there are T = (H/p)(W/p) patch tokens:
+width D, depth d and a square image of side S (a multiple of p), there are T = (S/p)^2 patch tokens:
 
 | block (name)                  | layers                                                          | level of its input |
 |-------------------------------|-----------------------------------------------------------------|--------------------|
-| 0 ``PatchEmbed``              | Conv C->D k=s=p, flatten, prepend class token, add position emb.| 0: C x H x W       |
+| 0 ``PatchEmbed``              | Conv C->D k=s=p, flatten, prepend class token, add position emb | 0: C x S x S       |
 | 1..d ``EncoderBlock1..d``     | torchvision EncoderBlock (pre-norm attention + MLP, no dropout) | j: (T+1) x D       |
 | d+1 ``ClassToken``            | LayerNorm (eps 1e-6), keep the class token                      | d+1: (T+1) x D     |
 | d+2 ``Classifier``            | Linear D -> C_out                                               | d+2: D (penult.)   |
 
 Candidate modules (``ConvModule0``, ``EncoderModule1..d+1``, ``FullyConnectedModule<d+2>``): ``small``'s image-space
 module at level 0, a fresh EncoderBlock at every token level, ``small``'s feature module at width D at the
-penultimate level; the auto-encoder is ``small``'s. So Modular and ImgSpace run on a ViT unchanged.
+penultimate level; the auto-encoder is ``small``'s. So Modular and ImgSpace can use a ViT as they use the CNNs.
 
 Initialisation is torchvision's ViT (patch conv truncated normal with std sqrt(1/fan_in) and zero bias, position
 embedding normal std 0.02, zero class token, EncoderBlock's own), except the classifier: a fresh ``nn.Linear`` like
