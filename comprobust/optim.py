@@ -44,7 +44,8 @@ def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, warmup: int,
 def decay_groups(named_parameters: Iterable[tuple[str, nn.Parameter]],
                  weight_decay: float) -> list[dict[str, object]]:
     """Trainable parameters in two groups: with ``weight_decay``, and without (ndim <= 1 or in NO_DECAY_NAMES)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, parameter in named_parameters:
         if not parameter.requires_grad:
             continue

@@ -115,7 +115,8 @@ def render(digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, conditio
     else:
         textures = labels
     shape = np.zeros(digits.shape) if condition == "texture" else digits / 255.0
-    texture = texture_canvas(np.maximum(textures, 0), phases, digits.shape[-2:])
+    height, width = digits.shape[-2:]
+    texture = texture_canvas(np.maximum(textures, 0), phases, (height, width))
     contrast = 0.0 if condition == "shape" else CONTRAST
     images = 255.0 * (BACKGROUND + (1 - BACKGROUND) * shape) * (1 - contrast + contrast * texture)
     return Rendered(np.rint(images).astype(np.uint8)[:, None], labels, shapes, textures)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
@@ -36,7 +37,7 @@ def _arch(arch: str) -> ModuleType | vit.ViT:
     return _REGISTRY[arch]
 
 
-def _positive(name: str, value: object) -> int:
+def _positive(name: str, value: Any) -> int:
     try:
         number = operator.index(value)  # int and numpy integers, not floats or strings
     except TypeError:
@@ -56,7 +57,7 @@ def _image_size(arch: str, image_size: int | None) -> int:
     return size
 
 
-def _level(arch: str, level: object) -> int:
+def _level(arch: str, level: Any) -> int:
     n = _arch(arch).NUM_LEVELS
     try:
         number = operator.index(level)

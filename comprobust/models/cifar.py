@@ -7,7 +7,7 @@ new, randomly initialised ResNet-18 (not from the backbone).
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models import ResNet, resnet18
 
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
 from comprobust.models.layers import Stack, bn_relu, image_space_module
@@ -25,7 +25,7 @@ def module_name(level: int) -> str:
     return f"ResnetModule{level}"
 
 
-def _resnet(in_channels: int) -> nn.Module:
+def _resnet(in_channels: int) -> ResNet:
     net = resnet18(weights=None)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

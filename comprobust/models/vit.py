@@ -43,6 +43,7 @@ class PatchEmbed(nn.Module):
         self.image_size = image_size
         self.proj = nn.Conv2d(in_channels, width, kernel_size=patch, stride=patch)
         nn.init.trunc_normal_(self.proj.weight, std=math.sqrt(1 / (in_channels * patch * patch)))
+        assert self.proj.bias is not None
         nn.init.zeros_(self.proj.bias)
         self.class_token = nn.Parameter(torch.zeros(1, 1, width))
         tokens = (image_size // patch) ** 2 + 1
