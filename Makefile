@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export WANDB_SILENT ?= true
 
-.PHONY: demo test test-fast test-online test-slurm bench gallery lock check-lock clean-venv
+.PHONY: demo test test-fast test-online test-slurm lint bench gallery lock check-lock clean-venv
 
 # Installs exactly the locked environment (every transitive package), then proves it.
 $(STAMP): requirements.lock
@@ -22,6 +22,12 @@ demo: $(STAMP)
 # two workers (pytest-xdist); tests sharing a module fixture stay on one worker (xdist_group)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slurm" -n 2 --dist loadgroup
+
+# the gates: lint rules, formatting and types (all three must be clean)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check comprobust tests launch.py benchmarks scripts
+	$(VENV)/bin/ruff format --check comprobust tests launch.py benchmarks scripts
+	$(VENV)/bin/mypy
 
 test-online: $(STAMP)
 	$(PY) -m pytest -q -m online

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from comprobust import corruptions
-from comprobust.compositions import paper_compositions
 from comprobust.errors import UserError
 
 
@@ -27,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_corruptions(args: argparse.Namespace) -> int:
+    from comprobust import corruptions
+    from comprobust.compositions import paper_compositions
+
     print(f"{'name':<14}{'abbr':<6}{'lossless':<10}{'severity':<10}parameter")
     for name in corruptions.known_names():
         c = corruptions.get_corruption(name)
@@ -39,6 +40,7 @@ def list_corruptions(args: argparse.Namespace) -> int:
 
 
 def draw_gallery(args: argparse.Namespace) -> int:
+    from comprobust import corruptions
     from comprobust.gallery import DEFAULT_COMPOSITIONS, render_gallery
     from comprobust.sample_images import sample_digits, sample_photo_patches
 
