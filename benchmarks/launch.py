@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from comprobust.cluster import cluster_config
 from comprobust.config import load_experiment
-from comprobust.pipeline import cluster_config, describe_plan
 from comprobust.planning import plan
+from comprobust.run_state import describe_plan
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,12 +24,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import submitit
 from submitit.core.core import Job
 
 from comprobust.errors import UserError, WorkFailed
+
+if TYPE_CHECKING:
+    from comprobust.config import ExperimentConfig
 
 EXECUTORS = ("auto", "local", "slurm", "inline")  # inline: run in the launching process (comprobust.pipeline)
 # sbatch options that have their own key in the cluster block, or that submitit manages itself
@@ -143,6 +146,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "signal_delay_s": (int,), "sbatch_options": (dict,), "log_folder": (str, type(None)),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", type(None): "null"}
+
+
+
+def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:
+    """The experiment's `cluster:` block, validated, with an optional executor override."""
+    raw = dict(experiment.cluster)
+    if executor is not None:
+        raw["executor"] = executor
+    return ClusterConfig.from_dict(raw, source=str(experiment.path))
 
 
 def _check_type(source: str, prefix: str, key: str, value: Any) -> None:

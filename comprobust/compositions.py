@@ -9,7 +9,7 @@ import math
 import random
 from typing import Any, Sequence
 
-from comprobust.corruptions import ELEMENTALS, parse_composition
+from comprobust.corruption_names import ELEMENTALS, parse_composition
 from comprobust.errors import UserError
 
 Composition = tuple[str, ...]

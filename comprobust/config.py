@@ -15,10 +15,17 @@ from typing import Any, Mapping
 
 from comprobust.claims_config import ClaimCriteria, load_claims
 from comprobust.compositions import resolve_compositions
-from comprobust.corruptions import ELEMENTALS, get_corruption
+from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.errors import UserError
 from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM_ROLES
-from comprobust.validation import check_keys, check_output_folder, check_range, expect, load_yaml_mapping, suggest
+from comprobust.validation import (
+    check_keys,
+    check_output_folder,
+    check_range,
+    expect,
+    load_yaml_mapping,
+    suggest,
+)
 
 TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
             "cluster", "training", "stages", "evaluation", "claims")
@@ -279,7 +286,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         corruptions: tuple[str, ...] = ()
         if spec.per_corruption:
             listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
-            corruptions = tuple(_with_where(lambda c: get_corruption(c).name, c, f"{at}.corruptions") for c in listed)
+            corruptions = tuple(_with_where(corruption_name, c, f"{at}.corruptions") for c in listed)
         stages[name] = StageConfig(name, method, params, {r: body[r] for r in spec.refs}, corruptions)
     for stage in stages.values():
         for role, target in stage.refs.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from comprobust.config import ExperimentConfig, load_experiment
-from comprobust.corruptions import abbreviate
+from comprobust.corruption_names import abbreviate, parse_composition
 from comprobust.errors import UserError
 from comprobust.runs import EvalRun, Run, TrainRun
 from comprobust.validation import suggest
@@ -123,8 +123,6 @@ def rerun_command(experiment: ExperimentConfig, run: Run) -> str:
 
 def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corruption") -> list[Run]:
     """The runs of a per-corruption stage for one elemental, named in full or abbreviated (Contrast or CO)."""
-    from comprobust.corruptions import parse_composition
-
     try:
         name = parse_composition([corruption])[0]
     except UserError as err:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Mapping, Union
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 LOCK_FILE = "running.lock"
+MODEL_FILE = "model.pt"
 MODEL_PREFIX = "model-"
 ACTIVATIONS_PREFIX = "activations-"
 
@@ -139,6 +140,11 @@ class RunPaths:
     @property
     def lock(self) -> Path:
         return self.folder / LOCK_FILE
+
+    @property
+    def model(self) -> Path:
+        """A training run's exported model (what downstream runs load)."""
+        return self.folder / MODEL_FILE
 
 
 def wandb_config(run: Run, experiment_name: str, architecture: str,

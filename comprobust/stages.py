@@ -27,25 +27,8 @@ from comprobust.locking import FileLock
 from comprobust.methods import trainer
 from comprobust.methods.common import Export, StageContext
 from comprobust.planning import plan, rerun_command
+from comprobust.run_state import LOCK_STALE_S, done_record
 from comprobust.runs import Run, RunPaths, TrainRun, model_input, run_id_of_model, wandb_config
-
-LOCK_STALE_S = 600.0  # a lock not refreshed for this long belongs to a killed job
-
-
-def run_folder(experiment: ExperimentConfig, run: Run) -> Path:
-    return RunPaths.of(experiment.output_dir, run).folder
-
-
-def done_record(experiment: ExperimentConfig, run: Run) -> dict[str, Any] | None:
-    """The finished run's record, or None if it has not finished."""
-    path = RunPaths.of(experiment.output_dir, run).done
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}); redo the run with: "
-                        f"{rerun_command(experiment, run)}") from None
 
 
 def device() -> torch.device:

@@ -214,7 +214,7 @@ def test_a_damaged_done_json_names_the_command_that_reruns_it(workdir: Path, cap
     status, line = one_line_error(capsys, ["run", "base.yaml"])
     assert status == 2 and line.endswith(f"done.json is damaged (JSONDecodeError); redo the run with: {command}")
 
-    from comprobust.pipeline import set_aside
+    from comprobust.run_state import set_aside
 
     aside = set_aside(experiment, runs["erm"])  # what --force does before running the stage again
     assert sorted(p.name for p in aside.iterdir()) == ["done.json", "model.pt"]
@@ -223,7 +223,7 @@ def test_a_damaged_done_json_names_the_command_that_reruns_it(workdir: Path, cap
 
 def test_force_is_refused_while_the_run_is_running(workdir: Path) -> None:
     from comprobust.locking import FileLock
-    from comprobust.pipeline import set_aside
+    from comprobust.run_state import set_aside
 
     experiment, runs = _planned()
     folder = experiment.output_dir / "runs" / runs["erm"].run_id

@@ -9,8 +9,17 @@ from torchvision.models import inception_v3, resnet18
 from torchvision.models.resnet import BasicBlock
 
 from comprobust.errors import UserError
-from comprobust.models import (ARCHITECTURES, AutoEncoder, BlockNetwork, build_autoencoder, build_module,
-                               build_network, default_image_size, module_name, num_levels)
+from comprobust.models import (
+    ARCHITECTURES,
+    AutoEncoder,
+    BlockNetwork,
+    build_autoencoder,
+    build_module,
+    build_network,
+    default_image_size,
+    module_name,
+    num_levels,
+)
 
 CLASSES = {"emnist": 47, "cifar": 10, "facescrub": 388, "small": 10}
 

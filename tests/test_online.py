@@ -3,7 +3,6 @@
 recorded. Run alone with `.venv/bin/python -m pytest -m online`."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -6,11 +6,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
-from comprobust.config import load_experiment
-from comprobust.pipeline import cluster_config, launch, status_table
-from comprobust.planning import plan
 from helpers.dataset_files import write_fake_cifar, write_fake_emnist
+
+from comprobust.cluster import cluster_config
+from comprobust.config import load_experiment
+from comprobust.pipeline import launch
+from comprobust.planning import plan
+from comprobust.run_state import status_table
 
 REPO = Path(__file__).resolve().parents[1]
 

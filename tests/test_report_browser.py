@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageStat
 from helpers.built_report import built_report
+from PIL import Image, ImageStat
 
 from comprobust.report import FIGURES
 

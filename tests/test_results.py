@@ -8,7 +8,6 @@ import os
 
 import pandas as pd
 import pytest
-
 from helpers.recorded_runs import (
     NAME,
     PROJECT,

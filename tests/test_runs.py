@@ -10,8 +10,15 @@ import pytest
 from comprobust.errors import UserError
 from comprobust.planning import resolve, resolve_stage
 from comprobust.results.records import RunRecord
-from comprobust.runs import (EvalRun, RunPaths, TrainRun, method_label, model_input, run_id_of_model,
-                             wandb_config)
+from comprobust.runs import (
+    EvalRun,
+    RunPaths,
+    TrainRun,
+    method_label,
+    model_input,
+    run_id_of_model,
+    wandb_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"

@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from comprobust.cluster import wait_for_jobs
+from comprobust.cluster import cluster_config, wait_for_jobs
 from comprobust.config import load_experiment
-from comprobust.pipeline import cluster_config, launch, status_table
+from comprobust.pipeline import launch
 from comprobust.planning import plan
-from comprobust.stages import run_folder
+from comprobust.run_state import status_table
+from comprobust.runs import RunPaths
 from comprobust.wandb_offline import find_runs, read_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -87,7 +88,7 @@ def test_training_stage_preempted_mid_run_resumes_and_loses_nothing(tmp_path: Pa
     experiment = load_experiment(path)
     [run] = plan(experiment, stages=["contrastive"])
     [job] = launch(experiment, [run], cluster_config(experiment), detach=True)
-    last = run_folder(experiment, run) / "checkpoints" / "last.pt"
+    last = RunPaths.of(experiment.output_dir, run).folder / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:

@@ -19,9 +19,10 @@ from comprobust.cli import main
 from comprobust.config import load_experiment
 from comprobust.errors import UserError
 from comprobust.methods.common import Export
-from comprobust.pipeline import status_table
 from comprobust.planning import plan
-from comprobust.stages import execute, run_folder
+from comprobust.run_state import status_table
+from comprobust.runs import RunPaths
+from comprobust.stages import execute
 from comprobust.wandb_offline import find_runs, read_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_each_stage_learns_and_logs_its_checkpoint_artifact(finished) -> None:
         [artifact] = [a for a in logged.artifacts if a.name == f"model-{run.run_id}"]
         assert {"latest", "best"} <= set(artifact.aliases)
         assert logged.config["params"]["lr"] == 0.05 and logged.config["hash"] == run.config["hash"]
-        export = torch.load(run_folder(experiment, run) / "model.pt", weights_only=True)
+        export = torch.load(RunPaths.of(experiment.output_dir, run).folder / "model.pt", weights_only=True)
         assert export["kind"] in ("network", "module")
 
 
@@ -95,7 +96,7 @@ def test_modules_resolve_the_backbone_artifact_and_record_their_level(finished) 
     for run in (r for r in runs if r.group == "modules"):
         logged = offline_run(experiment, run.run_id)
         assert logged.config["inputs"] == [f"model-{backbone.run_id}:best"]
-        export = Export.load(run_folder(experiment, run) / "model.pt", "module")
+        export = Export.load(RunPaths.of(experiment.output_dir, run).folder / "model.pt", "module")
         assert export.meta["level"] in (0, 2) and export.meta["corruption"] == run.corruption
         assert "level_search" in logged.tables
 
@@ -116,7 +117,7 @@ def test_missing_upstream_artifact_names_the_stage_to_run_first(tmp_path: Path) 
     [modules_run, *_] = plan(experiment, stages=["modules"])
     with pytest.raises(UserError, match="run stage 'backbone' first"):
         execute(experiment, modules_run)
-    assert (run_folder(experiment, modules_run) / "failed.json").exists()
+    assert (RunPaths.of(experiment.output_dir, modules_run).folder / "failed.json").exists()
 
 
 def test_run_stage_cli_applies_sweep_style_overrides(tmp_path: Path, capsys) -> None:
@@ -141,7 +142,7 @@ def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(t
     env = {**os.environ, "WANDB_MODE": "offline"}
     experiment = load_experiment(killed_path)
     [run] = plan(experiment, stages=["contrastive"])
-    last = run_folder(experiment, run) / "checkpoints" / "last.pt"
+    last = RunPaths.of(experiment.output_dir, run).folder / "checkpoints" / "last.pt"
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + KILL_WATCH_S
     while time.monotonic() < deadline and proc.poll() is None:
@@ -158,8 +159,8 @@ def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(t
     straight_path = write_experiment(tmp_path / "straight", tmp_path / "data", stages=stage)
     assert subprocess.run([*command[:3], str(straight_path), *command[4:]], env=env).returncode == 0
     straight = load_experiment(straight_path)
-    a = torch.load(run_folder(experiment, run) / "model.pt", weights_only=True)
-    b = torch.load(run_folder(straight, run) / "model.pt", weights_only=True)
+    a = torch.load(RunPaths.of(experiment.output_dir, run).folder / "model.pt", weights_only=True)
+    b = torch.load(RunPaths.of(straight.output_dir, run).folder / "model.pt", weights_only=True)
     assert a["meta"] == b["meta"]
     for key in a["state"]:
         assert torch.equal(a["state"][key], b["state"][key]), key

@@ -11,7 +11,15 @@ import pytest
 
 from comprobust import tracking
 from comprobust.errors import UserError
-from comprobust.tracking import ArtifactRef, LineageStore, StageRun, file_digest, resolve_mode, scrub, start_run
+from comprobust.tracking import (
+    ArtifactRef,
+    LineageStore,
+    StageRun,
+    file_digest,
+    resolve_mode,
+    scrub,
+    start_run,
+)
 from comprobust.wandb_offline import find_runs, read_run
 
 # Fake credentials: one set as WANDB_API_KEY (hex, like a legacy key: found by exact match), one shaped like a

@@ -7,8 +7,16 @@ from torch import nn
 from torchvision.models.vision_transformer import EncoderBlock
 
 from comprobust.errors import UserError
-from comprobust.models import (ARCHITECTURES, VIT_ARCHITECTURES, build_autoencoder, build_module, build_network,
-                               default_image_size, module_name, num_levels)
+from comprobust.models import (
+    ARCHITECTURES,
+    VIT_ARCHITECTURES,
+    build_autoencoder,
+    build_module,
+    build_network,
+    default_image_size,
+    module_name,
+    num_levels,
+)
 
 
 def count(module: nn.Module) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from wandb_server.fixture import LocalWandb
 
 pytestmark = pytest.mark.online

@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
-    from comprobust.errors import UserError
-    from comprobust.pipeline import cluster_config, describe_plan, launch, output_paths, set_aside
-    from comprobust.planning import resolve
+    from comprobust.cluster import cluster_config
     from comprobust.data.sources import check_dataset_files
+    from comprobust.errors import UserError
+    from comprobust.planning import resolve
+    from comprobust.run_state import describe_plan, set_aside
     from comprobust.validation import check_output_folder, suggest
 
     experiment, runs = resolve(args.experiment, smoke=args.smoke, stages=args.stages, seeds=args.seeds)
@@ -45,6 +46,8 @@ def run_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         describe_plan(experiment, runs, cluster)
         return 0
+    from comprobust.pipeline import launch, output_paths  # the execution layer (torch) only when running
+
     for run_id in args.rerun:
         set_aside(experiment, by_id[run_id])
     launch(experiment, runs, cluster, mode=args.mode, detach=args.detach)
@@ -60,8 +63,8 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from comprobust.pipeline import status_table
     from comprobust.planning import resolve
+    from comprobust.run_state import status_table
 
     experiment, runs = resolve(args.experiment, smoke=args.smoke)
     rows = status_table(experiment, runs)

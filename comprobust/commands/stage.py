@@ -27,7 +27,7 @@ def run_stage(args: argparse.Namespace) -> int:
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
     if args.force:
-        from comprobust.pipeline import set_aside
+        from comprobust.run_state import set_aside
 
         for run in runs:
             set_aside(experiment, run)

@@ -43,9 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from comprobust.cluster import resolve_executor, sbatch_parameters
+    from comprobust.cluster import cluster_config, resolve_executor, sbatch_parameters
     from comprobust.errors import UserError
-    from comprobust.pipeline import cluster_config
     from comprobust.sweeps.command import expand_preview
     from comprobust.sweeps.engine import preview
     from comprobust.sweeps.folder import prepare_offline, upstream_missing
@@ -155,7 +154,13 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
     import os
     from pathlib import Path
 
-    from comprobust.cluster import RequeueableCall, make_executor, resolve_executor, sbatch_parameters, submit_array
+    from comprobust.cluster import (
+        RequeueableCall,
+        make_executor,
+        resolve_executor,
+        sbatch_parameters,
+        submit_array,
+    )
     from comprobust.sweeps.command import expand_preview
     from comprobust.sweeps.engine import preview
     from comprobust.sweeps.online import online_sweep, wandb_agent_command, wandb_agent_job

@@ -10,7 +10,12 @@ seeded streams), `loaders` (with the elemental sets ERM trains on), `preview` (s
 
 from comprobust.data.dataset import ImageSplit, LoadedDataset, load_dataset
 from comprobust.data.facescrub import DataWarning
-from comprobust.data.loaders import ELEMENTAL_NOISE_SEED, ELEMENTAL_SETS, MixedElementalLoader, PairedViewLoader
+from comprobust.data.loaders import (
+    ELEMENTAL_NOISE_SEED,
+    ELEMENTAL_SETS,
+    MixedElementalLoader,
+    PairedViewLoader,
+)
 from comprobust.data.registry import DatasetSpec, dataset_names, get_dataset_spec, register_dataset
 from comprobust.data.sources import RawData, cache_dir
 

@@ -14,10 +14,11 @@ from comprobust.atomic import atomic_open
 from comprobust.data import LoadedDataset
 from comprobust.errors import UserError
 from comprobust.models import build_autoencoder, build_module, build_network
+from comprobust.runs import MODEL_FILE
 from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
 
 EXPORT_FORMAT = 1
-EXPORT_FILE = "model.pt"
+EXPORT_FILE = MODEL_FILE
 
 
 @dataclass

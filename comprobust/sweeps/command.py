@@ -80,7 +80,11 @@ def expand_command(config: Mapping[str, Any], args: Mapping[str, Any], json_file
     ${interpreter} is this Python (a real agent uses `python` from PATH). With `json_file`, a command that uses
     ${args_json_file} gets the parameters written there.
     """
-    from wandb.sdk.launch.sweeps.utils import DEFAULT_SWEEP_COMMAND, create_sweep_command, create_sweep_command_args
+    from wandb.sdk.launch.sweeps.utils import (
+        DEFAULT_SWEEP_COMMAND,
+        create_sweep_command,
+        create_sweep_command_args,
+    )
 
     command = create_sweep_command(copy.deepcopy(config.get("command") or DEFAULT_SWEEP_COMMAND))
     macros = create_sweep_command_args({"args": dict(args)})

@@ -82,7 +82,8 @@ def summary_of(records: Sequence[tuple[str | None, Mapping[str, Any]]]) -> dict[
 
 def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | None) -> list[dict[str, Any]]:
     """Execute the stage runs of one trial (see the module doc) and return their done records."""
-    from comprobust.stages import done_record, execute
+    from comprobust.run_state import done_record
+    from comprobust.stages import execute
     from comprobust.tracking import start_run
 
     if len(runs) == 1 and done_record(experiment, runs[0]) is None:

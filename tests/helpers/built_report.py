@@ -7,9 +7,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.recorded_runs import build_fixture
-
 from comprobust.report import build_report
+from helpers.recorded_runs import build_fixture
 
 
 @dataclass

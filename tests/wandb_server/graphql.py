@@ -18,8 +18,7 @@ import yaml
 
 from . import filters as run_filters
 from .selection import parse, project
-from .state import (Agent, ArtifactFile, ArtifactVersion, Collection, Run, ServerState, Sweep, gql_id,
-                    now_iso)
+from .state import Agent, ArtifactFile, ArtifactVersion, Collection, Run, ServerState, Sweep, gql_id, now_iso
 from .sweeps_controller import heartbeat
 
 KNOWN_OPERATIONS = frozenset({
