@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from comprobust.claims_config import ClaimCriteria, load_claims
+from comprobust.architectures import ARCHITECTURES
 from comprobust.compositions import resolve_compositions
 from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.errors import UserError
@@ -210,7 +211,6 @@ def _load_dataset(raw: Any, where: str) -> DatasetConfig:
 
 
 def _load_architecture(raw: Any, where: str) -> str | None:
-    from comprobust.models import ARCHITECTURES
 
     arch = expect(raw, (str, type(None)), where)
     if arch is not None and arch not in ARCHITECTURES:

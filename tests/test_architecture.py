@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from comprobust.architectures import ARCHITECTURES, VIT_ARCHITECTURES
 from comprobust.methods import trainer
 from comprobust.methods.specs import METHODS
+from comprobust.models import num_levels
 
 PACKAGE = Path(__file__).resolve().parents[1] / "comprobust"
 COMMAND_LAYER = ("comprobust.commands", "comprobust.cli")
@@ -64,6 +66,11 @@ def test_nothing_below_the_command_layer_imports_it() -> None:
     upward = {module: sorted(t for t in targets if t.startswith(COMMAND_LAYER))
               for module, targets in import_graph().items() if not module.startswith(COMMAND_LAYER)}
     assert {m: t for m, t in upward.items() if t} == {}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES + VIT_ARCHITECTURES)
+def test_every_named_architecture_can_be_built(arch: str) -> None:
+    assert num_levels(arch) >= 2
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from comprobust.architectures import ARCHITECTURES, VIT_ARCHITECTURES
 from comprobust.errors import UserError
 from comprobust.models import cifar, emnist, facescrub, small, vit
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
@@ -25,10 +26,6 @@ _REGISTRY: dict[str, ModuleType | vit.ViT] = {
     "emnist": emnist, "cifar": cifar, "facescrub": facescrub, "small": small,
     "vit-cpu": vit.VIT_CPU, "vit": vit.VIT_TI,
 }
-VIT_ARCHITECTURES: tuple[str, ...] = ("vit-cpu", "vit")
-ARCHITECTURES: tuple[str, ...] = tuple(name for name in _REGISTRY if name not in VIT_ARCHITECTURES)
-"""The architectures experiments may name. The ViTs are built by name too, but join this tuple only when the
-training loop offers AdamW with warmup (issue 17): plain SGD from scratch would handicap them."""
 
 
 def _arch(arch: str) -> ModuleType | vit.ViT:
