@@ -95,7 +95,7 @@ def test_sbatch_parameters_for_dry_run():
 
 
 def test_slurm_time_parsing():
-    parse = cluster._slurm_time_to_min
+    parse = cluster.slurm._slurm_time_to_min
     assert parse("UNLIMITED") == float("inf") and parse("1-00:00:00") == 1440 and parse("2:30:00") == 150
     assert parse("30:00") == 30 and parse("45") == 45 and parse("1-12") == 36 * 60
 
