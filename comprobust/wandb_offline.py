@@ -1,13 +1,8 @@
 """Read W&B run folders (offline or online) back from their `run-<id>.wandb` transaction log.
 
 wandb 0.31 no longer writes `files/config.yaml` or `files/wandb-summary.json` for offline runs and ships no
-Python reader, so this module decodes the log itself:
-
-* File layout (LevelDB log format): a 7-byte header `b":W&B" <u16 LE 0xBEE1> <u8 version 0>`, then 32 KiB
-  blocks. Each block holds records `<u32 LE crc32(type byte + data)> <u16 LE length> <u8 type> <data>`; type
-  FULL=1 is a whole payload, FIRST=2 / MIDDLE=3 / LAST=4 are fragments of one payload. A record never crosses
-  a block boundary; fewer than 7 bytes left in a block are zero padding.
-* Payloads are `wandb.proto.wandb_internal_pb2.Record` protobufs, decoded with wandb's own classes.
+Python reader, so this module decodes the log itself, record by record (`comprobust.wandb_log` reads the
+framing; payloads are `wandb_internal_pb2.Record` protobufs, decoded with wandb's own classes).
 
 Decoded values are plain Python (dict, list, str, int, float, bool, None), taken from each item's `value_json`
 (or its typed `HistoryItem` value). `nested_key` paths become nested dicts, as wandb's own summary does.
@@ -18,30 +13,23 @@ Config: the log stores each config key with its *plain* value (`{"lr": 0.1}`), n
 `plain_config()` turns the wrapped form into the same shape, so readers of either source compare equal.
 
 A live run's log ends mid-record: reading stops cleanly at the last complete record (`OfflineRun.truncated`).
-A damaged record before the end raises `CorruptRunFileError` naming the file and the byte offset.
+A damaged record before the end raises `wandb_log.CorruptRunFileError` naming the file and the byte offset.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import re
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from comprobust.errors import UserError
+from comprobust.wandb_log import BLOCK_SIZE, Tail, iter_payloads, parse_record
 
-BLOCK_SIZE = 32 * 1024
-HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
-_RECORD_HEADER = struct.Struct("<IHB")
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 _RUN_FOLDER = re.compile(r"^(offline-)?run-\d{8}_\d{6}-.+$")
 
 
-class CorruptRunFileError(UserError):
-    """A `.wandb` file has a damaged record (bad CRC, impossible length or undecodable payload)."""
 
 
 class ArtifactFile(NamedTuple):
@@ -101,111 +89,6 @@ class OfflineRun:
         if self.exit_code is None:
             return "running"
         return "finished" if self.exit_code == 0 else "failed"
-
-
-# ------------------------------------------------------------------------------------------------ log format
-
-
-def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield `(byte offset, wandb_internal_pb2.Record)` for every complete record of a `.wandb` file.
-
-    Stops silently at a truncated tail (a live run); raises `CorruptRunFileError` for damage before the tail.
-    Sets no state; `read_run` is the usual entry point.
-    """
-    for offset, payload in _iter_payloads(Path(path), _Tail()):
-        yield offset, _parse_record(path, offset, payload)
-
-
-class _Tail:
-    truncated = False
-
-
-def _iter_payloads(path: Path, tail: _Tail, from_block: int = 0) -> Iterator[tuple[int, bytes]]:
-    """Payloads with their offsets. With `from_block` > 0, start reading at that block and skip the fragments
-    of a record that began before it."""
-    with open(path, "rb") as handle:
-        data = handle.read(len(HEADER))
-        if from_block > 0:
-            handle.seek(from_block * BLOCK_SIZE)
-            data += b"\0" * (from_block * BLOCK_SIZE - len(data))  # offsets stay file offsets
-        data += handle.read()
-    if len(data) < len(HEADER):
-        tail.truncated = len(data) > 0  # the writer has not flushed its whole header yet
-        return
-    if data[: len(HEADER)] != HEADER:
-        raise CorruptRunFileError(
-            f"{path}: not a W&B transaction log (header {data[:7]!r}, expected {HEADER!r}); "
-            "pass the run's run-<id>.wandb file or its folder"
-        )
-    view = memoryview(data)
-    size = len(data)
-    pos = max(len(HEADER), from_block * BLOCK_SIZE)
-    parts: list[bytes] = []
-    start = pos
-    skipping = from_block > 0  # inside a fragmented record that began in an earlier block
-    while True:
-        room = BLOCK_SIZE - pos % BLOCK_SIZE
-        if room < _RECORD_HEADER.size:  # zero padding at the end of a block
-            pos += room
-            continue
-        if pos + _RECORD_HEADER.size > size:
-            tail.truncated = pos < size or bool(parts)
-            return
-        crc, length, kind = _RECORD_HEADER.unpack_from(data, pos)
-        if crc == 0 and length == 0 and kind == 0:
-            if not any(view[pos:]):  # preallocated / not yet written: the end of the log
-                tail.truncated = bool(parts)
-                return
-            _corrupt(path, pos, "an empty record header followed by data")
-        if length > room - _RECORD_HEADER.size:
-            _corrupt(path, pos, f"a record length of {length} bytes that crosses the 32 KiB block boundary")
-        end = pos + _RECORD_HEADER.size + length
-        if end > size:  # the writer is still writing this record
-            tail.truncated = True
-            return
-        chunk = view[pos + _RECORD_HEADER.size : end]
-        if zlib.crc32(chunk, zlib.crc32(bytes((kind,)))) != crc:
-            _corrupt(path, pos, "a CRC mismatch")
-        if skipping and kind in (_MIDDLE, _LAST):
-            pos = end
-            continue
-        skipping = False
-        if kind == _FULL:
-            if parts:
-                _corrupt(path, pos, "a whole record inside an unfinished fragmented one")
-            yield pos, bytes(chunk)
-        elif kind == _FIRST:
-            if parts:
-                _corrupt(path, pos, "a new fragmented record inside an unfinished one")
-            parts, start = [bytes(chunk)], pos
-        elif kind in (_MIDDLE, _LAST):
-            if not parts:
-                _corrupt(path, pos, "a record fragment without its first part")
-            parts.append(bytes(chunk))
-            if kind == _LAST:
-                yield start, b"".join(parts)
-                parts = []
-        else:
-            _corrupt(path, pos, f"an unknown record type {kind}")
-        pos = end
-
-
-def _corrupt(path: Path, offset: int, what: str) -> None:
-    raise CorruptRunFileError(
-        f"{path}: corrupt record at byte offset {offset} ({what}); the run log is damaged. "
-        "Re-run the stage that wrote it (or delete the run folder) instead of using its results."
-    )
-
-
-def _parse_record(path: Path, offset: int, payload: bytes) -> Any:
-    from wandb.proto.wandb_internal_pb2 import Record  # type: ignore[attr-defined]  # generated, no stubs
-
-    record = Record()
-    try:
-        record.ParseFromString(payload)
-    except Exception as err:  # google.protobuf.message.DecodeError
-        _corrupt(path, offset, f"an undecodable protobuf payload: {err}")
-    return record
 
 
 # -------------------------------------------------------------------------------------------------- decoding
@@ -319,8 +202,8 @@ def tail_exit_code(run_dir: Path) -> int | None:
     except FileNotFoundError:
         return None
     code = None
-    for offset, payload in _iter_payloads(path, _Tail(), from_block=max(0, size // BLOCK_SIZE - 1)):
-        record = _parse_record(path, offset, payload)
+    for offset, payload in iter_payloads(path, Tail(), from_block=max(0, size // BLOCK_SIZE - 1)):
+        record = parse_record(path, offset, payload)
         if record.WhichOneof("record_type") == "exit":
             code = int(record.exit.exit_code)
     return code
@@ -347,15 +230,15 @@ def read_run(run_dir: Path) -> OfflineRun:
     """
     path = log_file(run_dir)
     folder = path.parent
-    tail = _Tail()
+    tail = Tail()
     run = OfflineRun(
         path=folder, id="", name="", project="", entity="", group="", job_type="", tags=[], config={},
         summary={}, history=[], artifacts=[], tables={}, exit_code=None, sweep_id=None,
     )
     counts: dict[str, int] = {}
     config, summary = _Updates(), _Updates()
-    for offset, payload in _iter_payloads(path, tail):
-        record = _parse_record(path, offset, payload)
+    for offset, payload in iter_payloads(path, tail):
+        record = parse_record(path, offset, payload)
         kind = record.WhichOneof("record_type")
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "history":

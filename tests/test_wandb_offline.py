@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from comprobust.wandb_log import BLOCK_SIZE, HEADER, CorruptRunFileError, iter_records
 from comprobust.wandb_offline import (
-    BLOCK_SIZE,
-    HEADER,
     ArtifactFile,
-    CorruptRunFileError,
     find_runs,
-    iter_records,
     plain_config,
     read_run,
 )
