@@ -170,7 +170,7 @@ class Contrast(Corruption):
         h, w, n, channels = x.shape
         c = float(self.parameter)
         planes = x.reshape(h * w, n * channels)
-        pulled_means = torch.mv(planes.T, torch.full((h * w,), (1.0 - c) / (h * w), device=x.device))  # (1-c) mean
+        pulled_means = _column_sums(planes).mul_((1.0 - c) / (h * w))
         return torch.add(pulled_means, planes, alpha=c).view(h, w, n, channels)
 
 
@@ -248,6 +248,16 @@ class Swirl(Corruption):
         h, w, n, c = x.shape
         sampling = _swirl_matrix(h, w, float(self.parameter), x.device)
         return torch.sparse.mm(sampling, x.reshape(h * w, n * c)).view(h, w, n, c)
+
+
+def _column_sums(planes: torch.Tensor) -> torch.Tensor:
+    """Column sums of `(R, P)` by pairwise halving of the rows: element-wise additions only, so a column's sum is
+    the same bits whatever P, the thread count or the device (library reductions vary with all three)."""
+    while planes.shape[0] > 1:
+        half = planes.shape[0] // 2
+        pairs = planes[:half] + planes[half:2 * half]
+        planes = torch.cat([pairs, planes[2 * half:]]) if planes.shape[0] % 2 else pairs
+    return planes[0]
 
 
 @functools.lru_cache(maxsize=32)
@@ -422,7 +432,9 @@ def corrupt_many(
             corruption = corruptions[name]
             step = prefix + (name,)
             keys = noise_keys(seed, step, indices) if corruption.uses_randomness else _NO_KEYS
-            yield from walk(child, step, corruption.apply(x, keys))
+            with torch.autocast(x.device.type, enabled=False):  # float32 even inside a caller's autocast
+                corrupted = corruption.apply(x, keys)
+            yield from walk(child, step, corrupted)
 
     planes_last = _transpose_uint8(images.reshape(n * c, h * w)).to(torch.float32).view(h, w, n, c)
     yield from walk(tree, (), planes_last)
@@ -439,6 +451,8 @@ def _truncate_uint8(x: torch.Tensor) -> torch.Tensor:
 def _transpose_uint8(matrix: torch.Tensor) -> torch.Tensor:
     """The contiguous transpose of a 2-D uint8 tensor (OpenCV's blocked transpose on CPU: the layout change
     between (N*C, H*W) and (H*W, N*C) costs less than one float pass)."""
+    if min(matrix.shape) <= 1:  # nothing to move (OpenCV also refuses empty matrices)
+        return matrix.reshape(matrix.shape[::-1])
     if matrix.device.type == "cpu":
         import cv2  # imported here: the command line imports this module and must start fast
 
