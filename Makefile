@@ -32,7 +32,7 @@ test-slurm: $(STAMP)
 
 # every benchmark merges its figures into benchmarks/results.json; the README's table is generated from it
 bench: $(STAMP)
-	for b in corruptions training evaluation data launch results sweeps slurm_submit; do \
+	for b in corruptions training evaluation data launch results sweeps slurm_submit device; do \
 		$(PY) benchmarks/$$b.py || exit 1; done
 	$(PY) scripts/bench_table.py
 

@@ -245,3 +245,11 @@ def test_a_callers_bf16_autocast_does_not_reach_the_corruptions() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under_autocast = cr.corrupt_batch(images, "GaussianBlur-Swirl-Contrast")
     assert torch.equal(under_autocast, cr.corrupt_batch(images, "GaussianBlur-Swirl-Contrast"))
+
+
+def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
+    x = torch.rand(28, 28, 5, 3) * 255
+    keys = cr.noise_keys(0, ("ImpulseNoise",), np.arange(5))
+    bits = torch.from_numpy(cr._element_bits16(keys, 28 * 28, 3).view(np.int16))
+    threshold = round(0.27 * 2**15)
+    assert torch.equal(cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys))
