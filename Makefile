@@ -36,8 +36,11 @@ test-slurm: $(STAMP)
 	bash scripts/local_slurm.sh start
 	$(PY) -m pytest -q -m slurm; status=$$?; bash scripts/local_slurm.sh stop; exit $$status
 
+# every benchmark merges its figures into benchmarks/results.json; the README's table is generated from it
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in corruptions training evaluation data launch results sweeps slurm_submit device; do \
+		$(PY) benchmarks/$$b.py || exit 1; done
+	$(PY) scripts/bench_table.py
 
 # Re-resolves requirements.txt in a throw-away venv and writes the full pin set to requirements.lock.
 lock:

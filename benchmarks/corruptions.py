@@ -59,7 +59,7 @@ def measure(label: str, images: np.ndarray, loop_images: int, repeats: int) -> t
                 corrupt_image(image, composition)
 
     batched()  # warm-up: cached sampling matrices, OpenCV import
-    seconds = interleave({"loop": loop, "batched": batched}, repeats)
+    seconds = interleave({"loop": loop, "batched": batched}, repeats).wall
     loop_s = [s * len(images) / len(subset) for s in seconds["loop"]]
     speedup = ratio(loop_s, seconds["batched"])
     within = agreement(subset, compositions)

@@ -70,16 +70,26 @@ def versions() -> dict[str, Any]:
     }
 
 
-def interleave(candidates: Mapping[str, Callable[[], Any]], repeats: int = REPEATS) -> dict[str, list[float]]:
-    """Seconds of each callable over `repeats` rounds; each round runs them all, in alternating order."""
+@dataclass
+class Timings:
+    """Seconds per round of each candidate: wall clock, and CPU time of this process (all its threads), which a
+    busy machine disturbs far less."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def interleave(candidates: Mapping[str, Callable[[], Any]], repeats: int = REPEATS) -> Timings:
+    """Time each callable over `repeats` rounds; each round runs them all, in alternating order."""
     names = list(candidates)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+    timings = Timings({name: [] for name in names}, {name: [] for name in names})
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             candidates[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
+            timings.cpu[name].append(time.process_time() - cpu)
+            timings.wall[name].append(time.perf_counter() - wall)
+    return timings
 
 
 def spread(samples: list[float]) -> dict[str, float]:

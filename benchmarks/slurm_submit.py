@@ -12,10 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import REPEATS, record, setup
+
 from comprobust.cluster import ClusterConfig, make_executor, slurm_is_up, submit_array, wait_for_jobs
 
 N_TASKS = 100
-REPEATS = 3
 
 
 def noop(i: int) -> int:
@@ -27,6 +28,7 @@ def main() -> int:
         print("slurm_submit: skipped, no Slurm controller answers `scontrol ping` "
               "(start one with: bash scripts/local_slurm.sh start)")
         return 0
+    environment = setup(1)
     config = ClusterConfig.from_dict({"executor": "slurm", "cpus_per_task": 1, "mem_gb": 0.25, "timeout_min": 10,
                                       "signal_delay_s": 30, "array_parallelism": 100}, source="benchmark")
     with tempfile.TemporaryDirectory(prefix="slurm-bench-", dir=Path.cwd()) as folder:
@@ -56,8 +58,15 @@ def main() -> int:
             ids = sorted({job.job_id.split("_")[0] for job in all_jobs})
             subprocess.run(["scancel", *ids], check=False, capture_output=True)
         assert results == list(range(N_TASKS))
-        print(f"last {N_TASKS}-task array ran to completion {time.perf_counter() - start:.1f} s after submission "
+        done_s = time.perf_counter() - start
+        print(f"last {N_TASKS}-task array ran to completion {done_s:.1f} s after submission "
               "(array_parallelism 100 on the 8 declared CPUs)")
+    record("slurm_submit", environment, [{
+        "benchmark": f"`slurm_submit.py`: a {N_TASKS}-task array to the local Slurm",
+        "baseline": f"one single job: {one * 1e3:.1f} ms", "goal": "-",
+        "measured": f"**{hundred * 1e3:.0f} ms** ({hundred / N_TASKS * 1e3:.1f} ms per task, medians of {REPEATS}); "
+                    f"all {N_TASKS} done {done_s:.0f} s after submission"}],
+        [], {"single_s": single_s, "array_s": array_s, "done_s": done_s})
     return 0
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 
 # replace (not prepend) this script's folder: it would shadow W&B's `sweeps` package with this very file
 sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path.append(str(Path(__file__).resolve().parent))  # after site-packages, for the harness only
+
+from harness import REPEATS, record, setup  # noqa: E402
 
 from comprobust.sweeps.controller import Agent, SweepController  # noqa: E402
 from comprobust.sweeps.engine import suggest_params, sweeps_engine  # noqa: E402
@@ -99,11 +102,12 @@ def throughput(root: Path, agents: int, per_agent: int) -> float:
 
 
 def main() -> None:
+    environment = setup(1)
     runs = finished_runs(100)
     latency("random", runs, 1)  # warm-up: imports
-    random_s = statistics.median(latency("random", runs, 5))
-    bayes_s = statistics.median(latency("bayes", runs, 5))
-    print(f"suggestion latency with {len(runs)} finished runs (median of 5):")
+    random_s = statistics.median(latency("random", runs, REPEATS))
+    bayes_s = statistics.median(latency("bayes", runs, REPEATS))
+    print(f"suggestion latency with {len(runs)} finished runs (median of {REPEATS}):")
     print(f"  random {random_s * 1e3:8.1f} ms   (baseline)")
     print(f"  bayes  {bayes_s * 1e3:8.1f} ms   = {bayes_s / random_s:.0f}x random")
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +120,14 @@ def main() -> None:
     print(f"  next_run + finish, 1 agent                {one:7.0f} /s   = {one / bare:.2f}x baseline")
     print(f"  next_run + finish, 8 agents (processes)   {eight:7.0f} /s   = {eight / bare:.2f}x baseline, "
           f"{eight / one:.2f}x one agent")
+    record("sweeps", environment, [
+        {"benchmark": "`sweeps.py`: offline controller's bayes suggestion with 100 finished runs",
+         "baseline": f"random suggestion: {random_s * 1e3:.1f} ms", "measured": f"**{bayes_s * 1e3:.0f} ms** "
+         f"(median of {REPEATS})", "goal": "-"},
+        {"benchmark": "same: sweep store, `next_run` + `finish` pairs per second",
+         "baseline": f"bare lock + append + fsync: {bare:,.0f}/s", "measured": f"{one:,.0f}/s with 1 agent, "
+         f"{eight:,.0f}/s with 8 concurrent agents", "goal": "-"},
+    ], [], {"random_s": random_s, "bayes_s": bayes_s, "bare_per_s": bare, "one_per_s": one, "eight_per_s": eight})
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ class Contrast(Corruption):
         h, w, n, channels = x.shape
         c = float(self.parameter)
         planes = x.reshape(h * w, n * channels)
-        pulled_means = torch.mv(planes.T, torch.full((h * w,), (1.0 - c) / (h * w), device=x.device))  # (1-c) mean
+        pulled_means = _column_sums(planes).mul_((1.0 - c) / (h * w))
         return torch.add(pulled_means, planes, alpha=c).view(h, w, n, channels)
 
 
@@ -204,15 +204,27 @@ class ImpulseNoise(Corruption):
         # Bits 0..14 decide whether an element flips (resolution 2**-15), bit 15 whether it becomes 255 or 0:
         # as unsigned, [0, threshold) becomes 0; as signed, [-2**15, threshold - 2**15) becomes 255.
         threshold = round(float(self.parameter) * 2**15)
-        to_255 = bits.view(np.int16) < threshold - 2**15
-        keep = ~((bits < threshold) | to_255)
         if x.device.type != "cpu":
-            keep, to_255 = (torch.from_numpy(mask).view(x.shape).to(x.device) for mask in (keep, to_255))
-            return torch.addcmul(to_255 * 255.0, x, keep)
-        # branch-free arithmetic: a select on a random mask mispredicts (numpy's is the fastest here)
-        out = np.multiply(x.numpy(), keep.reshape(x.shape))
-        out += to_255.reshape(x.shape) * np.float32(255.0)
-        return torch.from_numpy(out)
+            return _impulse_on_device(x, torch.from_numpy(bits.view(np.int16)).to(x.device), threshold)
+        planes, bits = x.numpy().reshape(h * w, -1), bits.reshape(h * w, -1)
+        if planes.size == 0:
+            return x
+        # OpenCV's SIMD compare and masked copy/add: numpy's select mispredicts on a random mask
+        cv2 = _opencv()
+        keep = cv2.compare(cv2.bitwise_and(bits, 0x7FFF), threshold, cv2.CMP_GE)
+        salt = cv2.compare(bits.view(np.int16), threshold - 2**15, cv2.CMP_LT)
+        out = np.zeros_like(planes)
+        cv2.copyTo(planes, keep, out)
+        cv2.add(out, 255.0, dst=out, mask=salt)
+        return torch.from_numpy(out).view(x.shape)
+
+
+def _impulse_on_device(x: torch.Tensor, signed_bits: torch.Tensor, threshold: int) -> torch.Tensor:
+    """ImpulseNoise with torch alone (GPUs): `signed_bits` are the element bits viewed as int16, same layout."""
+    signed = signed_bits.view(x.shape)
+    salt = signed < threshold - 2**15
+    keep = ~(((signed >= 0) & (signed < threshold)) | salt)
+    return torch.addcmul(salt * 255.0, x, keep)
 
 
 @register
@@ -248,6 +260,16 @@ class Swirl(Corruption):
         h, w, n, c = x.shape
         sampling = _swirl_matrix(h, w, float(self.parameter), x.device)
         return torch.sparse.mm(sampling, x.reshape(h * w, n * c)).view(h, w, n, c)
+
+
+def _column_sums(planes: torch.Tensor) -> torch.Tensor:
+    """Column sums of `(R, P)` by pairwise halving of the rows: element-wise additions only, so a column's sum is
+    the same bits whatever P, the thread count or the device (library reductions vary with all three)."""
+    while planes.shape[0] > 1:
+        half = planes.shape[0] // 2
+        pairs = planes[:half] + planes[half:2 * half]
+        planes = torch.cat([pairs, planes[2 * half:]]) if planes.shape[0] % 2 else pairs
+    return planes[0]
 
 
 @functools.lru_cache(maxsize=32)
@@ -422,7 +444,9 @@ def corrupt_many(
             corruption = corruptions[name]
             step = prefix + (name,)
             keys = noise_keys(seed, step, indices) if corruption.uses_randomness else _NO_KEYS
-            yield from walk(child, step, corruption.apply(x, keys))
+            with torch.autocast(x.device.type, enabled=False):  # float32 even inside a caller's autocast
+                corrupted = corruption.apply(x, keys)
+            yield from walk(child, step, corrupted)
 
     planes_last = _transpose_uint8(images.reshape(n * c, h * w)).to(torch.float32).view(h, w, n, c)
     yield from walk(tree, (), planes_last)
@@ -439,11 +463,19 @@ def _truncate_uint8(x: torch.Tensor) -> torch.Tensor:
 def _transpose_uint8(matrix: torch.Tensor) -> torch.Tensor:
     """The contiguous transpose of a 2-D uint8 tensor (OpenCV's blocked transpose on CPU: the layout change
     between (N*C, H*W) and (H*W, N*C) costs less than one float pass)."""
+    if min(matrix.shape) <= 1:  # nothing to move (OpenCV also refuses empty matrices)
+        return matrix.reshape(matrix.shape[::-1])
     if matrix.device.type == "cpu":
-        import cv2  # imported here: the command line imports this module and must start fast
-
-        return torch.from_numpy(cv2.transpose(np.ascontiguousarray(matrix.numpy())))
+        return torch.from_numpy(_opencv().transpose(np.ascontiguousarray(matrix.numpy())))
     return matrix.t().contiguous()
+
+
+@functools.cache
+def _opencv():  # noqa: ANN202 (the cv2 module)
+    """OpenCV, imported on first use: the command line imports this module and must start fast."""
+    import cv2
+
+    return cv2
 
 
 def _tree_names(node: dict) -> set[str]:

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from comprobust.atomic import atomic_write_text
+from comprobust.claims import Verdict, claims_frame, format_claims, judge_claims
+from comprobust.claims_config import ClaimCriteria
 from comprobust.errors import UserError
 from comprobust.results import RunStore, method_order
 from comprobust.statistics import Statistics, compute_statistics, per_seed_length_means
@@ -168,6 +170,7 @@ class ReportContext:
     generated: str = ""
     num_classes: int | None = None
     statistics: Statistics | None = None
+    claims: list[Verdict] | None = None  # the paper's claims, when the experiment fixes criteria for them
 
 
 def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | Path | None = None,
@@ -189,18 +192,21 @@ def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | 
                       "group": experiment.name, "mode": experiment.wandb["mode"]}
     return render_report(store, out, title=experiment.name, dataset=experiment.dataset.name,
                          expected=expected, compositions=compositions, log_target=log_target,
-                         hint=f"run the experiment first: python launch.py run {experiment.path}")
+                         hint=f"run the experiment first: python launch.py run {experiment.path}",
+                         claims=experiment.claims)
 
 
 def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | None = None,
                   expected: set[tuple[str, Any]] | None = None, compositions: Sequence[str] | None = None,
-                  log_target: dict[str, Any] | None = None, hint: str = "") -> Path:
+                  log_target: dict[str, Any] | None = None, hint: str = "",
+                  claims: ClaimCriteria | None = None) -> Path:
     """Build the report from any store. `expected`: the (method, seed) pairs that should have results;
     `compositions`: the compositions each should cover; `log_target`: start_run arguments (out_dir, project,
-    group, mode) for the W&B report run, or None to log nothing."""
+    group, mode) for the W&B report run, or None to log nothing; `claims`: criteria to judge the paper's
+    claims by (`comprobust.claims`), printed, written to claims.csv and shown first on the page."""
     from comprobust import report_figures as figures
     from comprobust.report_html import render_html
-    from comprobust.report_statistics import format_intervals
+    from comprobust.report_statistics import format_intervals, format_levels
 
     out_dir = Path(out_dir)
     runs = store.runs()
@@ -226,6 +232,7 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
     inv_means = invariance_means(invariance)
     correlations = correlation_table(inv_means, methods)
     statistics = compute_statistics(results, invariance, runs)
+    verdicts = judge_claims(results, statistics, claims) if claims is not None else None
     notes.append(_ceiling_note(dataset, ceiling))
     if chance is None:
         notes.append(f"dataset {dataset!r} is unknown to this installation: no chance line")
@@ -242,7 +249,8 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
                                 paths[key])
 
     tables = (("headline.csv", headline), ("summary.csv", summary), ("correlations.csv", correlations),
-              ("results.csv", results), ("invariance.csv", invariance), *statistics.tables().items())
+              ("results.csv", results), ("invariance.csv", invariance), *statistics.tables().items(),
+              *((("claims.csv", claims_frame(verdicts)),) if verdicts is not None else ()))
     for name, frame in tables:
         buffer = io.StringIO()
         frame.to_csv(buffer, index=name == "headline.csv")
@@ -253,12 +261,17 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
         title=title, dataset=dataset, source=store.describe(), seeds=seeds, methods=methods, chance=chance,
         ceiling=ceiling, headline=headline, summary=summary, correlations=correlations, figures=paths,
         runs=evaluation_runs, notes=notes, problems=problems,
-        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), statistics=statistics,
+        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), statistics=statistics, claims=verdicts,
     )
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(context))
     print(format_headline(headline, title))
     print(format_intervals(statistics))
+    levels = format_levels(statistics.training)
+    if levels:
+        print(levels)
+    if verdicts is not None:
+        print(format_claims(verdicts))
     if problems:
         print("not in this report: " + "; ".join(problems))
     for warning in dict.fromkeys(store.warnings):  # damaged logs and the like: never dropped silently

@@ -157,6 +157,10 @@ def render_html(ctx: Any) -> str:
     if ctx.notes:
         items = "".join(f"<li>{_esc(n)}</li>" for n in ctx.notes)
         parts.append(f'<div class="box notes"><b>Notes</b><ul>{items}</ul></div>')
+    if ctx.claims is not None:
+        from comprobust.report_statistics import claims_html
+
+        parts.append(claims_html(ctx.claims))
     parts += ["<h2>Mean accuracy (%) by number of corruptions</h2>", headline_html(ctx.headline),
               ('<p class="meta">Mean over seeds of each seed\'s mean accuracy over the compositions of that '
                "length; <i>all</i> averages every composition.</p>")]

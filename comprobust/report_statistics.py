@@ -179,3 +179,13 @@ def _commuting_html(commuting: pd.DataFrame) -> str:
         '<p class="meta">|A(AB) − A(BA)| in pp, mean over seeds (max), on pairs whose two orders give identical ' \
         "images: a monolithic network scores them identically, so anything but 0 measures order sensitivity " \
         "(e.g. modules applied in composition order).</p>"
+
+
+def claims_html(verdicts: list) -> str:
+    """The "paper's claims" section: one verdict per claim (`comprobust.claims.Verdict`) with its numbers."""
+    colours = {"supported": "#166534", "refuted": "#991b1b", "inconclusive": "#92400e"}
+    items = "".join(f'<li><b>{_esc(v.claim)} <span style="color:{colours.get(v.verdict, "#000")}">'
+                    f"{_esc(v.verdict)}</span></b>: {_esc(v.statement)}<ul>"
+                    + "".join(f"<li>{_esc(line)}</li>" for line in v.evidence) + "</ul></li>" for v in verdicts)
+    return ("<h2>The paper's claims</h2><p class=\"meta\">Criteria fixed in the experiment's <code>claims:</code> "
+            "block before the run (see comprobust/claims.py); also in claims.csv.</p>" f"<ul>{items}</ul>")

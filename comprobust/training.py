@@ -4,13 +4,22 @@ SGD (momentum 0.9, weight decay 5e-4) with a cosine schedule over `max_epochs`, 
 (model, optimiser, scheduler, epoch, RNG state, history) written atomically, resume from the last checkpoint,
 and the best-validation weights restored at the end (the paper's effective model selection). What a stage trains
 and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
+
+Checkpoints are written off the critical path: each epoch's state is snapshotted (deep-copied) and written,
+still atomically and in order, by one background thread while the next epoch trains. An epoch is logged only
+once its checkpoint is on disk (so its W&B record arrives one epoch later than its progress line), and `fit`
+waits for the last write before it returns or raises: whatever is logged can be resumed, exactly.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import math
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -112,50 +121,25 @@ def fit(
 
     progress = Progress(label, config.max_epochs, start_epoch)
     epochs_run = []
-    for epoch in range(start_epoch, config.max_epochs):
-        if _patience_exhausted(history, best, config.patience):
-            break
-        started = time.perf_counter()
-        model.train()
-        sums: dict[str, float] = {}
-        batches = 0
-        for batch in task.train_batches(epoch):
-            loss, metrics = task.train_step(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batches += 1
-            for key, value in {"train_loss": float(loss.detach()), **metrics}.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-        if batches == 0:
-            raise UserError(f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch")
-        lr = optimizer.param_groups[0]["lr"]
-        model.eval()
-        with torch.no_grad():
-            val = task.validate()
-        scheduler.step()
-        record = {key: value / batches for key, value in sums.items()}
-        record.update(val)
-        record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
-        if not math.isfinite(record["val_loss"]):
-            raise TrainingDiverged(f"{label}: validation loss is {record['val_loss']} after epoch {epoch + 1} "
-                                   f"(train loss {record.get('train_loss')}): training diverged; lower lr "
-                                   f"(now {config.lr})")
-        history.append(record)
-        improved = record["val_loss"] <= best["val_loss"]
-        if improved:
-            best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-            _save(checkpoint_dir / BEST, {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch,
-                                          "model": model.state_dict(), "metrics": best})
-        _rotate_and_save(checkpoint_dir, {
-            "format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-        })
-        epochs_run.append(epoch)
-        if log_epoch is not None:
-            log_epoch({**record, "best_epoch": best["epoch"]}, epoch)
-        progress.update(epoch, record, improved)
+    with CheckpointWriter() as writer:
+        for epoch in range(start_epoch, config.max_epochs):
+            if _patience_exhausted(history, best, config.patience):
+                break
+            record = _train_epoch(task, optimizer, scheduler, epoch, label, config.lr)
+            history.append(record)
+            improved = record["val_loss"] <= best["val_loss"]
+            if improved:
+                best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
+            state = _snapshot({
+                "format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+            })
+            logged = {**record, "best_epoch": best["epoch"]}
+            writer.submit(_write_epoch, checkpoint_dir, state, improved,
+                          then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch))
+            epochs_run.append(epoch)
+            progress.update(epoch, record, improved)
 
     if best["epoch"] < 0:
         raise UserError(f"{label}: max_epochs={config.max_epochs} trains nothing; set max_epochs >= 1")
@@ -167,6 +151,91 @@ def fit(
         history=history, best_path=checkpoint_dir / BEST, last_path=checkpoint_dir / LAST,
         resumed_from=resumed_from, epochs_run=epochs_run,
     )
+
+
+def _train_epoch(task: TrainTask, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, label: str,
+                 lr_setting: float) -> dict[str, float]:
+    """One epoch of training and validation; the epoch's record (train means, validation metrics, lr, time)."""
+    started = time.perf_counter()
+    model = task.model
+    model.train()
+    sums: dict[str, float] = {}
+    batches = 0
+    for batch in task.train_batches(epoch):
+        loss, metrics = task.train_step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batches += 1
+        for key, value in {"train_loss": float(loss.detach()), **metrics}.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    if batches == 0:
+        raise UserError(f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch")
+    lr = optimizer.param_groups[0]["lr"]
+    model.eval()
+    with torch.no_grad():
+        val = task.validate()
+    scheduler.step()
+    record = {key: value / batches for key, value in sums.items()}
+    record.update(val)
+    record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
+    if not math.isfinite(record["val_loss"]):
+        raise TrainingDiverged(f"{label}: validation loss is {record['val_loss']} after epoch {epoch + 1} "
+                               f"(train loss {record.get('train_loss')}): training diverged; lower lr "
+                               f"(now {lr_setting})")
+    return record
+
+
+class CheckpointWriter:
+    """Runs checkpoint writes on one background thread, one at a time and in order.
+
+    `submit(function, *args, then=callback)` first finishes the previous write: it re-raises that write's
+    error, or calls its `then` on this thread. Leaving the `with` block finishes the last write the same way;
+    when the block raised, its error wins over the write's.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: tuple[Future, Callable[[], Any] | None] | None = None
+
+    def submit(self, function: Callable[..., None], *args: Any, then: Callable[[], Any] | None = None) -> None:
+        self.wait()
+        self._pending = (self._executor.submit(function, *args), then)
+
+    def wait(self) -> None:
+        """Finish the pending write, then call its `then`."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            future, then = pending
+            future.result()
+            if then is not None:
+                then()
+
+    def __enter__(self) -> "CheckpointWriter":
+        return self
+
+    def __exit__(self, error_type: type | None, *_: object) -> None:
+        try:
+            if error_type is None:
+                self.wait()
+            else:
+                with contextlib.suppress(Exception):
+                    self.wait()
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+def _snapshot(state: Any) -> Any:
+    """A deep copy of a checkpoint payload, so training can go on changing the live tensors meanwhile."""
+    return copy.deepcopy(state)
+
+
+def _write_epoch(folder: Path, state: dict[str, Any], improved: bool) -> None:
+    """Publish one epoch: best.pt first when it improved (weights and metrics only), then last.pt."""
+    if improved:
+        _save(folder / BEST, {"format": state["format"], "identity": state["identity"], "epoch": state["epoch"],
+                              "model": state["model"], "metrics": state["best"]})
+    _rotate_and_save(folder, state)
 
 
 def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """The corruption engine: fidelity to the paper's scikit-image outputs, compositions, reproducible noise, errors."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,49 @@ def test_corrupt_many_shares_prefixes_with_identical_results() -> None:
         np.testing.assert_array_equal(
             results[composition], cr.corrupt_batch(images, composition, seed=9, indices=indices)
         )
+
+
+@pytest.mark.parametrize(
+    "shape, seed, start, digest",
+    [((4, 28, 28), 0, 0, "aba4b167ddeec7d4"), ((3, 32, 32, 3), 1, 5, "3d960ed695e773fa"),
+     ((2, 5, 5, 3), 2, 0, "c96380e4a72e3fc9")],  # the last: 25 pixels, so hash quads straddle the channels
+)
+def test_impulse_noise_stream_is_pinned_across_versions(shape: tuple, seed: int, start: int, digest: str) -> None:
+    """The noise of (seed, composition, image index) is the one every earlier version drew, in any layout."""
+    images = np.full(shape, 128, dtype=np.uint8)
+    out = cr.corrupt(images, "ImpulseNoise", seed=seed, indices=np.arange(start, start + shape[0]))
+    assert hashlib.sha256(out.tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize("shape", [(40, 1, 28, 28), (12, 3, 32, 32)])
+def test_outputs_do_not_depend_on_batch_split_or_thread_count(shape: tuple) -> None:
+    images = torch.from_numpy(np.random.default_rng(5).integers(0, 256, size=shape, dtype=np.uint8))
+    compositions = paper_compositions()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        whole = dict(cr.corrupt_many(images, compositions, seed=4))
+        torch.set_num_threads(1)
+        bounds = (0, 1, 7, 7, shape[0])  # includes an empty part
+        for start, stop in zip(bounds, bounds[1:]):
+            part = dict(cr.corrupt_many(images[start:stop], compositions, seed=4, indices=np.arange(start, stop)))
+            for composition in compositions:
+                assert part[composition].shape == (stop - start, *shape[1:])
+                assert torch.equal(part[composition], whole[composition][start:stop]), composition
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_callers_bf16_autocast_does_not_reach_the_corruptions() -> None:
+    images = torch.from_numpy(np.random.default_rng(6).integers(0, 256, size=(4, 1, 28, 28), dtype=np.uint8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = cr.corrupt_batch(images, "GaussianBlur-Swirl-Contrast")
+    assert torch.equal(under_autocast, cr.corrupt_batch(images, "GaussianBlur-Swirl-Contrast"))
+
+
+def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
+    x = torch.rand(28, 28, 5, 3) * 255
+    keys = cr.noise_keys(0, ("ImpulseNoise",), np.arange(5))
+    bits = torch.from_numpy(cr._element_bits16(keys, 28 * 28, 3).view(np.int16))
+    threshold = round(0.27 * 2**15)
+    assert torch.equal(cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys))

@@ -1,6 +1,8 @@
 """Evaluation on all compositions: sharding, reproducibility, batch-size independence, oracle ordering rules."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from torch import nn
 
 from comprobust.compositions import paper_compositions
 from comprobust.data import PairedViewLoader, load_dataset
+from comprobust.device import Precision
 from comprobust.evaluation import evaluate, imgspace, modular, monolithic, shard_compositions, summary_metrics
 from comprobust.methods.common import ClassifierTask
 from comprobust.models import build_network
@@ -111,3 +114,18 @@ def test_autoencoders_apply_in_composition_order(trained) -> None:
                        network)
     forward(torch.zeros(1, 1, 28, 28), ("Invert", "Contrast", "Swirl"))
     assert calls == ["IN", "CO", "SW"]
+
+
+def test_channels_last_fp32_equals_the_default_path_and_bf16_stays_close(trained) -> None:
+    data, network = trained
+    compositions = paper_compositions()[:20]
+    default = evaluate(monolithic(network), data, compositions, batch_size=64, seed=1).rows
+    nhwc_precision = Precision(channels_last=True)
+    nhwc_network = nhwc_precision.prepare(copy.deepcopy(network))
+    nhwc = evaluate(monolithic(nhwc_network), data, compositions, batch_size=64, seed=1,
+                    precision=nhwc_precision).rows
+    assert [r["accuracy"] for r in nhwc] == [r["accuracy"] for r in default]
+    assert [r["loss"] for r in nhwc] == pytest.approx([r["loss"] for r in default], rel=1e-5)
+    bf16 = evaluate(monolithic(network), data, compositions, batch_size=64, seed=1, precision=Precision(bf16=True)).rows
+    assert np.mean([r["accuracy"] for r in bf16]) == pytest.approx(np.mean([r["accuracy"] for r in default]), abs=5)
+    assert all(np.isfinite(r["loss"]) for r in bf16)

@@ -12,7 +12,7 @@ from scipy import stats
 
 from comprobust import statistics as st
 from comprobust.corruptions import ELEMENTALS, corrupt
-from comprobust.report_statistics import format_intervals, statistics_html
+from comprobust.report_statistics import format_intervals, format_levels, levels_table, statistics_html
 from comprobust.sample_images import sample_digits, sample_photo_patches
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
@@ -184,19 +184,27 @@ def runs_frame() -> pd.DataFrame:
         train("backbone-1", "backbone", 4, 9),
         train("modules-in-1", "modules", 2, 2, ["backbone-1"], corruption="Invert", level=1,
               level_0_val_acc=50.0, level_1_val_acc=62.0, level_2_val_acc=60.0),
+        train("modules-co-1", "modules", 1, 2, ["backbone-1"], corruption="Contrast", level=3, level_3_val_acc=90.2,
+              level_2_val_acc=90.0, level_margin=0.2, level_margin_se=0.5, level_runner_up=2),
         train("erm-old", "erm", 1, 2),  # fed no evaluation in the results: not listed
         {"run_id": "eval-modular-1", "kind": "evaluate", "state": "finished", "job_type": "evaluate", "seed": 1,
-         "config.inputs": json.dumps(["model-backbone-1:best", "model-modules-in-1:best"])},
+         "config.inputs": json.dumps(["model-backbone-1:best", "model-modules-in-1:best", "model-modules-co-1:best"])},
     ])
 
 
 def test_training_diagnostics_flag_best_epoch_last_and_measure_the_level_margin() -> None:
     results = pd.DataFrame({"run_id": ["eval-modular-1"]})
     training = st.training_diagnostics(runs_frame(), results).set_index("run_id")
-    assert list(training.index) == ["backbone-1", "modules-in-1"]
-    assert training["converged"].to_dict() == {"backbone-1": True, "modules-in-1": False}
+    assert list(training.index) == ["backbone-1", "modules-in-1", "modules-co-1"]
+    assert training["converged"].to_dict() == {"backbone-1": True, "modules-in-1": False, "modules-co-1": True}
     assert training.loc["modules-in-1", "level"] == 1
-    assert training.loc["modules-in-1", "level_margin"] == pytest.approx(2.0)
+    assert training.loc["modules-in-1", "level_margin"] == pytest.approx(2.0)  # from the per-level accuracies
+    assert training.loc["modules-co-1", "level_margin"] == 0.2 and training.loc["modules-co-1", "runner_up"] == 2
+    assert training.loc["modules-co-1", "level_resolved"] is False  # 0.2 pp on a 0.5 pp standard error
+    assert training.loc["modules-in-1", "level_resolved"] is None  # no standard error recorded
+    levels = levels_table(training.reset_index())
+    assert levels.loc["Contrast", 1] == "3? (+0.2 ± 0.5 over 2)" and levels.loc["Invert", 1] == "1 (+2.0)"
+    assert "? = within 2 SE" in format_levels(training.reset_index())
 
 
 def test_one_seed_prints_n_a_instead_of_failing() -> None:

@@ -154,3 +154,24 @@ def test_training_accuracy_is_a_percent_like_evaluation():
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]])
     assert accuracy(logits, torch.tensor([0, 1, 0, 1])) == 75.0
+
+
+def test_a_failed_background_checkpoint_write_fails_fit_and_is_never_logged(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the checkpoint folder should be")
+    logged = []
+    with pytest.raises(OSError):
+        fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), blocker / "checkpoints", IDENTITY,
+            lambda metrics, epoch: logged.append(epoch))
+    assert logged == []  # an epoch is logged only once its checkpoint is on disk
+
+
+def test_every_epoch_is_logged_once_in_order_after_its_checkpoint(tmp_path: Path) -> None:
+    seen = []
+
+    def log(metrics, epoch):
+        seen.append((epoch, torch.load(tmp_path / LAST, weights_only=True)["epoch"]))
+
+    fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=4), tmp_path, IDENTITY, log)
+    assert [epoch for epoch, _ in seen] == [0, 1, 2, 3]
+    assert all(on_disk >= epoch for epoch, on_disk in seen)

@@ -71,7 +71,7 @@ class LoadedDataset:
                 f"{tuple(batch.shape)}"
             )
         result = batch.to(torch.float32, copy=True) if out is None else out.copy_(batch)
-        return result.mul_(self._scale).add_(self._shift)
+        return result.mul_(self._scale.to(result.device)).add_(self._shift.to(result.device))
 
     def denormalize(self, batch: torch.Tensor) -> torch.Tensor:
         """The inverse of `normalize`: float32 in 0..255."""

@@ -9,6 +9,7 @@ it looked and how to get the data; a truncated or corrupt file is a UserError na
 - emnist: `torchvision.datasets.EMNIST(split="balanced")`, glyphs transposed upright.
 - cifar10: `torchvision.datasets.CIFAR10`.
 - facescrub: a folder `<root>/FaceScrub/` of `<id>_<n>.jpg`, decoded once into a cache (see `facescrub.py`).
+- fashion-mnist: IDX files in torchvision's layout or from the Debian package (see `fashion_mnist.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from comprobust.data import fashion_mnist
 from comprobust.data.registry import DatasetSpec, register_dataset
 from comprobust.errors import UserError
 
@@ -131,6 +133,8 @@ def missing_files(name: str, root: str | os.PathLike) -> list[str]:
         return [str(root / CIFAR10_FOLDER / f) for f in CIFAR10_FILES if not (root / CIFAR10_FOLDER / f).is_file()]
     if name == "facescrub":
         return [] if (root / "FaceScrub").is_dir() else [str(root / "FaceScrub")]
+    if name == "fashion-mnist":
+        return fashion_mnist.missing_files(root)
     return []
 
 
@@ -270,6 +274,11 @@ def read_facescrub(root: Path, download: bool) -> RawData:
     return RawData(images, labels, where=f"the FaceScrub folder {Path(root) / 'FaceScrub'}")
 
 
+def read_fashion_mnist(root: Path, download: bool) -> RawData:
+    (pool, pool_labels), (test, test_labels), folder = fashion_mnist.read_fashion_mnist(Path(root), download)
+    return RawData(pool, pool_labels, test, test_labels, where=f"the Fashion-MNIST training set in {folder}")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Registry entries. Normalisation constants: the paper's (section 3.3); EMNIST's (0.5,)*3 becomes (0.5,)
 # because comprobust keeps EMNIST grey (1 channel) instead of the reference code's 3 identical channels.
@@ -348,6 +357,26 @@ register_dataset(
         how_to_get="not downloadable: put the curated <id>_<n>.jpg files (id 100..487) in <root>/FaceScrub/",
     ),
     read_facescrub,
+)
+register_dataset(
+    DatasetSpec(
+        name="fashion-mnist",
+        num_classes=10,
+        channels=1,
+        image_size=28,
+        mean=(0.5,),  # as EMNIST's: the emnist network's Tanh auto-encoder output spans the normalised range
+        std=(0.5,),
+        crop_padding=0,
+        hflip=False,
+        default_split_sizes={"train": 5000, "valid": 1000, "test": None},
+        architecture="emnist",
+        description="Fashion-MNIST: 10 clothing classes, 28x28 grey; 5000/1000 per class, official test",
+        official_test=True,
+        class_names=fashion_mnist.CLASSES,
+        how_to_get="--download fetches it with torchvision into <root>/FashionMNIST/raw/; the Debian package "
+                   "dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/) is used when installed",
+    ),
+    read_fashion_mnist,
 )
 
 
