@@ -21,8 +21,7 @@ from torch.nn import functional as F
 
 from comprobust.compositions import paper_compositions
 from comprobust.corruptions import ELEMENTALS, corrupt_batch, corrupt_many
-from comprobust.data import LoadedDataset
-from comprobust.data.dataset import ImageSplit
+from comprobust.data.dataset import ImageSplit, LoadedDataset
 from comprobust.data.registry import get_dataset_spec
 from comprobust.device import Precision, best_device
 from comprobust.evaluation import evaluate, monolithic

@@ -17,7 +17,7 @@ from harness import REPEATS, Goal, interleave, ratio, record, setup, spread
 
 from comprobust.compositions import paper_compositions
 from comprobust.corruptions import corrupt_many
-from comprobust.data import load_dataset
+from comprobust.data.dataset import load_dataset
 from comprobust.evaluation import evaluate, monolithic
 from comprobust.models import build_network
 

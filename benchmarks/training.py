@@ -21,7 +21,8 @@ import torch
 from harness import REPEATS, Goal, interleave, ratio, record, setup, spread
 from torch.nn import functional as F
 
-from comprobust.data import PairedViewLoader, load_dataset
+from comprobust.data.dataset import load_dataset
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.common import ClassifierTask
 from comprobust.models import build_network
 from comprobust.tracking import start_run

@@ -159,7 +159,7 @@ def _load(path: Path) -> ExperimentConfig:
     output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
     check_output_folder(output_root / name, f"{where}: output_root", write=False)
     dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
-    from comprobust.data import get_dataset_spec
+    from comprobust.data.registry import get_dataset_spec
 
     evaluation = _load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation")
     return ExperimentConfig(
@@ -191,7 +191,7 @@ def _with_where(fn, value: Any, where: str) -> Any:
 def _load_dataset(raw: Any, where: str) -> DatasetConfig:
     if isinstance(raw, str):
         raw = {"name": raw}
-    from comprobust.data import get_dataset_spec
+    from comprobust.data.registry import get_dataset_spec
     from comprobust.data.splits import resolve_split_sizes
 
     expect(raw, dict, where)

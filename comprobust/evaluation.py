@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from comprobust.atomic import atomic_open
 from comprobust.corruptions import ELEMENTALS, abbreviate, corrupt_many
-from comprobust.data import LoadedDataset
+from comprobust.data.dataset import LoadedDataset
 from comprobust.device import Precision
 from comprobust.errors import UserError
 from comprobust.invariance import invariance_scores

@@ -132,7 +132,7 @@ def correlation_table(means: pd.DataFrame, methods: Sequence[str]) -> pd.DataFra
 
 def chance_level(dataset: str) -> float | None:
     """100 / number of classes of the dataset, or None for a dataset this installation does not know."""
-    from comprobust.data import get_dataset_spec
+    from comprobust.data.registry import get_dataset_spec
 
     try:
         return 100.0 / get_dataset_spec(dataset).num_classes

@@ -21,7 +21,7 @@ import torch
 
 from comprobust.atomic import atomic_write_text
 from comprobust.config import ExperimentConfig
-from comprobust.data import LoadedDataset, load_dataset
+from comprobust.data.dataset import LoadedDataset, load_dataset
 from comprobust.errors import UserError
 from comprobust.locking import FileLock
 from comprobust.methods import trainer

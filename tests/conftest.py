@@ -56,7 +56,7 @@ def live_slurm(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def small_mnist(tmp_path_factory: pytest.TempPathFactory):
     """The offline default with 40/10/10 images per class (400/100/100)."""
-    from comprobust.data import load_dataset
+    from comprobust.data.dataset import load_dataset
 
     root = tmp_path_factory.mktemp("mnist5k-root")
     return load_dataset("mnist5k", root=root, split_sizes={"train": 40, "valid": 10, "test": 10})

@@ -12,9 +12,14 @@ import torchvision.transforms.functional as TF
 from helpers.dataset_files import write_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS, corrupt_batch
-from comprobust.data import ELEMENTAL_NOISE_SEED, MixedElementalLoader, PairedViewLoader, load_dataset
 from comprobust.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, generator
-from comprobust.data.loaders import elemental_set
+from comprobust.data.dataset import load_dataset
+from comprobust.data.loaders import (
+    ELEMENTAL_NOISE_SEED,
+    MixedElementalLoader,
+    PairedViewLoader,
+    elemental_set,
+)
 from comprobust.errors import UserError
 
 

@@ -11,9 +11,11 @@ import torch
 from helpers.dataset_files import write_fake_cifar, write_fake_emnist
 from PIL import Image
 
-from comprobust.data import DataWarning, cache_dir, dataset_names, get_dataset_spec, load_dataset
 from comprobust.data import facescrub as facescrub_module
-from comprobust.data.sources import read_mnist5k_arrays
+from comprobust.data.dataset import load_dataset
+from comprobust.data.facescrub import DataWarning
+from comprobust.data.registry import dataset_names, get_dataset_spec
+from comprobust.data.sources import cache_dir, read_mnist5k_arrays
 from comprobust.errors import UserError
 
 # ---------------------------------------------------------------------------------------------------- registr

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from comprobust.compositions import paper_compositions
-from comprobust.data import PairedViewLoader, load_dataset
+from comprobust.data.dataset import load_dataset
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.device import Precision
 from comprobust.evaluation import evaluate, imgspace, modular, monolithic, shard_compositions, summary_metrics
 from comprobust.methods.common import ClassifierTask

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comprobust.data import fashion_mnist, get_dataset_spec
-from comprobust.data.registry import get_reader
+from comprobust.data import fashion_mnist
+from comprobust.data.registry import get_dataset_spec, get_reader
 from comprobust.data.sources import missing_files
 from comprobust.errors import UserError
 

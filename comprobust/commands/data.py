@@ -62,7 +62,7 @@ def parse_split_sizes(text: str | None) -> dict | None:
 
 
 def _load(args: argparse.Namespace):
-    from comprobust.data import load_dataset
+    from comprobust.data.dataset import load_dataset
 
     return load_dataset(
         args.dataset, root=args.root, split_sizes=parse_split_sizes(args.split_sizes), download=args.download
@@ -70,7 +70,7 @@ def _load(args: argparse.Namespace):
 
 
 def _list(args: argparse.Namespace) -> int:
-    from comprobust.data import dataset_names, get_dataset_spec
+    from comprobust.data.registry import dataset_names, get_dataset_spec
 
     for name in dataset_names():
         spec = get_dataset_spec(name)

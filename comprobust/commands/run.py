@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_experiment(args: argparse.Namespace) -> int:
     from comprobust.cluster import cluster_config
-    from comprobust.data.sources import check_dataset_files
+    from comprobust.data.registry import check_dataset_files
     from comprobust.errors import UserError
     from comprobust.planning import resolve
     from comprobust.run_state import describe_plan, set_aside

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    from comprobust.data.sources import check_dataset_files
+    from comprobust.data.registry import check_dataset_files
     from comprobust.planning import resolve_stage
     from comprobust.stages import execute
     from comprobust.sweeps.trial import current_trial, run_trial

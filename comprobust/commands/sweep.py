@@ -59,7 +59,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     experiment, target = spec.experiment, spec.target
     assert target is not None  # load_sweep requires a run-stage command
     if not args.dry_run:
-        from comprobust.data.sources import check_dataset_files
+        from comprobust.data.registry import check_dataset_files
         from comprobust.validation import check_output_folder
 
         check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")

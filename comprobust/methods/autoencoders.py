@@ -7,7 +7,7 @@ from typing import Iterable
 import torch
 from torch.nn import functional as F
 
-from comprobust.data import PairedViewLoader
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.common import Export, StageContext, mean_metrics
 from comprobust.models import build_autoencoder
 

@@ -1,7 +1,7 @@
 """A network trained on clean images only: the Modular method's frozen backbone, and ImgSpace's identity classifier."""
 from __future__ import annotations
 
-from comprobust.data import PairedViewLoader
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.common import ClassifierTask, Export, StageContext
 
 

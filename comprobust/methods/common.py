@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from comprobust.atomic import atomic_open
-from comprobust.data import LoadedDataset
+from comprobust.data.dataset import LoadedDataset
 from comprobust.errors import UserError
 from comprobust.models import build_autoencoder, build_module, build_network
 from comprobust.runs import MODEL_FILE
@@ -194,7 +194,7 @@ class PairedContrastiveTask:
 
     def __init__(self, ctx: StageContext, model: nn.Module, views: tuple[str, ...], per_view: int,
                  valid_limit: int | None = None) -> None:
-        from comprobust.data import PairedViewLoader
+        from comprobust.data.loaders import PairedViewLoader
 
         self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
         self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=per_view,

@@ -1,7 +1,7 @@
 """ERM ("CrossEntropy"): one network trained with cross-entropy on mixed batches of Identity + the elementals."""
 from __future__ import annotations
 
-from comprobust.data import MixedElementalLoader
+from comprobust.data.loaders import MixedElementalLoader
 from comprobust.methods.common import ClassifierTask, Export, StageContext
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from comprobust.corruptions import ELEMENTALS
-from comprobust.data import PairedViewLoader
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.errors import UserError
 from comprobust.methods.common import ClassifierTask, Export, StageContext
 
