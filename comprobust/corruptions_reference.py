@@ -8,7 +8,7 @@ paper's scikit-image 0.19 did). Not used by the product.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from skimage import filters, transform, util
@@ -47,7 +47,7 @@ def _identity(x: np.ndarray, _: object, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-_FUNCTIONS: dict[str, Callable[[np.ndarray, object, np.random.Generator], np.ndarray]] = {
+_FUNCTIONS: dict[str, Callable[[np.ndarray, Any, np.random.Generator], np.ndarray]] = {
     "Identity": _identity,
     "Contrast": _contrast,
     "GaussianBlur": _blur,
@@ -69,4 +69,4 @@ def corrupt_image_float(image: np.ndarray, composition: Sequence[str] | str, see
 
 def corrupt_image(image: np.ndarray, composition: Sequence[str] | str, seed: int = 0) -> np.ndarray:
     """As `corrupt_image_float`, then truncated to uint8 once, as the paper does."""
-    return np.uint8(corrupt_image_float(image, composition, seed))
+    return corrupt_image_float(image, composition, seed).astype(np.uint8)

@@ -124,7 +124,8 @@ def _take(name: str, images: np.ndarray, labels: np.ndarray, idx: np.ndarray) ->
 
 
 def _check_raw(spec: DatasetSpec, raw: RawData) -> None:
-    pairs = [("training pool", raw.pool_images, raw.pool_labels)]
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("training pool", raw.pool_images,
+                                                                       raw.pool_labels)]
     if spec.official_test:
         pairs.append(("test set", raw.test_images, raw.test_labels))
     for what, images, labels in pairs:

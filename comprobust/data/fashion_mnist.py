@@ -88,11 +88,14 @@ def read_fashion_mnist(root: Path, download: bool) -> tuple[Part, Part, Path]:
         raise UserError(f"Fashion-MNIST not found: looked for {', '.join(missing_files(root))} and in "
                         f"{DEBIAN_FOLDER}/; {how}")
     fix = f"replace it; {how}"
+    found: Path = folder
     parts = []
     for part in PARTS:
         names = file_names(part)
-        images = read_idx(find_file(folder, names["images"]), 3, (28, 28), fix)
-        labels = read_idx(find_file(folder, names["labels"]), 1, (), fix)
+        image_file, label_file = find_file(found, names["images"]), find_file(found, names["labels"])
+        assert image_file is not None and label_file is not None  # complete_folder found both
+        images = read_idx(image_file, 3, (28, 28), fix)
+        labels = read_idx(label_file, 1, (), fix)
         if len(images) != len(labels) or (len(labels) and labels.max() >= len(CLASSES)):
             raise UserError(f"{folder}: the {part} files hold {len(images)} images and {len(labels)} labels "
                             f"(labels must be 0..{len(CLASSES) - 1}); {fix}")

@@ -21,8 +21,8 @@ def split_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
     """SHA-256 of a split's uint8 images and int64 labels (shape included)."""
     digest = hashlib.sha256()
     digest.update(repr((tuple(images.shape), str(images.dtype), tuple(labels.shape))).encode())
-    digest.update(memoryview(images.contiguous().numpy()).cast("B"))
-    digest.update(memoryview(labels.to(torch.int64).contiguous().numpy()).cast("B"))
+    digest.update(images.contiguous().numpy().data.cast("B"))
+    digest.update(labels.to(torch.int64).contiguous().numpy().data.cast("B"))
     return digest.hexdigest()
 
 

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from comprobust.atomic import atomic_write
+from comprobust.atomic import atomic_open
 from comprobust.corruptions import abbreviate, corrupt_batch
 from comprobust.data.dataset import LoadedDataset
 from comprobust.data.loaders import ELEMENTAL_SETS
@@ -75,5 +75,6 @@ def save_sample_grid(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write(out, lambda handle: handle.write(buffer.getvalue()))
+    with atomic_open(out, "wb") as handle:
+        handle.write(buffer.getvalue())
     return Path(out)
