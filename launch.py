@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """comprobust's one command line: `python launch.py --help` lists the commands."""
+
 import sys
 
 from comprobust.cli import main

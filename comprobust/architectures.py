@@ -1,5 +1,6 @@
 """The names of the networks, without building any (no torch): what a config is checked against.
 `comprobust.models` builds them."""
+
 from __future__ import annotations
 
 ARCHITECTURES: tuple[str, ...] = ("emnist", "cifar", "facescrub", "small")

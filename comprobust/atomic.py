@@ -3,14 +3,16 @@
 A reader never sees a half-written file, and a killed writer leaves at worst a stray `*.tmp-*` file that is
 never mistaken for the real one.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 
 def _current_umask() -> int:

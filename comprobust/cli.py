@@ -5,6 +5,7 @@ Every failure is one line on stderr: a mistake in the input (`UserError`, a fold
 with status 2, failed work (`WorkFailed`, or any unexpected error) with status 1. `--debug` re-raises instead, with
 the Python traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,21 @@ import errno
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from comprobust import commands
 from comprobust.errors import UserError, WorkFailed
 
 # OSErrors that mean "this path cannot be used", which the user fixes (permissions, a full or read-only disk)
-_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+_PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EISDIR,
+    errno.ENOTDIR,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="launch.py",
         description="comprobust: compositional-robustness experiments, sweeps and reports on W&B.",
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback of a failure instead of the one-line error")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of a failure instead of the one-line error",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -69,8 +81,10 @@ def describe_failure(err: Exception) -> tuple[int, str]:
         return 2, first
     if isinstance(err, OSError) and err.errno in _PATH_ERRNOS:
         path = err.filename or "a file"
-        return 2, (f"cannot use {path}: {err.strerror}; make it writable (or free space there), or point "
-                   "output_root / --out at another folder")
+        return 2, (
+            f"cannot use {path}: {err.strerror}; make it writable (or free space there), or point "
+            "output_root / --out at another folder"
+        )
     if isinstance(err, WorkFailed):
         return 1, first
     return 1, f"{type(err).__name__}: {first} (an unexpected failure; rerun with --debug for the traceback)"

@@ -2,12 +2,14 @@
 
 A composition is a tuple of corruption names applied left to right, e.g. ("Contrast", "Rotate90").
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from comprobust.corruption_names import ELEMENTALS, parse_composition
 from comprobust.errors import UserError

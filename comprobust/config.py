@@ -7,14 +7,16 @@ Schema (see experiments/demo.yaml for a commented example)::
     stages {NAME: {method, <parameters>, <references to other stages>, corruptions}},
     evaluation {batch_size, shards, systems {LABEL: {<role>: STAGE, ...}}}
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from comprobust.claims_config import ClaimCriteria, load_claims
 from comprobust.architectures import ARCHITECTURES
+from comprobust.claims_config import ClaimCriteria, load_claims
 from comprobust.compositions import resolve_compositions
 from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.errors import UserError
@@ -28,16 +30,35 @@ from comprobust.validation import (
     suggest,
 )
 
-TOP_KEYS = ("name", "description", "dataset", "architecture", "seeds", "output_root", "compositions", "wandb",
-            "cluster", "training", "stages", "evaluation", "claims")
+TOP_KEYS = (
+    "name",
+    "description",
+    "dataset",
+    "architecture",
+    "seeds",
+    "output_root",
+    "compositions",
+    "wandb",
+    "cluster",
+    "training",
+    "stages",
+    "evaluation",
+    "claims",
+)
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 MODULE_ORDERS = ("composition", "reverse")  # order of a modular system's modules that share a level
 PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
     # name: (low, high, low excluded, high excluded): beyond these a value is a typo, not an experiment
-    "lr": (0.0, 10.0, True, False), "max_epochs": (1, 100_000, False, False), "batch_size": (1, 65_536, False, False),
-    "momentum": (0.0, 1.0, False, True), "weight_decay": (0.0, 1.0, False, True), "patience": (1, 100_000, False, False),
-    "weight": (0.0, 1_000.0, False, False), "temperature": (0.0, 100.0, True, False),
-    "search_epochs": (1, 100_000, False, False), "search_val_batches": (1, 1_000_000, False, False),
+    "lr": (0.0, 10.0, True, False),
+    "max_epochs": (1, 100_000, False, False),
+    "batch_size": (1, 65_536, False, False),
+    "momentum": (0.0, 1.0, False, True),
+    "weight_decay": (0.0, 1.0, False, True),
+    "patience": (1, 100_000, False, False),
+    "weight": (0.0, 1_000.0, False, False),
+    "temperature": (0.0, 100.0, True, False),
+    "search_epochs": (1, 100_000, False, False),
+    "search_val_batches": (1, 1_000_000, False, False),
 }
 MAX_LEVEL = 100
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, used by some libraries, takes 32 bits
@@ -73,7 +94,9 @@ class SystemConfig:
     label: str
     kind: str
     roles: Mapping[str, str]
-    module_order: str = "composition"  # modular systems: same-level modules in composition order, or "reverse"
+    module_order: str = (
+        "composition"  # modular systems: same-level modules in composition order, or "reverse"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +123,7 @@ class ExperimentConfig:
     smoke: bool = False  # at the --smoke budget (see `smoke`)
     claims: ClaimCriteria | None = None  # the paper's claims and their criteria (`comprobust.claims_config`)
 
-    def with_stage_params(self, stage: str, overrides: Mapping[str, Any]) -> "ExperimentConfig":
+    def with_stage_params(self, stage: str, overrides: Mapping[str, Any]) -> ExperimentConfig:
         """A copy with some of one stage's parameters replaced (validated like the file's own values)."""
         if stage not in self.stages:
             raise UserError(f"{self.path}: no stage {stage!r}{suggest(stage, self.stages)}")
@@ -110,7 +133,9 @@ class ExperimentConfig:
         for key, value in overrides.items():
             where = f"override {key}={value!r} for stage {stage!r}"
             if key not in spec.all_params:
-                raise UserError(f"{where}: {current.method} has no parameter {key!r}{suggest(key, spec.all_params)}")
+                raise UserError(
+                    f"{where}: {current.method} has no parameter {key!r}{suggest(key, spec.all_params)}"
+                )
             params[key] = _check_param(key, value, where)
         return replace(self, stages={**self.stages, stage: replace(current, params=params)})
 
@@ -126,15 +151,25 @@ def smoke(experiment: ExperimentConfig) -> ExperimentConfig:
     8, learning rates capped at 0.01, 4/1/1 images per class, module search over levels 0 and 1, Identity + the
     elementals + every 16th longer composition; outputs under `<name>-smoke`."""
     stages = {
-        name: replace(stage, params={**stage.params, **{k: v for k, v in SMOKE_PARAMS.items() if k in stage.params},
-                                     "batch_size": min(stage.params["batch_size"], SMOKE_BATCH),
-                                     "lr": min(stage.params["lr"], SMOKE_MAX_LR)})
+        name: replace(
+            stage,
+            params={
+                **stage.params,
+                **{k: v for k, v in SMOKE_PARAMS.items() if k in stage.params},
+                "batch_size": min(stage.params["batch_size"], SMOKE_BATCH),
+                "lr": min(stage.params["lr"], SMOKE_MAX_LR),
+            },
+        )
         for name, stage in experiment.stages.items()
     }
     longer = [c for c in experiment.compositions if len(c) > 1][::16]
     return replace(
-        experiment, name=f"{experiment.name}-smoke", smoke=True, output_dir=experiment.output_dir.with_name(f"{experiment.name}-smoke"),
-        dataset=replace(experiment.dataset, split_sizes=SMOKE_SPLITS), stages=stages,
+        experiment,
+        name=f"{experiment.name}-smoke",
+        smoke=True,
+        output_dir=experiment.output_dir.with_name(f"{experiment.name}-smoke"),
+        dataset=replace(experiment.dataset, split_sizes=SMOKE_SPLITS),
+        stages=stages,
         compositions=tuple(c for c in experiment.compositions if len(c) == 1) + tuple(longer),
         evaluation=replace(experiment.evaluation, batch_size=min(experiment.evaluation.batch_size, 256)),
     )
@@ -172,7 +207,9 @@ def _load(path: Path) -> ExperimentConfig:
         or get_dataset_spec(dataset.name).architecture,
         seeds=_load_seeds(raw.get("seeds", [0]), f"{where}: seeds"),
         output_dir=output_root / name,
-        compositions=tuple(_with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")),
+        compositions=tuple(
+            _with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")
+        ),
         wandb=_load_wandb(raw.get("wandb") or {}, f"{where}: wandb"),
         cluster=expect(raw.get("cluster") or {}, dict, f"{where}: cluster"),
         stages=stages,
@@ -222,8 +259,10 @@ def _load_seeds(raw: Any, where: str) -> tuple[int, ...]:
     seeds = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else expect(raw, list, where)
     if not seeds:
         raise UserError(f"{where}: give at least one seed")
-    seeds = [check_range(expect(seed, int, f"{where}[{i}]"), f"{where}[{i}]", 0, MAX_SEED)
-             for i, seed in enumerate(seeds)]
+    seeds = [
+        check_range(expect(seed, int, f"{where}[{i}]"), f"{where}[{i}]", 0, MAX_SEED)
+        for i, seed in enumerate(seeds)
+    ]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: seeds repeat ({seeds}); list each once")
     return tuple(seeds)
@@ -292,11 +331,15 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         for role, target in stage.refs.items():
             at = f"{where}: stages.{stage.name}.{role}"
             if target not in stages:
-                raise UserError(f"{at}: names stage {target!r}, which is not defined{suggest(str(target), stages)}")
+                raise UserError(
+                    f"{at}: names stage {target!r}, which is not defined{suggest(str(target), stages)}"
+                )
             wanted = METHODS[stage.method].refs[role]
             if stages[target].method != wanted:
-                raise UserError(f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
-                                f"{wanted!r} stage")
+                raise UserError(
+                    f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
+                    f"{wanted!r} stage"
+                )
     return stages
 
 
@@ -316,13 +359,18 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
             if stage not in stages:
                 raise UserError(f"{at}.{role}: no stage {stage!r}{suggest(str(stage), stages)}")
             if stages[stage].method not in SYSTEM_ROLES[kind][role]:
-                raise UserError(f"{at}.{role}: stage {stage!r} ({stages[stage].method}) cannot be a {role}; it "
-                                f"needs one of {', '.join(sorted(SYSTEM_ROLES[kind][role]))}")
+                raise UserError(
+                    f"{at}.{role}: stage {stage!r} ({stages[stage].method}) cannot be a {role}; it "
+                    f"needs one of {', '.join(sorted(SYSTEM_ROLES[kind][role]))}"
+                )
         if module_order is not None and (kind != "modular" or module_order not in MODULE_ORDERS):
-            raise UserError(f"{at}.module_order: {module_order!r} is not allowed; only a modular system takes it, "
-                            f"one of {', '.join(MODULE_ORDERS)}")
+            raise UserError(
+                f"{at}.module_order: {module_order!r} is not allowed; only a modular system takes it, "
+                f"one of {', '.join(MODULE_ORDERS)}"
+            )
         systems.append(SystemConfig(str(label), kind, roles, module_order or "composition"))
-    batch_size = check_range(expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size",
-                             1, 1_000_000)
+    batch_size = check_range(
+        expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size", 1, 1_000_000
+    )
     shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)
     return EvaluationConfig(tuple(systems), int(batch_size), int(shards))

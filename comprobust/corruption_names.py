@@ -4,21 +4,28 @@ check and print them, importable without torch (so `launch.py run --dry-run` and
 The built-in corruptions are listed here with their abbreviations; the engine (`comprobust.corruptions`)
 implements them, and its `register` adds any new corruption's name here too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 from comprobust.errors import UserError
 
 ELEMENTALS: tuple[str, ...] = ("Contrast", "GaussianBlur", "ImpulseNoise", "Invert", "Rotate90", "Swirl")
 """The paper's six elemental corruptions, in the paper's order."""
 
-BUILT_IN: dict[str, str] = {"Identity": "ID", "Contrast": "CO", "GaussianBlur": "GB", "ImpulseNoise": "IM",
-                            "Invert": "IN", "Rotate90": "R90", "Swirl": "SW"}
+BUILT_IN: dict[str, str] = {
+    "Identity": "ID",
+    "Contrast": "CO",
+    "GaussianBlur": "GB",
+    "ImpulseNoise": "IM",
+    "Invert": "IN",
+    "Rotate90": "R90",
+    "Swirl": "SW",
+}
 """Name -> abbreviation of the corruptions the engine implements."""
 
-CompositionLike = Union[str, Sequence[str]]
+CompositionLike = str | Sequence[str]
 
 _ABBREVIATION: dict[str, str] = dict(BUILT_IN)  # name -> abbreviation, built-ins and registered ones
 _BY_ABBREVIATION: dict[str, str] = {short: name for name, short in BUILT_IN.items()}
@@ -27,12 +34,16 @@ _BY_ABBREVIATION: dict[str, str] = {short: name for name, short in BUILT_IN.item
 def add_name(name: str, abbreviation: str) -> None:
     """Make a new corruption's name and abbreviation known (the engine's `register` calls this)."""
     if "-" in name or "-" in abbreviation:
-        raise TypeError(f"corruption name {name!r} and abbreviation {abbreviation!r} must not contain '-' (it "
-                        "joins compositions)")
+        raise TypeError(
+            f"corruption name {name!r} and abbreviation {abbreviation!r} must not contain '-' (it "
+            "joins compositions)"
+        )
     taken = _BY_ABBREVIATION.get(abbreviation)
     if _ABBREVIATION.get(name, abbreviation) != abbreviation or taken not in (None, name):
-        raise TypeError(f"corruption {name!r} ({abbreviation}) clashes with a known one: "
-                        f"{name} is {_ABBREVIATION.get(name)}, {abbreviation} is {taken}")
+        raise TypeError(
+            f"corruption {name!r} ({abbreviation}) clashes with a known one: "
+            f"{name} is {_ABBREVIATION.get(name)}, {abbreviation} is {taken}"
+        )
     _ABBREVIATION[name] = abbreviation
     _BY_ABBREVIATION[abbreviation] = name
 

@@ -5,10 +5,12 @@ benchmark is measured against. It is deliberately slow and plain: one image, flo
 calls as the paper (with scikit-image >= 0.19's `channel_axis` so colour images are blurred per channel, as the
 paper's scikit-image 0.19 did). Not used by the product.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from skimage import filters, transform, util
@@ -23,7 +25,9 @@ def _contrast(x: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
 
 def _blur(x: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     channel_axis = -1 if x.ndim == 3 else None
-    return np.clip(filters.gaussian(x, sigma=sigma, mode="nearest", truncate=4.0, channel_axis=channel_axis), 0, 1)
+    return np.clip(
+        filters.gaussian(x, sigma=sigma, mode="nearest", truncate=4.0, channel_axis=channel_axis), 0, 1
+    )
 
 
 def _impulse(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:

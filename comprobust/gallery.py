@@ -1,8 +1,9 @@
 """A picture of what the corruptions do: sample images (rows) under Identity, the elementals and compositions."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,8 +35,9 @@ def render_gallery(
 
     compositions = [parse_composition(c) for c in compositions]
     rows = sum(len(images) for _, images in panels)
-    fig, axes = plt.subplots(rows, len(compositions), figsize=(1.15 * len(compositions), 1.2 * rows + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, len(compositions), figsize=(1.15 * len(compositions), 1.2 * rows + 0.6), squeeze=False
+    )
     row = 0
     for title, images in panels:
         outputs = [corrupt(images, c, seed=seed) for c in compositions]

@@ -11,10 +11,11 @@ p is the unit's preferred class (argmax of the column sums of Ê). Then
 and a composition's scores are the medians over live units (global maximum > 1e-6). Units whose grid is
 constant are skipped (the reference code would divide 0 by 0).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +30,9 @@ class InvarianceScore:
     units: int  # number of units scored
 
 
-def unit_scores(elemental_rows: np.ndarray, composition_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unit_scores(
+    elemental_rows: np.ndarray, composition_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """I_elem and I_comp per unit, and the mask of units whose grids are not constant.
 
     `elemental_rows`: (R, C, U) normalised class means of the elementals and Identity; `composition_row`: (C, U).
@@ -68,10 +71,12 @@ def invariance_scores(
             continue
         i_elem, i_comp, valid = unit_scores(np.stack([normalised[r] for r in rows]), normalised[composition])
         keep = valid & alive
-        scores.append(InvarianceScore(
-            composition,
-            float(np.median(i_elem[keep])) if keep.any() else float("nan"),
-            float(np.median(i_comp[keep])) if keep.any() else float("nan"),
-            int(keep.sum()),
-        ))
+        scores.append(
+            InvarianceScore(
+                composition,
+                float(np.median(i_elem[keep])) if keep.any() else float("nan"),
+                float(np.median(i_comp[keep])) if keep.any() else float("nan"),
+                int(keep.sum()),
+            )
+        )
     return scores

@@ -7,6 +7,7 @@ without a refresh (`touch`) — the owner was killed on another node. A lock fil
 lock is reported on stderr and broken by renaming it to a unique name first (atomic), so two processes can never
 both break and take the same lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-WRITE_GRACE_S = 5.0  # an owner writes its record right after creating the file; later, an unreadable one is junk
+WRITE_GRACE_S = (
+    5.0  # an owner writes its record right after creating the file; later, an unreadable one is junk
+)
 
 
 class LockTimeout(TimeoutError):
@@ -28,8 +31,9 @@ class LockTimeout(TimeoutError):
 class FileLock:
     """`with FileLock(path): ...` — exclusive across processes and hosts sharing the filesystem."""
 
-    def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0, stale_s: float = 120.0,
-                 poll_s: float = 0.05) -> None:
+    def __init__(
+        self, path: str | os.PathLike, timeout_s: float = 60.0, stale_s: float = 120.0, poll_s: float = 0.05
+    ) -> None:
         self.path = Path(path)
         self.timeout_s, self.stale_s, self.poll_s = timeout_s, stale_s, poll_s
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
@@ -45,8 +49,15 @@ class FileLock:
                     return False
                 continue
             with os.fdopen(fd, "w") as handle:
-                json.dump({"token": self.token, "host": socket.gethostname(), "pid": os.getpid(),
-                           "time": time.time()}, handle)
+                json.dump(
+                    {
+                        "token": self.token,
+                        "host": socket.gethostname(),
+                        "pid": os.getpid(),
+                        "time": time.time(),
+                    },
+                    handle,
+                )
             return True
         return False
 
@@ -54,7 +65,9 @@ class FileLock:
         deadline = time.monotonic() + self.timeout_s
         while not self.try_acquire():
             if time.monotonic() > deadline:
-                raise LockTimeout(f"{self.path} is held by {self.describe_owner()}; waited {self.timeout_s:.0f} s")
+                raise LockTimeout(
+                    f"{self.path} is held by {self.describe_owner()}; waited {self.timeout_s:.0f} s"
+                )
             time.sleep(self.poll_s)
 
     def refresh(self) -> None:
@@ -71,7 +84,7 @@ class FileLock:
         return _read_record(self.path)
 
     def describe_owner(self) -> str:
-        """"pid P on HOST since TIME", for messages."""
+        """ "pid P on HOST since TIME", for messages."""
         owner = self.owner()
         if owner is None:
             return "an owner whose record is not readable yet"
@@ -91,7 +104,9 @@ class FileLock:
         """Why a lock file of this age is stale, or None when it is not."""
         owner = self.owner()
         if owner is None:  # an owner still writing its record is not stale; junk after the grace time is
-            return f"damaged or foreign (not a lock record after {age:.0f} s)" if age > WRITE_GRACE_S else None
+            return (
+                f"damaged or foreign (not a lock record after {age:.0f} s)" if age > WRITE_GRACE_S else None
+            )
         if owner["host"] == socket.gethostname() and not pid_alive(owner["pid"]):
             return f"stale (its owner, pid {owner['pid']} on this host, is dead)"
         return f"stale (not refreshed for {age:.0f} s)" if age > self.stale_s else None
@@ -121,7 +136,7 @@ class FileLock:
         broken.unlink(missing_ok=True)
         return True
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 
@@ -135,8 +150,12 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
         return None
-    valid = isinstance(record, dict) and isinstance(record.get("host"), str) and \
-        isinstance(record.get("pid"), int) and isinstance(record.get("time"), (int, float))
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("host"), str)
+        and isinstance(record.get("pid"), int)
+        and isinstance(record.get("time"), (int, float))
+    )
     return record if valid else None
 
 

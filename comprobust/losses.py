@@ -1,12 +1,14 @@
 """Losses: the multi-view NT-Xent (SimCLR contrastive loss generalised to V views) of the paper (§5.4)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def multiview_nt_xent(features: torch.Tensor, n_views: int, temperature: float = 0.15,
-                      weight: float = 1.0) -> torch.Tensor:
+def multiview_nt_xent(
+    features: torch.Tensor, n_views: int, temperature: float = 0.15, weight: float = 1.0
+) -> torch.Tensor:
     """The paper's ``ContrastiveLayerLoss``: ``weight * sum_{i<V-1} mean_a CE([s(a,p_i), s(a,N(a))] / T, 0)``.
 
     ``features`` is (V*B, ...) with the views stacked in blocks (rows v*B..(v+1)*B-1 are view v of images

@@ -5,6 +5,7 @@ the scheduler's ``state_dict`` (its epoch counter) to resume with bit-identical 
 values are those of ``CosineAnnealingLR(T_max=total)`` (eta_min 0). AdamW leaves biases, normalisation weights,
 the class token and the position embedding out of weight decay, as ViT/DeiT training does.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,15 +35,19 @@ def warmup_cosine(epoch: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (total - warmup)))
 
 
-def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, warmup: int,
-                            total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` that sets every group's lr to its initial lr times ``warmup_cosine``; step it once per epoch."""
     warmup_cosine(0, warmup, total)  # validates the arguments now rather than at the first step
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(warmup_cosine, warmup=warmup, total=total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(warmup_cosine, warmup=warmup, total=total)
+    )
 
 
-def decay_groups(named_parameters: Iterable[tuple[str, nn.Parameter]],
-                 weight_decay: float) -> list[dict[str, object]]:
+def decay_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float
+) -> list[dict[str, object]]:
     """Trainable parameters in two groups: with ``weight_decay``, and without (ndim <= 1 or in NO_DECAY_NAMES)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -54,9 +59,14 @@ def decay_groups(named_parameters: Iterable[tuple[str, nn.Parameter]],
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(kind: str, named_parameters: Iterable[tuple[str, nn.Parameter]], lr: float,
-                    weight_decay: float, momentum: float = 0.9,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+def build_optimizer(
+    kind: str,
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
     """``sgd``: SGD with momentum, decay on every trainable parameter (the training loop's optimiser until now).
     ``adamw``: AdamW (decoupled decay) with ``decay_groups``."""
     if kind == "sgd":

@@ -4,12 +4,14 @@ dependencies, or local processes, or inline in this process; plus the dry run an
 Finished runs (their `done.json` exists) are skipped, so relaunching an experiment runs only what is missing and
 resumes what was cut off.
 """
+
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from comprobust.cluster import (
     ClusterConfig,
@@ -28,13 +30,22 @@ from comprobust.runs import Run, RunPaths
 from comprobust.stages import execute
 
 
-def launch(experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterConfig,
-           mode: str | None = None, detach: bool = False, out=None) -> list[Any]:
+def launch(
+    experiment: ExperimentConfig,
+    runs: Sequence[Run],
+    cluster: ClusterConfig,
+    mode: str | None = None,
+    detach: bool = False,
+    out=None,
+) -> list[Any]:
     """Submit every run that is not done, with dependencies; wait for them unless `detach`."""
     out = out or sys.stdout
     pending = [run for run in runs if done_record(experiment, run) is None]
-    print(f"{experiment.name}: {len(runs)} runs planned, {len(runs) - len(pending)} already done, "
-          f"{len(pending)} to run", file=out)
+    print(
+        f"{experiment.name}: {len(runs)} runs planned, {len(runs) - len(pending)} already done, "
+        f"{len(pending)} to run",
+        file=out,
+    )
     if not pending:
         return []
     kind = "inline" if cluster.executor == "inline" else resolve_executor(cluster)
@@ -61,9 +72,11 @@ def _run_failed(experiment: ExperimentConfig, run: Run, cause: str, log: Path | 
     """One line: which run failed, why, where its traceback is and how to retry."""
     where = f"its log: {log}; " if log is not None else ""
     smoke = " --smoke" if experiment.smoke else ""
-    return WorkFailed(f"run {run.run_id} failed: {cause.splitlines()[0] if cause else 'no message'}; {where}"
-                      f"traceback in {RunPaths.of(experiment.output_dir, run).failed}; fix the cause and relaunch "
-                      f"`python launch.py run {experiment.path}{smoke}` (finished runs are skipped)")
+    return WorkFailed(
+        f"run {run.run_id} failed: {cause.splitlines()[0] if cause else 'no message'}; {where}"
+        f"traceback in {RunPaths.of(experiment.output_dir, run).failed}; fix the cause and relaunch "
+        f"`python launch.py run {experiment.path}{smoke}` (finished runs are skipped)"
+    )
 
 
 def _run_of(err: JobFailed, runs: Sequence[Run]) -> Run | None:
@@ -74,8 +87,15 @@ def _run_of(err: JobFailed, runs: Sequence[Run]) -> Run | None:
     return None
 
 
-def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[Run], cluster: ClusterConfig, kind: str,
-                     mode: str | None, detach: bool, out: Any) -> list[Any]:
+def _submit_and_wait(
+    experiment: ExperimentConfig,
+    pending: Sequence[Run],
+    cluster: ClusterConfig,
+    kind: str,
+    mode: str | None,
+    detach: bool,
+    out: Any,
+) -> list[Any]:
     if kind == "slurm":
         validate_resources(cluster, n_tasks=max(len(group) for group in waves(pending)))
     executor = make_executor(cluster, experiment.output_dir / "jobs" / "%j")
@@ -85,21 +105,36 @@ def _submit_and_wait(experiment: ExperimentConfig, pending: Sequence[Run], clust
         upstream = {rid for run in group for rid in run.upstream}
         depends_on = [submitted[rid] for rid in upstream if rid in submitted]
         # each task receives its run as planned here: a job never re-reads the (possibly edited) YAML
-        jobs = submit_array(executor, RequeueableCall(execute), [(experiment, run, mode) for run in group],
-                            depends_on=depends_on, name=f"{experiment.name}-{group[0].group}")
+        jobs = submit_array(
+            executor,
+            RequeueableCall(execute),
+            [(experiment, run, mode) for run in group],
+            depends_on=depends_on,
+            name=f"{experiment.name}-{group[0].group}",
+        )
         submitted.update({run.run_id: job for run, job in zip(group, jobs)})
         all_jobs += jobs
-        print(f"submitted {group[0].group}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
-              f"({kind})", file=out, flush=True)
+        print(
+            f"submitted {group[0].group}: {len(jobs)} task(s) as job {str(jobs[0].job_id).split('_')[0]} "
+            f"({kind})",
+            file=out,
+            flush=True,
+        )
     if detach:
-        print(f"detached; follow with: python launch.py status {experiment.path}{' --smoke' if experiment.smoke else ''}",
-              file=out)
+        print(
+            f"detached; follow with: python launch.py status {experiment.path}{' --smoke' if experiment.smoke else ''}",
+            file=out,
+        )
         return all_jobs
-    return wait_for_jobs(all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True))
+    return wait_for_jobs(
+        all_jobs, label=experiment.name, progress=lambda line: print(line, file=out, flush=True)
+    )
 
 
 def output_paths(experiment: ExperimentConfig) -> dict[str, Path]:
     """Where a finished experiment's results live."""
-    return {"runs": experiment.output_dir / "runs", "wandb": experiment.output_dir / "wandb",
-            "report": experiment.output_dir / "report" / "index.html"}
-
+    return {
+        "runs": experiment.output_dir / "runs",
+        "wandb": experiment.output_dir / "wandb",
+        "report": experiment.output_dir / "report" / "index.html",
+    }

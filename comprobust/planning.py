@@ -2,12 +2,14 @@
 identity: a hash of its resolved config and of its inputs' identities. The identity names the W&B run, the output
 folder and the artifacts, so a relaunch skips finished runs and resumes cut-off ones, never duplicating any.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from comprobust.config import ExperimentConfig, load_experiment
 from comprobust.corruption_names import abbreviate, parse_composition
@@ -27,8 +29,12 @@ def config_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
-def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: list[int] | None = None,
-         evaluation: bool = True) -> list[Run]:
+def plan(
+    experiment: ExperimentConfig,
+    stages: list[str] | None = None,
+    seeds: list[int] | None = None,
+    evaluation: bool = True,
+) -> list[Run]:
     """Every run of the experiment in dependency order (upstream before downstream)."""
     for name in stages or []:
         if name not in experiment.stages:
@@ -45,9 +51,14 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
             stage = experiment.stages[name]
             inputs = {role: tuple(r.run_id for r in by_stage[target]) for role, target in stage.refs.items()}
             base = {
-                "method": stage.method, "params": dict(stage.params), "dataset": dataset_identity(experiment),
-                "architecture": experiment.architecture, "seed": seed,
-                "input_hashes": {role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()},
+                "method": stage.method,
+                "params": dict(stage.params),
+                "dataset": dataset_identity(experiment),
+                "architecture": experiment.architecture,
+                "seed": seed,
+                "input_hashes": {
+                    role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()
+                },
             }
             by_stage[name] = [
                 _train_run(name, stage.method, seed, corruption, base, inputs)
@@ -60,32 +71,54 @@ def plan(experiment: ExperimentConfig, stages: list[str] | None = None, seeds: l
     return runs
 
 
-def _train_run(stage: str, method: str, seed: int, corruption: str | None, base: dict, inputs: dict) -> TrainRun:
+def _train_run(
+    stage: str, method: str, seed: int, corruption: str | None, base: dict, inputs: dict
+) -> TrainRun:
     config = {**base, "corruption": corruption}
     digest = config_hash(config)
     label = f"{stage}-{abbreviate([corruption]).lower()}" if corruption else stage
-    return TrainRun(f"{label}-s{seed}-{digest}", stage, method, seed, corruption, {**config, "hash": digest}, inputs)
+    return TrainRun(
+        f"{label}-s{seed}-{digest}", stage, method, seed, corruption, {**config, "hash": digest}, inputs
+    )
 
 
-def _evaluation_runs(experiment: ExperimentConfig, seed: int,
-                     by_stage: Mapping[str, list[TrainRun]]) -> list[EvalRun]:
+def _evaluation_runs(
+    experiment: ExperimentConfig, seed: int, by_stage: Mapping[str, list[TrainRun]]
+) -> list[EvalRun]:
     runs = []
     shards = experiment.evaluation.shards
     for system in experiment.evaluation.systems:
         inputs = {role: tuple(r.run_id for r in by_stage[stage]) for role, stage in system.roles.items()}
         for shard in range(shards):
             config = {
-                "system": system.kind, "label": system.label, "seed": seed, "dataset": dataset_identity(experiment),
-                "compositions": ["-".join(c) for c in experiment.compositions], "shard": shard, "shards": shards,
-                "input_hashes": {role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()},
+                "system": system.kind,
+                "label": system.label,
+                "seed": seed,
+                "dataset": dataset_identity(experiment),
+                "compositions": ["-".join(c) for c in experiment.compositions],
+                "shard": shard,
+                "shards": shards,
+                "input_hashes": {
+                    role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()
+                },
             }
             if system.module_order != "composition":  # the default stays out, so existing ids are unchanged
                 config["module_order"] = system.module_order
             digest = config_hash(config)
             suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
             slug = "".join(ch if ch.isalnum() else "-" for ch in system.label.lower())
-            runs.append(EvalRun(f"eval-{slug}-s{seed}{suffix}-{digest}", system.label, system.kind, seed, shard,
-                                shards, {**config, "hash": digest}, inputs))
+            runs.append(
+                EvalRun(
+                    f"eval-{slug}-s{seed}{suffix}-{digest}",
+                    system.label,
+                    system.kind,
+                    seed,
+                    shard,
+                    shards,
+                    {**config, "hash": digest},
+                    inputs,
+                )
+            )
     return runs
 
 
@@ -98,7 +131,7 @@ def _topological(experiment: ExperimentConfig) -> list[str]:
         if name in done:
             return
         if name in active:
-            cycle = " -> ".join(active[active.index(name):] + [name])
+            cycle = " -> ".join(active[active.index(name) :] + [name])
             raise UserError(f"{experiment.path}: stages depend on each other in a cycle: {cycle}")
         active.append(name)
         for upstream in experiment.stages[name].needs:
@@ -117,8 +150,10 @@ def rerun_command(experiment: ExperimentConfig, run: Run) -> str:
     if isinstance(run, EvalRun):
         return f"python launch.py run {experiment.path}{smoke} --rerun {run.run_id}"
     corruption = f" --corruption {run.corruption}" if run.corruption else ""
-    return (f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{corruption}{smoke} "
-            "--force")
+    return (
+        f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{corruption}{smoke} "
+        "--force"
+    )
 
 
 def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corruption") -> list[Run]:
@@ -131,8 +166,10 @@ def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corr
     if not chosen:
         offered = sorted({run.corruption for run in runs if run.corruption})
         stage = runs[0].group if runs else "?"
-        raise UserError(f"{where} {corruption}: stage {stage!r} does not run per corruption {name!r}"
-                        + (f"; it runs {', '.join(offered)}" if offered else "; drop --corruption"))
+        raise UserError(
+            f"{where} {corruption}: stage {stage!r} does not run per corruption {name!r}"
+            + (f"; it runs {', '.join(offered)}" if offered else "; drop --corruption")
+        )
     return chosen
 
 
@@ -143,9 +180,16 @@ class Resolved(NamedTuple):
     runs: list[Run]
 
 
-def resolve(experiment_path: str | Path, *, smoke: bool = False, stages: Sequence[str] | None = None,
-            seeds: Sequence[int] | None = None, corruption: str | None = None,
-            overrides: Mapping[str, Any] | None = None, evaluation: bool | None = None) -> Resolved:
+def resolve(
+    experiment_path: str | Path,
+    *,
+    smoke: bool = False,
+    stages: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    corruption: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    evaluation: bool | None = None,
+) -> Resolved:
     """Read an experiment YAML and plan its runs: the one place every command, job and sweep controller goes
     from a file to runs.
 
@@ -158,18 +202,35 @@ def resolve(experiment_path: str | Path, *, smoke: bool = False, stages: Sequenc
         if not stages or len(stages) != 1:
             raise ValueError("stage parameter overrides need exactly one stage")
         experiment = experiment.with_stage_params(stages[0], overrides)
-    runs = plan(experiment, stages=list(stages) if stages else None, seeds=list(seeds) if seeds else None,
-                evaluation=not stages if evaluation is None else evaluation)
+    runs = plan(
+        experiment,
+        stages=list(stages) if stages else None,
+        seeds=list(seeds) if seeds else None,
+        evaluation=not stages if evaluation is None else evaluation,
+    )
     if corruption is not None:
         runs = select_corruption(runs, corruption)
     return Resolved(experiment, runs)
 
 
-def resolve_stage(experiment_path: str | Path, stage: str, *, smoke: bool = False, seed: int | None = None,
-                  corruption: str | None = None, overrides: Mapping[str, Any] | None = None) -> Resolved:
+def resolve_stage(
+    experiment_path: str | Path,
+    stage: str,
+    *,
+    smoke: bool = False,
+    seed: int | None = None,
+    corruption: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Resolved:
     """What `launch.py run-stage` runs, and what a sweep trial's result is read from: the runs of one stage for
     one seed (the experiment's first unless `seed` is given), with `overrides` applied to that stage."""
-    experiment, runs = resolve(experiment_path, smoke=smoke, stages=[stage],
-                               seeds=None if seed is None else [seed], corruption=corruption, overrides=overrides)
+    experiment, runs = resolve(
+        experiment_path,
+        smoke=smoke,
+        stages=[stage],
+        seeds=None if seed is None else [seed],
+        corruption=corruption,
+        overrides=overrides,
+    )
     chosen = experiment.seeds[0] if seed is None else seed
     return Resolved(experiment, [run for run in runs if run.seed == chosen])

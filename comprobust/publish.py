@@ -19,6 +19,7 @@ them too would append their steps twice). Runs without an exit record (still run
 unless `include_unfinished`. Offline sweeps (`<output_dir>/sweeps/<id>`) are then created on the server with
 their published trial runs as prior runs (`publish_sweeps`).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,15 +69,16 @@ def judge(output: str, returncode: int) -> tuple[str, str]:
     """("synced" | "already-synced" | "failed", reason) from one `wandb sync` call's output and exit code."""
     failure = _FAILURE.search(output)
     if failure:
-        line = output[failure.start():].splitlines()[0].strip()
+        line = output[failure.start() :].splitlines()[0].strip()
         return "failed", line
     if returncode != 0:
         return "failed", f"wandb sync exited with status {returncode}"
     if _ALREADY.search(output) and _NOTHING.search(output):
         return "already-synced", "wandb says the run is already synced"
     if _NOTHING.search(output):
-        return "failed", ("wandb found nothing to sync in this folder (an online run folder, or no "
-                          ".wandb file)")
+        return "failed", (
+            "wandb found nothing to sync in this folder (an online run folder, or no .wandb file)"
+        )
     if _SUCCESS.search(output):
         return "synced", ""
     return "failed", "wandb sync printed no 'Finished syncing' / 'done' line, so the upload cannot be trusted"
@@ -101,8 +103,10 @@ class ServerCopy:
 
         self.local = read_run(folder)
         self.api = wandb.Api(timeout=30)
-        self.path = f"{entity or self.local.entity or self.api.default_entity}/{project or self.local.project}/" \
-                    f"{self.local.id}"
+        self.path = (
+            f"{entity or self.local.entity or self.api.default_entity}/{project or self.local.project}/"
+            f"{self.local.id}"
+        )
 
     def fetch(self) -> Any:
         """The server's run, or None when it has none under this path."""
@@ -135,8 +139,10 @@ class ServerCopy:
         except Exception as err:  # a half-uploaded artifact the client cannot even describe
             return f"the artifacts of run {self.path} cannot be listed on the server ({type(err).__name__}: {err})"
         if len(committed) < len(local.artifacts):
-            return f"the server has {len(committed)} of the {len(local.artifacts)} artifacts of run {self.path} " \
-                   "committed"
+            return (
+                f"the server has {len(committed)} of the {len(local.artifacts)} artifacts of run {self.path} "
+                "committed"
+            )
         return None
 
 
@@ -148,8 +154,10 @@ def wandb_executable() -> str:
     beside = Path(sys.executable).parent / "wandb"
     if beside.is_file():
         return str(beside)
-    raise UserError("the `wandb` command was not found on PATH or next to this Python; install the pinned "
-                    "requirements (pip install -r requirements.txt) in the environment you run from")
+    raise UserError(
+        "the `wandb` command was not found on PATH or next to this Python; install the pinned "
+        "requirements (pip install -r requirements.txt) in the environment you run from"
+    )
 
 
 def newest_attempts(folders: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -165,8 +173,9 @@ def offline_run_folders(target: Path) -> list[Path]:
 
     target = Path(target)
     if not target.exists():
-        raise UserError(f"{target}: no such folder; give an experiment YAML or its W&B folder "
-                        "(<output_dir>/wandb)")
+        raise UserError(
+            f"{target}: no such folder; give an experiment YAML or its W&B folder (<output_dir>/wandb)"
+        )
     if any(target.glob("run-*.wandb")):
         folders = [target]
     else:
@@ -174,8 +183,9 @@ def offline_run_folders(target: Path) -> list[Path]:
     return [f for f in folders if f.name.startswith("offline-run-")]
 
 
-def run_sync(folder: Path, *, wandb_bin: str, timeout_s: float,
-             extra_args: Iterable[str] = ()) -> tuple[str, int]:
+def run_sync(
+    folder: Path, *, wandb_bin: str, timeout_s: float, extra_args: Iterable[str] = ()
+) -> tuple[str, int]:
     """One `wandb sync FOLDER` with bounded retries; (output, exit code), exit code 124 on timeout."""
     env = dict(os.environ)
     for key, value in BOUNDED_RETRIES.items():
@@ -187,8 +197,15 @@ def run_sync(folder: Path, *, wandb_bin: str, timeout_s: float,
     # child (wandb-core) cannot block the read
     cwd = folder.parent.parent if folder.parent.name == "wandb" else folder.parent
     with tempfile.TemporaryFile("w+b") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=cwd, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         try:
             code = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -215,10 +232,19 @@ def _kill_group(process: subprocess.Popen) -> None:
             continue
 
 
-def publish(target: Path, *, entity: str | None = None, project: str | None = None, dry_run: bool = False,
-            attempts: int = 3, timeout_s: float = 1800.0, backoff_s: float = 5.0,
-            include_unfinished: bool = False, wandb_bin: str | None = None,
-            echo: Callable[[str], None] = print) -> list[SyncOutcome]:
+def publish(
+    target: Path,
+    *,
+    entity: str | None = None,
+    project: str | None = None,
+    dry_run: bool = False,
+    attempts: int = 3,
+    timeout_s: float = 1800.0,
+    backoff_s: float = 5.0,
+    include_unfinished: bool = False,
+    wandb_bin: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[SyncOutcome]:
     """Sync every offline run folder under `target`; returns one outcome per folder (see the module doc)."""
     from comprobust.tracking import has_credentials
     from comprobust.wandb_offline import tail_exit_code
@@ -231,16 +257,25 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
         return []
     if not dry_run:
         if not has_credentials():
-            raise UserError("publishing needs W&B credentials and none are configured: run `wandb login` "
-                            "(or export WANDB_API_KEY; for a self-hosted server also WANDB_BASE_URL), then run "
-                            "publish again. `--dry-run` lists what would be synced without credentials.")
+            raise UserError(
+                "publishing needs W&B credentials and none are configured: run `wandb login` "
+                "(or export WANDB_API_KEY; for a self-hosted server also WANDB_BASE_URL), then run "
+                "publish again. `--dry-run` lists what would be synced without credentials."
+            )
         from comprobust.wandb_connection import require_reachable
 
         require_reachable(f"publish {target}")
     wandb_bin = wandb_bin or ("" if dry_run else wandb_executable())
     extra = [*(["--entity", entity] if entity else []), *(["--project", project] if project else [])]
-    outcomes = [SyncOutcome(folder, _run_id(folder), "superseded", message="a newer attempt of this run holds "
-                            "its whole history") for folder in superseded]
+    outcomes = [
+        SyncOutcome(
+            folder,
+            _run_id(folder),
+            "superseded",
+            message="a newer attempt of this run holds its whole history",
+        )
+        for folder in superseded
+    ]
     for folder in folders:
         outcome = SyncOutcome(folder, _run_id(folder), "")
         if published_marker(folder) is not None:
@@ -251,19 +286,37 @@ def publish(target: Path, *, entity: str | None = None, project: str | None = No
         elif dry_run:
             outcome.status = "would-sync"
         else:
-            _sync_with_retries(outcome, wandb_bin, timeout_s, extra, attempts, backoff_s, echo,
-                               ServerCopy(folder, entity, project))
+            _sync_with_retries(
+                outcome,
+                wandb_bin,
+                timeout_s,
+                extra,
+                attempts,
+                backoff_s,
+                echo,
+                ServerCopy(folder, entity, project),
+            )
         outcomes.append(outcome)
         echo(f"{outcome.status:14s} {folder.name}" + (f"  ({outcome.message})" if outcome.message else ""))
     echo(summary_line(outcomes))
     return outcomes
 
 
-def _sync_with_retries(outcome: SyncOutcome, wandb_bin: str, timeout_s: float, extra: list[str],
-                       attempts: int, backoff_s: float, echo: Callable[[str], None], server: ServerCopy) -> None:
+def _sync_with_retries(
+    outcome: SyncOutcome,
+    wandb_bin: str,
+    timeout_s: float,
+    extra: list[str],
+    attempts: int,
+    backoff_s: float,
+    echo: Callable[[str], None],
+    server: ServerCopy,
+) -> None:
     for attempt in range(1, attempts + 1):
         if server.discard():
-            echo(f"discarded      {server.path}: the partial copy an earlier failed upload left on the server")
+            echo(
+                f"discarded      {server.path}: the partial copy an earlier failed upload left on the server"
+            )
         output, code = run_sync(outcome.folder, wandb_bin=wandb_bin, timeout_s=timeout_s, extra_args=extra)
         status, reason = judge(output, code)
         if status != "failed":
@@ -279,8 +332,10 @@ def _sync_with_retries(outcome: SyncOutcome, wandb_bin: str, timeout_s: float, e
             return
         if attempt < attempts:
             wait = backoff_s * 2 ** (attempt - 1)
-            echo(f"retry          {outcome.folder.name}: attempt {attempt} of {attempts} failed ({reason}); "
-                 f"again in {wait:g} s")
+            echo(
+                f"retry          {outcome.folder.name}: attempt {attempt} of {attempts} failed ({reason}); "
+                f"again in {wait:g} s"
+            )
             time.sleep(wait)
 
 
@@ -289,8 +344,9 @@ def summary_line(outcomes: list[SyncOutcome]) -> str:
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     order = ("synced", "would-sync", "already-synced", "unfinished", "superseded", "failed")
-    return "summary: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order if counts.get(s) or s in
-                                   ("synced", "failed"))
+    return "summary: " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in order if counts.get(s) or s in ("synced", "failed")
+    )
 
 
 def _run_id(folder: Path) -> str:
@@ -301,8 +357,14 @@ def _run_id(folder: Path) -> str:
 SWEEP_PUBLISHED_FILE = "published.json"
 
 
-def publish_sweeps(sweeps_dir: Path, outcomes: list[SyncOutcome], *, entity: str | None, project: str | None,
-                   echo: Callable[[str], None] = print) -> None:
+def publish_sweeps(
+    sweeps_dir: Path,
+    outcomes: list[SyncOutcome],
+    *,
+    entity: str | None,
+    project: str | None,
+    echo: Callable[[str], None] = print,
+) -> None:
     """Create each offline sweep under `sweeps_dir` on the server, its published trial runs as prior runs (the
     W&B way to attach existing runs to a sweep). A sweep published before is left as it is
     (`<sweep folder>/published.json` says where it went)."""
@@ -322,10 +384,16 @@ def publish_sweeps(sweeps_dir: Path, outcomes: list[SyncOutcome], *, entity: str
             continue
         config = {k: v for k, v in controller.config.items() if k not in ("entity",)}
         sweep_project = project or controller.config.get("project") or controller.meta.get("project")
-        sweep_entity = entity or controller.config.get("entity") or controller.meta.get("entity") \
+        sweep_entity = (
+            entity
+            or controller.config.get("entity")
+            or controller.meta.get("entity")
             or wandb.Api().default_entity
+        )
         sweep_id = wandb.sweep(config, entity=sweep_entity, project=sweep_project, prior_runs=trials)
         path = f"{sweep_entity}/{sweep_project}/{sweep_id}"
-        atomic_write_text(record_file, json.dumps({"path": path, "offline_id": controller.sweep_id,
-                                                   "runs": trials}, indent=1))
+        atomic_write_text(
+            record_file,
+            json.dumps({"path": path, "offline_id": controller.sweep_id, "runs": trials}, indent=1),
+        )
         echo(f"sweep          {controller.sweep_id} -> {path} ({len(trials)} trial runs)")

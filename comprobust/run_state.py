@@ -2,6 +2,7 @@
 done record, lock and failure record; the status table and the dry run built from them; setting a finished run
 aside to run it again. Light (no torch): `launch.py status` and `run --dry-run` need only this.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,14 +30,13 @@ def done_record(experiment: ExperimentConfig, run: Run) -> dict[str, Any] | None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}); redo the run with: "
-                        f"{rerun_command(experiment, run)}") from None
-
-
+        raise UserError(
+            f"{path} is damaged ({type(err).__name__}); redo the run with: {rerun_command(experiment, run)}"
+        ) from None
 
 
 def state_of(experiment: ExperimentConfig, run: Run) -> str:
-    """"done", "damaged" (its done.json is unreadable), "running", "failed" or "missing"."""
+    """ "done", "damaged" (its done.json is unreadable), "running", "failed" or "missing"."""
     try:
         if done_record(experiment, run) is not None:
             return "done"
@@ -58,19 +58,27 @@ def waves(runs: Sequence[Run]) -> list[list[Run]]:
     return list(groups.values())
 
 
-def describe_plan(experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterConfig, out=None) -> None:
+def describe_plan(
+    experiment: ExperimentConfig, runs: Sequence[Run], cluster: ClusterConfig, out=None
+) -> None:
     """The dry run: every planned run with its state and config, and the sbatch parameters of each array."""
     out = out or sys.stdout
     for group in waves(runs):
         first = group[0]
-        params = first.config.get("params") or {k: first.config[k] for k in ("system", "shards") if k in first.config}
+        params = first.config.get("params") or {
+            k: first.config[k] for k in ("system", "shards") if k in first.config
+        }
         detail = first.method if isinstance(first, TrainRun) else first.system
         print(f"\n== {first.kind} {first.group} ({detail}): {len(group)} run(s)", file=out)
         print(f"   config: {json.dumps(params, sort_keys=True, default=str)}", file=out)
         if cluster.executor != "inline":
-            options = sbatch_parameters(cluster, experiment.output_dir / "jobs", n_tasks=len(group),
-                                        dependency="afterok:<upstream arrays>" if any(r.upstream for r in group)
-                                        else None, job_name=f"{experiment.name}-{first.group}")
+            options = sbatch_parameters(
+                cluster,
+                experiment.output_dir / "jobs",
+                n_tasks=len(group),
+                dependency="afterok:<upstream arrays>" if any(r.upstream for r in group) else None,
+                job_name=f"{experiment.name}-{first.group}",
+            )
             print("   sbatch: " + " ".join(f"--{k}={v}" for k, v in options.items()), file=out)
         for run in group:
             inputs = ", ".join(run.upstream) or "-"
@@ -83,17 +91,34 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[Run]) -> list[dict
     rows = []
     for run in runs:
         state = state_of(experiment, run)
-        row = {"run_id": run.run_id, "kind": run.kind, "stage": run.group, "seed": run.seed,
-               "corruption": run.corruption or "", "state": state, "metric": "", "seconds": "", "error": ""}
+        row = {
+            "run_id": run.run_id,
+            "kind": run.kind,
+            "stage": run.group,
+            "seed": run.seed,
+            "corruption": run.corruption or "",
+            "state": state,
+            "metric": "",
+            "seconds": "",
+            "error": "",
+        }
         record = done_record(experiment, run) if state == "done" else None
         if record is not None:
             metrics = record.get("metrics", {})
-            key = "acc/compositions" if run.kind == "evaluate" else "val_acc" if "val_acc" in metrics else "val_loss"
+            key = (
+                "acc/compositions"
+                if run.kind == "evaluate"
+                else "val_acc"
+                if "val_acc" in metrics
+                else "val_loss"
+            )
             row["metric"] = f"{key}={metrics[key]:.4g}" if key in metrics else ""
             row["seconds"] = record.get("seconds", "")
         elif state == "failed":
             try:
-                row["error"] = str(json.loads(RunPaths.of(experiment.output_dir, run).failed.read_text())["error"])[:120]
+                row["error"] = str(
+                    json.loads(RunPaths.of(experiment.output_dir, run).failed.read_text())["error"]
+                )[:120]
             except (OSError, ValueError, KeyError, TypeError):
                 row["error"] = f"{FAILED_FILE} is unreadable; relaunch the experiment to retry the run"
         elif state == "damaged":
@@ -113,7 +138,9 @@ def set_aside(experiment: ExperimentConfig, run: Run) -> Path | None:
         return None
     lock = FileLock(paths.lock, stale_s=LOCK_STALE_S)
     if not lock.try_acquire():
-        raise UserError(f"run {run.run_id} is running ({lock.describe_owner()}); wait for it to end, then retry")
+        raise UserError(
+            f"run {run.run_id} is running ({lock.describe_owner()}); wait for it to end, then retry"
+        )
     try:
         aside = folder / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
         aside.mkdir()

@@ -4,11 +4,13 @@
 Nothing here reads a YAML file or plans anything (that is `comprobust.planning.resolve`); these are the values
 the planner makes and everyone else passes around. Light: no torch, no wandb.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar
 
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
@@ -114,7 +116,7 @@ class EvalRun:
         return [self.system, self.kind]
 
 
-Run = Union[TrainRun, EvalRun]
+Run = TrainRun | EvalRun
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class RunPaths:
     folder: Path
 
     @classmethod
-    def of(cls, output_dir: Path, run: Run) -> "RunPaths":
+    def of(cls, output_dir: Path, run: Run) -> RunPaths:
         return cls(Path(output_dir) / "runs" / run.run_id)
 
     @property
@@ -147,12 +149,19 @@ class RunPaths:
         return self.folder / MODEL_FILE
 
 
-def wandb_config(run: Run, experiment_name: str, architecture: str,
-                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def wandb_config(
+    run: Run, experiment_name: str, architecture: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The W&B config of a run: its planned config plus who it is. The one place these keys are written;
     `comprobust.results` reads them back with `method_label`."""
-    config = {**run.config, **dict(extra or {}), "run_id": run.run_id, "kind": run.kind, "experiment": experiment_name,
-              "architecture": architecture}
+    config = {
+        **run.config,
+        **dict(extra or {}),
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "experiment": experiment_name,
+        "architecture": architecture,
+    }
     if isinstance(run, TrainRun):
         config["stage"] = run.stage
     else:

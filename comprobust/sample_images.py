@@ -1,4 +1,5 @@
 """Real sample images that ship inside installed packages (no download): for galleries and benchmarks."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ n_texture) is Geirhos's shape bias. ``frac/X`` = n_X / trials and ``frac/other``
 decisions the bias rests on. Per-class biases group trials by the first cue's class (Geirhos groups by the shape
 category). A bias with an empty denominator is NaN, and ``notes`` says why.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,9 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-def cue_conflict(decisions: ArrayLike, cues: Mapping[str, ArrayLike],
-                 num_classes: int | None = None) -> CueConflict:
+def cue_conflict(
+    decisions: ArrayLike, cues: Mapping[str, ArrayLike], num_classes: int | None = None
+) -> CueConflict:
     """Score ``decisions`` (class indices (N,), or scores (N, K) whose argmax is taken) against ``cues``.
 
     ``cues`` maps each cue's name to the class it names in every trial (-1 where the cue is absent), first the cue
@@ -73,10 +75,13 @@ def cue_conflict(decisions: ArrayLike, cues: Mapping[str, ArrayLike],
     counts = {name: int(hit.sum()) for name, hit in hits.items()}
     notes = []
     if not keep.any():
-        notes.append(f"no trial has conflicting cues ({len(keep)} trials, all left out): "
-                     "biases and fractions are NaN")
+        notes.append(
+            f"no trial has conflicting cues ({len(keep)} trials, all left out): biases and fractions are NaN"
+        )
     elif counts["other"] == int(keep.sum()):
-        notes.append(f"no decision matched any cue on the {int(keep.sum())} conflict trials: the biases are NaN")
+        notes.append(
+            f"no decision matched any cue on the {int(keep.sum())} conflict trials: the biases are NaN"
+        )
     n = num_classes if num_classes is not None else int(classes.max(initial=-1)) + 1
     rows, empty = [], []
     for label in range(n):

@@ -1,5 +1,6 @@
 """The command line of `launch.py run-stage`, shared by the command itself and by sweep validation, which parses
 a sweep's `command` with exactly these arguments."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,18 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", required=True, help="stage name from the experiment's stages")
     parser.add_argument("--seed", type=int, help="one of the experiment's seeds (default: the first)")
     parser.add_argument("--corruption", help="for per-corruption stages: run only this elemental")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a stage parameter, e.g. --set lr=0.05 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stage parameter, e.g. --set lr=0.05 (repeatable)",
+    )
     parser.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
     parser.add_argument("--smoke", action="store_true", help="the experiment at its smoke budget")
-    parser.add_argument("--force", action="store_true",
-                        help="run again even if done (its done.json and model.pt are set aside, not deleted)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run again even if done (its done.json and model.pt are set aside, not deleted)",
+    )

@@ -5,6 +5,7 @@ calls its method's `train`, logs the exported model as an artifact (aliases late
 An evaluation run does the same with `comprobust.evaluation`. A run whose `done.json` exists is skipped; a run cut
 off mid-training resumes from its last checkpoint (same W&B run id).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,9 +14,10 @@ import json
 import threading
 import time
 import traceback
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -54,8 +56,13 @@ def producer_stage(experiment: ExperimentConfig, run: Run, role: str) -> str:
     return system.roles[role]
 
 
-def execute(experiment: ExperimentConfig, run: Run, mode: str | None = None, wandb_id: str | None = None,
-            extra_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def execute(
+    experiment: ExperimentConfig,
+    run: Run,
+    mode: str | None = None,
+    wandb_id: str | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run `run` to completion (or skip it if done) and return its done record.
 
     `wandb_id` replaces the run's own W&B run id (a sweep trial's id) and `extra_config` joins its W&B config.
@@ -81,9 +88,18 @@ def execute(experiment: ExperimentConfig, run: Run, mode: str | None = None, wan
             try:
                 record = _execute_unlocked(experiment, run, folder, mode, wandb_id, extra_config or {})
             except BaseException as err:
-                atomic_write_text(paths.failed, json.dumps({
-                    "run_id": run.run_id, "error": f"{type(err).__name__}: {err}",
-                    "traceback": traceback.format_exc(), "time": time.time()}, indent=2))
+                atomic_write_text(
+                    paths.failed,
+                    json.dumps(
+                        {
+                            "run_id": run.run_id,
+                            "error": f"{type(err).__name__}: {err}",
+                            "traceback": traceback.format_exc(),
+                            "time": time.time(),
+                        },
+                        indent=2,
+                    ),
+                )
                 raise
         atomic_write_text(paths.done, json.dumps(record, indent=2, default=str))
         paths.failed.unlink(missing_ok=True)
@@ -114,37 +130,66 @@ def _heartbeat(lock: FileLock, every_s: float) -> Iterator[None]:
 def _load_input(experiment: ExperimentConfig, run: Run, tracker: Any, role: str, ref: str) -> Export:
     """One input model; when a finished upstream run's model is damaged, the error names the command redoing it."""
     try:
-        return Export.load(tracker.use_input(ref, required_by=run.group,
-                                             produced_by_stage=producer_stage(experiment, run, role)))
+        return Export.load(
+            tracker.use_input(
+                ref, required_by=run.group, produced_by_stage=producer_stage(experiment, run, role)
+            )
+        )
     except UserError as err:
         upstream_id = run_id_of_model(ref)
-        upstream = next((r for r in plan(experiment, seeds=[run.seed], evaluation=False)
-                         if r.run_id == upstream_id), None)
+        upstream = next(
+            (r for r in plan(experiment, seeds=[run.seed], evaluation=False) if r.run_id == upstream_id), None
+        )
         if upstream is None or not RunPaths.of(experiment.output_dir, upstream).done.exists():
             raise
-        raise UserError(f"{err}; run {upstream_id} is marked done, so redo it with: "
-                        f"{rerun_command(experiment, upstream)}") from None
+        raise UserError(
+            f"{err}; run {upstream_id} is marked done, so redo it with: {rerun_command(experiment, upstream)}"
+        ) from None
 
 
-def _execute_unlocked(experiment: ExperimentConfig, run: Run, folder: Path, mode: str | None,
-                      wandb_id: str | None, extra_config: Mapping[str, Any]) -> dict[str, Any]:
+def _execute_unlocked(
+    experiment: ExperimentConfig,
+    run: Run,
+    folder: Path,
+    mode: str | None,
+    wandb_id: str | None,
+    extra_config: Mapping[str, Any],
+) -> dict[str, Any]:
     from comprobust.tracking import start_run
 
     data = dataset_for(experiment)
     config = wandb_config(run, experiment.name, experiment.architecture, extra_config)
     inputs = {role: [model_input(rid) for rid in ids] for role, ids in run.inputs.items()}
     started = time.perf_counter()
-    with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
-                   job_type=run.job_type, name=run.run_id,
-                   run_id=wandb_id or run.run_id, config=config, tags=[data.name, *run.tags],
-                   mode=experiment.wandb["mode"], mode_override=mode,
-                   inputs=[ref for refs in inputs.values() for ref in refs]) as tracker:
-        resolved = {role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
-                    for role, refs in inputs.items()}
+    with start_run(
+        out_dir=experiment.output_dir,
+        project=experiment.wandb["project"],
+        group=experiment.name,
+        job_type=run.job_type,
+        name=run.run_id,
+        run_id=wandb_id or run.run_id,
+        config=config,
+        tags=[data.name, *run.tags],
+        mode=experiment.wandb["mode"],
+        mode_override=mode,
+        inputs=[ref for refs in inputs.values() for ref in refs],
+    ) as tracker:
+        resolved = {
+            role: [_load_input(experiment, run, tracker, role, ref) for ref in refs]
+            for role, refs in inputs.items()
+        }
         ctx = StageContext(
-            run_id=run.run_id, stage=run.group, seed=run.seed, corruption=run.corruption,
-            params=run.config.get("params", {}), identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
-            data=data, arch=experiment.architecture, device=device(), out_dir=folder, inputs=resolved,
+            run_id=run.run_id,
+            stage=run.group,
+            seed=run.seed,
+            corruption=run.corruption,
+            params=run.config.get("params", {}),
+            identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
+            data=data,
+            arch=experiment.architecture,
+            device=device(),
+            out_dir=folder,
+            inputs=resolved,
             log_epoch=lambda metrics, epoch: tracker.log(metrics, step=epoch),
             log_extra=lambda key, columns, rows: tracker.log_table(key, columns, rows),
         )
@@ -152,14 +197,27 @@ def _execute_unlocked(experiment: ExperimentConfig, run: Run, folder: Path, mode
             export = trainer(run.method)(ctx)
             metrics = {k: v for k, v in export.meta.items() if isinstance(v, (int, float))}
             tracker.summary_update(metrics)
-            tracker.log_checkpoint(export.path, run.artifact, metadata={**export.meta, "run_id": run.run_id},
-                                   aliases=("latest",), is_best=True)
+            tracker.log_checkpoint(
+                export.path,
+                run.artifact,
+                metadata={**export.meta, "run_id": run.run_id},
+                aliases=("latest",),
+                is_best=True,
+            )
             record: dict[str, Any] = {"export": str(export.path), "metrics": metrics}
         else:
             from comprobust.evaluation import evaluate_run
 
             record = evaluate_run(ctx, run, experiment, tracker)
-    record.update({"run_id": run.run_id, "kind": run.kind, "stage": run.group, "seed": run.seed,
-                   "corruption": run.corruption, "seconds": round(time.perf_counter() - started, 2),
-                   "planned": asdict(run)})
+    record.update(
+        {
+            "run_id": run.run_id,
+            "kind": run.kind,
+            "stage": run.group,
+            "seed": run.seed,
+            "corruption": run.corruption,
+            "seconds": round(time.perf_counter() - started, 2),
+            "planned": asdict(run),
+        }
+    )
     return record

@@ -1,14 +1,16 @@
 """Small helpers for validating user input with one precise error per mistake: YAML files (duplicate keys
 refused), keys, types, numeric ranges, `key=value` overrides (parsed one way for every command) and output
 folders."""
+
 from __future__ import annotations
 
 import contextlib
 import difflib
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -26,8 +28,10 @@ class _StrictLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             with contextlib.suppress(TypeError):  # unhashable keys are left to PyYAML's own error
                 if key in seen:
-                    raise UserError(f"line {line}: key {key!r} is given twice (first at line {seen[key]}); "
-                                    "keep one (YAML would silently keep only the last)")
+                    raise UserError(
+                        f"line {line}: key {key!r} is given twice (first at line {seen[key]}); "
+                        "keep one (YAML would silently keep only the last)"
+                    )
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -36,7 +40,9 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; errors name the file and the line."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a YAML file; give the file itself, e.g. {path}/<name>.yaml")
+        raise UserError(
+            f"{path}: is a folder, not a YAML file; give the file itself, e.g. {path}/<name>.yaml"
+        )
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -54,7 +60,9 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, required: Iterable[str] = ()) -> None:
+def check_keys(
+    mapping: Mapping[str, Any], allowed: Iterable[str], where: str, required: Iterable[str] = ()
+) -> None:
     """Refuse unknown keys (suggesting the closest allowed one) and missing required keys."""
     allowed = list(allowed)
     for key in mapping:
@@ -80,17 +88,26 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
-def check_range(value: int | float, where: str, low: float, high: float, low_open: bool = False,
-                high_open: bool = False) -> int | float:
+def check_range(
+    value: int | float, where: str, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> int | float:
     """Refuse NaN, infinities and numbers outside [low, high] (ends excluded when open), naming the range."""
     if not math.isfinite(value):
         raise UserError(f"{where}: must be a finite number, got {value!r}")
     if (value <= low) if low_open else (value < low):
-        need = "be positive" if low == 0 and low_open else "not be negative" if low == 0 else f"be at least {low:g}"
+        need = (
+            "be positive"
+            if low == 0 and low_open
+            else "not be negative"
+            if low == 0
+            else f"be at least {low:g}"
+        )
         raise UserError(f"{where}: must {need}, got {value!r}")
     if (value >= high) if high_open else (value > high):
-        raise UserError(f"{where}: must be {'below' if high_open else 'at most'} {high:g}, got {value!r}; "
-                        "a larger value is almost certainly a typo")
+        raise UserError(
+            f"{where}: must be {'below' if high_open else 'at most'} {high:g}, got {value!r}; "
+            "a larger value is almost certainly a typo"
+        )
     return value
 
 
@@ -117,7 +134,9 @@ def parse_overrides(pairs: Iterable[str], where: str = "--set") -> dict[str, Any
         try:
             out[key] = parse_value(value)
         except yaml.YAMLError:
-            raise UserError(f"{where} {pair!r}: {value!r} is not a value; quote it or write e.g. lr=0.05") from None
+            raise UserError(
+                f"{where} {pair!r}: {value!r} is not a value; quote it or write e.g. lr=0.05"
+            ) from None
     return out
 
 
@@ -129,8 +148,10 @@ def check_output_folder(path: Path, where: str, write: bool = True) -> None:
     if existing.exists() and not existing.is_dir():
         raise UserError(f"{where}: {existing} is a file, not a folder; point output_root at a folder")
     if write and existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{where}: cannot write to {existing} (permission denied); make it writable or point "
-                        "output_root at a folder you can write")
+        raise UserError(
+            f"{where}: cannot write to {existing} (permission denied); make it writable or point "
+            "output_root at a folder you can write"
+        )
 
 
 def suggest(name: str, known: Iterable[str]) -> str:

@@ -4,6 +4,7 @@ wandb itself waits 90 s for an unreachable server and then raises a `CommError` 
 (a stage run, `report`, `publish`, `sweep`) first calls `require_reachable`, which answers within
 `REACHABLE_TIMEOUT_S` with one line naming the URL and the offline remedy.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,7 +50,8 @@ def require_reachable(what: str, url: str | None = None, timeout_s: float = REAC
         _probe.cache_clear()  # a later call may find the server back
         raise UserError(
             f"{what}: the W&B server {url} does not answer ({reason}); check WANDB_BASE_URL and the network, "
-            "or run with --mode offline (WANDB_MODE=offline) and `launch.py publish` the runs later")
+            "or run with --mode offline (WANDB_MODE=offline) and `launch.py publish` the runs later"
+        )
     return url
 
 

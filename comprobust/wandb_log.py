@@ -7,6 +7,7 @@ in a block are zero padding. Payloads are `wandb.proto.wandb_internal_pb2.Record
 wandb's own classes. A live run's log ends mid-record: reading stops cleanly at the last complete record; a
 damaged record before the end raises `CorruptRunFileError` naming the file and the byte offset.
 """
+
 from __future__ import annotations
 
 import struct

@@ -15,6 +15,7 @@ Config: the log stores each config key with its *plain* value (`{"lr": 0.1}`), n
 A live run's log ends mid-record: reading stops cleanly at the last complete record (`OfflineRun.truncated`).
 A damaged record before the end raises `wandb_log.CorruptRunFileError` naming the file and the byte offset.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,8 +29,6 @@ from comprobust.errors import UserError
 from comprobust.wandb_log import BLOCK_SIZE, Tail, iter_payloads, parse_record
 
 _RUN_FOLDER = re.compile(r"^(offline-)?run-\d{8}_\d{6}-.+$")
-
-
 
 
 class ArtifactFile(NamedTuple):
@@ -85,7 +84,7 @@ class OfflineRun:
 
     @property
     def state(self) -> str:
-        """"running" (no exit record yet), "finished" (exit code 0) or "failed"."""
+        """ "running" (no exit record yet), "finished" (exit code 0) or "failed"."""
         if self.exit_code is None:
             return "running"
         return "finished" if self.exit_code == 0 else "failed"
@@ -232,8 +231,21 @@ def read_run(run_dir: Path) -> OfflineRun:
     folder = path.parent
     tail = Tail()
     run = OfflineRun(
-        path=folder, id="", name="", project="", entity="", group="", job_type="", tags=[], config={},
-        summary={}, history=[], artifacts=[], tables={}, exit_code=None, sweep_id=None,
+        path=folder,
+        id="",
+        name="",
+        project="",
+        entity="",
+        group="",
+        job_type="",
+        tags=[],
+        config={},
+        summary={},
+        history=[],
+        artifacts=[],
+        tables={},
+        exit_code=None,
+        sweep_id=None,
     )
     counts: dict[str, int] = {}
     config, summary = _Updates(), _Updates()

@@ -6,6 +6,7 @@ itself left out), so two fresh installs cannot differ. Checking is strict both w
 at another version is listed and the exit status is 1. Every top-level pin of requirements.txt must also appear
 in the lock at the same version, so the two files cannot drift apart.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,11 @@ def top_level_drift(requirements: Path, lock: dict[str, str]) -> list[str]:
     """Top-level pins of requirements.txt that the lock does not carry at the same version."""
     if not requirements.exists():
         return []
-    return [f"requirements.txt pins {name}=={version}, the lock has {lock.get(name, 'nothing')}"
-            for name, version in read_pins(requirements).items() if lock.get(name) != version]
+    return [
+        f"requirements.txt pins {name}=={version}, the lock has {lock.get(name, 'nothing')}"
+        for name, version in read_pins(requirements).items()
+        if lock.get(name) != version
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = installed()
     if args.write:
-        body = "".join(f"{name}=={version}\n" for name, version in sorted(env.values(), key=lambda p: p[0].lower()))
+        body = "".join(
+            f"{name}=={version}\n" for name, version in sorted(env.values(), key=lambda p: p[0].lower())
+        )
         tmp = args.lock.with_suffix(".tmp")
         tmp.write_text(HEADER + body)
         tmp.replace(args.lock)
@@ -91,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(f"{args.lock}: {line}", file=sys.stderr)
     if problems:
-        print(f"{args.lock}: the environment is not the lock; rebuild it with `make clean-venv test`", file=sys.stderr)
+        print(
+            f"{args.lock}: the environment is not the lock; rebuild it with `make clean-venv test`",
+            file=sys.stderr,
+        )
         return 1
     print(f"{args.lock}: all {len(lock)} installed packages match the lock")
     return 0

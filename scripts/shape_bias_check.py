@@ -8,6 +8,7 @@ training (both cues name the label) leaves it lower. A check of the units, not a
 
     .venv/bin/python scripts/shape_bias_check.py [--steps 300] [--archs small vit-cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def train(arch: str, regime: str, steps: int, batch: int, seed: int) -> nn.Modul
             data = td.load("train", regime, seed, epoch)
             x, y = to_tensor(data.images), torch.from_numpy(data.labels)
             order = torch.randperm(len(y))
-        chosen = order[position * batch:(position + 1) * batch]
+        chosen = order[position * batch : (position + 1) * batch]
         optimizer.zero_grad()
         nn.functional.cross_entropy(net(x[chosen]), y[chosen]).backward()
         optimizer.step()
@@ -65,8 +66,11 @@ def evaluate(net: nn.Module, seed: int) -> dict[str, float]:
             decisions = net(to_tensor(data.images)).argmax(1).numpy()
         out[f"acc/{condition}"] = float((decisions == data.labels).mean())
         if condition == "conflict":
-            out.update(cue_conflict(decisions, {"shape": data.shape_classes,
-                                                "texture": data.texture_classes}).summary())
+            out.update(
+                cue_conflict(
+                    decisions, {"shape": data.shape_classes, "texture": data.texture_classes}
+                ).summary()
+            )
     return out
 
 
@@ -79,15 +83,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    print(f"{'arch':8} {'training':9} {'natural':>8} {'shape':>6} {'texture':>8} {'conflict':>9} "
-          f"{'bias/shape':>11} {'frac/other':>11} {'seconds':>8}")
+    print(
+        f"{'arch':8} {'training':9} {'natural':>8} {'shape':>6} {'texture':>8} {'conflict':>9} "
+        f"{'bias/shape':>11} {'frac/other':>11} {'seconds':>8}"
+    )
     for arch in args.archs:
         for regime in ("natural", "stylized"):
             begun = time.perf_counter()
             result = evaluate(train(arch, regime, args.steps, args.batch, args.seed), args.seed)
-            print(f"{arch:8} {regime:9} {result['acc/natural']:8.3f} {result['acc/shape']:6.3f} "
-                  f"{result['acc/texture']:8.3f} {result['acc/conflict']:9.3f} {result['bias/shape']:11.3f} "
-                  f"{result['frac/other']:11.3f} {time.perf_counter() - begun:8.1f}", flush=True)
+            print(
+                f"{arch:8} {regime:9} {result['acc/natural']:8.3f} {result['acc/shape']:6.3f} "
+                f"{result['acc/texture']:8.3f} {result['acc/conflict']:9.3f} {result['bias/shape']:11.3f} "
+                f"{result['frac/other']:11.3f} {time.perf_counter() - begun:8.1f}",
+                flush=True,
+            )
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

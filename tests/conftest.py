@@ -10,7 +10,9 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers on two cores, one thread each (children too)
+if os.environ.get(
+    "PYTEST_XDIST_WORKER"
+):  # `make test`: two workers on two cores, one thread each (children too)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
@@ -38,7 +40,9 @@ def importable_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
 
 
-SLURM_START_HINT = "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"
+SLURM_START_HINT = (
+    "no Slurm controller answers `scontrol ping`: run `bash scripts/local_slurm.sh start` first"
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The shape of the house: comprobust's import graph (every import, module-level or deferred inside a function)
 has no cycle, nothing below the command layer imports it, and every method's name leads to its `train`."""
+
 from __future__ import annotations
 
 import ast
@@ -39,12 +40,18 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in modules.items():
         targets: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("comprobust"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("comprobust")
+            ):
                 targets |= {_owner(f"{node.module}.{alias.name}", modules) for alias in node.names}
             elif isinstance(node, ast.Import):
                 targets |= {_owner(a.name, modules) for a in node.names if a.name.startswith("comprobust")}
         is_package = path.name == "__init__.py"
-        graph[module] = {t for t in targets if t != module and not (is_package and t.startswith(f"{module}."))}
+        graph[module] = {
+            t for t in targets if t != module and not (is_package and t.startswith(f"{module}."))
+        }
     return graph
 
 
@@ -63,8 +70,11 @@ def test_imports_have_no_cycle() -> None:
 
 
 def test_nothing_below_the_command_layer_imports_it() -> None:
-    upward = {module: sorted(t for t in targets if t.startswith(COMMAND_LAYER))
-              for module, targets in import_graph().items() if not module.startswith(COMMAND_LAYER)}
+    upward = {
+        module: sorted(t for t in targets if t.startswith(COMMAND_LAYER))
+        for module, targets in import_graph().items()
+        if not module.startswith(COMMAND_LAYER)
+    }
     assert {m: t for m, t in upward.items() if t} == {}
 
 

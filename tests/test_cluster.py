@@ -1,5 +1,6 @@
 """comprobust.cluster without Slurm: config validation, sbatch parameters, executor choice, and the real
 submitit.LocalExecutor (arrays, dependency waiting, failures, preemption and requeue)."""
+
 from __future__ import annotations
 
 import os
@@ -39,33 +40,57 @@ def _importable(importable_repo):
 
 # ------------------------------------------------------------------------------------------------ validation
 
+
 def test_defaults_and_valid_block():
-    config = ClusterConfig.from_dict({"executor": "local", "cpus_per_task": 2, "mem_gb": 1.5, "timeout_min": 30,
-                                      "sbatch_options": {"account": "lab", "qos": "high"}}, source="exp.yaml")
+    config = ClusterConfig.from_dict(
+        {
+            "executor": "local",
+            "cpus_per_task": 2,
+            "mem_gb": 1.5,
+            "timeout_min": 30,
+            "sbatch_options": {"account": "lab", "qos": "high"},
+        },
+        source="exp.yaml",
+    )
     assert (config.executor, config.cpus_per_task, config.mem_gb, config.timeout_min) == ("local", 2, 1.5, 30)
     assert ClusterConfig.from_dict(None) == ClusterConfig()
     assert ClusterConfig.from_dict({}).executor == "auto"
 
 
-@pytest.mark.parametrize("data, expected", [
-    ({"cpu_per_task": 4}, "exp.yaml: unknown key cluster.cpu_per_task; did you mean cluster.cpus_per_task?"),
-    ({"partiton": "gpu"}, "did you mean cluster.partition?"),
-    ({"zzz": 1}, "unknown key cluster.zzz; valid keys: executor, partition"),
-    ({"cpus_per_task": "4"}, "exp.yaml: cluster.cpus_per_task must be an integer, got '4' (str)"),
-    ({"gpus_per_task": True}, "cluster.gpus_per_task must be an integer, got True (bool)"),
-    ({"mem_gb": "4G"}, "cluster.mem_gb must be an integer or a number"),
-    ({"partition": 3}, "cluster.partition must be a string or null"),
-    ({"sbatch_options": ["qos=high"]}, "cluster.sbatch_options must be a mapping"),
-    ({"executor": "slrum"}, "cluster.executor='slrum' is not one of auto, local, slurm"),
-    ({"cpus_per_task": 0}, "cluster.cpus_per_task=0 must be at least 1"),
-    ({"mem_gb": 0}, "cluster.mem_gb=0 must be a positive number of GB"),
-    ({"timeout_min": 1, "signal_delay_s": 90}, "cluster.signal_delay_s=90 must be shorter than timeout_min"),
-    ({"sbatch_options": {"cpus-per-task": 4}}, "option 'cpus-per-task' cannot be set here; use cluster.cpus_per_task"),
-    ({"sbatch_options": {"--time": "1:00:00"}}, "use cluster.timeout_min instead"),
-    ({"sbatch_options": {"dependency": "afterok:1"}}, "it is set by comprobust itself"),
-    ({"sbatch_options": {"qos": ["a"]}}, "cluster.sbatch_options.qos must be a string, a number or true/false"),
-    ({"sbatch_options": {1: "x"}}, "cluster.sbatch_options: option names must be strings, got 1"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (
+            {"cpu_per_task": 4},
+            "exp.yaml: unknown key cluster.cpu_per_task; did you mean cluster.cpus_per_task?",
+        ),
+        ({"partiton": "gpu"}, "did you mean cluster.partition?"),
+        ({"zzz": 1}, "unknown key cluster.zzz; valid keys: executor, partition"),
+        ({"cpus_per_task": "4"}, "exp.yaml: cluster.cpus_per_task must be an integer, got '4' (str)"),
+        ({"gpus_per_task": True}, "cluster.gpus_per_task must be an integer, got True (bool)"),
+        ({"mem_gb": "4G"}, "cluster.mem_gb must be an integer or a number"),
+        ({"partition": 3}, "cluster.partition must be a string or null"),
+        ({"sbatch_options": ["qos=high"]}, "cluster.sbatch_options must be a mapping"),
+        ({"executor": "slrum"}, "cluster.executor='slrum' is not one of auto, local, slurm"),
+        ({"cpus_per_task": 0}, "cluster.cpus_per_task=0 must be at least 1"),
+        ({"mem_gb": 0}, "cluster.mem_gb=0 must be a positive number of GB"),
+        (
+            {"timeout_min": 1, "signal_delay_s": 90},
+            "cluster.signal_delay_s=90 must be shorter than timeout_min",
+        ),
+        (
+            {"sbatch_options": {"cpus-per-task": 4}},
+            "option 'cpus-per-task' cannot be set here; use cluster.cpus_per_task",
+        ),
+        ({"sbatch_options": {"--time": "1:00:00"}}, "use cluster.timeout_min instead"),
+        ({"sbatch_options": {"dependency": "afterok:1"}}, "it is set by comprobust itself"),
+        (
+            {"sbatch_options": {"qos": ["a"]}},
+            "cluster.sbatch_options.qos must be a string, a number or true/false",
+        ),
+        ({"sbatch_options": {1: "x"}}, "cluster.sbatch_options: option names must be strings, got 1"),
+    ],
+)
 def test_config_errors_name_file_and_key(data, expected):
     with pytest.raises(UserError) as error:
         ClusterConfig.from_dict(data, source="exp.yaml")
@@ -80,13 +105,25 @@ def test_not_a_mapping():
 
 
 def test_sbatch_parameters_for_dry_run():
-    config = ClusterConfig.from_dict({"partition": "gpu", "gpus_per_task": 1, "cpus_per_task": 4, "mem_gb": 1.5,
-                                      "timeout_min": 120, "array_parallelism": 8,
-                                      "sbatch_options": {"account": "lab", "exclusive": True, "requeue": False}})
-    params = sbatch_parameters(config, folder="/shared/logs", n_tasks=100, dependency="afterok:41", job_name="erm")
+    config = ClusterConfig.from_dict(
+        {
+            "partition": "gpu",
+            "gpus_per_task": 1,
+            "cpus_per_task": 4,
+            "mem_gb": 1.5,
+            "timeout_min": 120,
+            "array_parallelism": 8,
+            "sbatch_options": {"account": "lab", "exclusive": True, "requeue": False},
+        }
+    )
+    params = sbatch_parameters(
+        config, folder="/shared/logs", n_tasks=100, dependency="afterok:41", job_name="erm"
+    )
     assert params["partition"] == "gpu" and params["time"] == "120" and params["cpus-per-task"] == "4"
     assert params["mem"] == "1536MB" and params["gpus-per-task"] == "1"
-    assert params["array"] == "0-99%8" and params["signal"] == "USR2@90" and params["dependency"] == "afterok:41"
+    assert (
+        params["array"] == "0-99%8" and params["signal"] == "USR2@90" and params["dependency"] == "afterok:41"
+    )
     assert params["account"] == "lab" and params["exclusive"] == "true" and params["job-name"] == "erm"
     assert params["kill-on-invalid-dep"] == "yes" and "requeue" not in params
     assert params["output"] == "/shared/logs/%A_%a_0_log.out"
@@ -101,6 +138,7 @@ def test_slurm_time_parsing():
 
 
 # ------------------------------------------------------------------------------------------ executor choice
+
 
 def _fake_scontrol(folder: Path, answer: str, rc: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,8 +169,10 @@ def test_local_when_controller_is_down(tmp_path, monkeypatch):
 @pytest.mark.skipif(shutil.which("scontrol") is None, reason="the Slurm client is not installed")
 def test_real_scontrol_with_unreachable_controller(tmp_path, monkeypatch):
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=x\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"
-                    "NodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n")
+    conf.write_text(
+        "ClusterName=x\nSlurmctldHost=localhost\nSlurmctldPort=1\nAuthType=auth/munge\n"
+        "NodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n"
+    )
     monkeypatch.setenv("SLURM_CONF", str(conf))
     assert not slurm_is_up()
     assert isinstance(make_executor(ClusterConfig(), tmp_path / "logs"), submitit.LocalExecutor)
@@ -147,6 +187,7 @@ def test_explicit_local_and_validate_resources_is_a_no_op(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- real LocalExecutor
+
 
 def square(x: int) -> int:
     return x * x
@@ -168,8 +209,9 @@ def test_local_array_results_and_progress(tmp_path):
 
 
 def test_local_dependency_waits_then_submits_and_parallelism_is_capped(tmp_path):
-    config = ClusterConfig.from_dict({"executor": "local", "timeout_min": 2, "signal_delay_s": 30,
-                                      "array_parallelism": 1})
+    config = ClusterConfig.from_dict(
+        {"executor": "local", "timeout_min": 2, "signal_delay_s": 30, "array_parallelism": 1}
+    )
     executor = make_executor(config, tmp_path / "logs")
     first = submit_array(executor, stamp, [(str(tmp_path), f"a{i}", 0.5) for i in range(2)])
     second = submit_array(executor, stamp, [(str(tmp_path), "b0", 0.0)], depends_on=first)

@@ -1,4 +1,5 @@
 """`launch.py corruptions list|gallery` through the real command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,25 @@ def test_list_prints_every_corruption_with_its_parameter(capsys: pytest.CaptureF
 
 def test_gallery_renders_a_png_with_one_row_per_image(tmp_path: Path) -> None:
     out = tmp_path / "gallery.png"
-    assert main(["corruptions", "gallery", "--out", str(out), "--digits", "2", "--photos", "1",
-                 "--compositions", "Identity", "IN", "CO-R90"]) == 0
+    assert (
+        main(
+            [
+                "corruptions",
+                "gallery",
+                "--out",
+                str(out),
+                "--digits",
+                "2",
+                "--photos",
+                "1",
+                "--compositions",
+                "Identity",
+                "IN",
+                "CO-R90",
+            ]
+        )
+        == 0
+    )
     image = np.asarray(Image.open(out).convert("L"))
     assert image.shape[0] > 200 and image.shape[1] > 200
     assert image.std() > 20  # a real picture, not a blank canvas

@@ -30,12 +30,30 @@ def test_data_show(tmp_path: Path, capsys) -> None:
 
 
 def test_data_prepare_and_its_errors(tmp_path: Path, capsys) -> None:
-    assert main(["data", "prepare", "--dataset", "mnist5k", "--root", str(tmp_path), "--split-sizes",
-                 "train=5,valid=2,test=2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "--dataset",
+                "mnist5k",
+                "--root",
+                str(tmp_path),
+                "--split-sizes",
+                "train=5,valid=2,test=2",
+            ]
+        )
+        == 0
+    )
     assert "mnist5k: train 50, valid 20, test 20 images" in capsys.readouterr().out
     assert main(["data", "prepare", "--dataset", "nope", "--root", str(tmp_path)]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
-    assert main(["data", "show", "--dataset", "emnist", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
+    assert (
+        main(
+            ["data", "show", "--dataset", "emnist", "--root", str(tmp_path), "--out", str(tmp_path / "a.png")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "EMNIST not found: looked for" in err and "--download" in err and "Traceback" not in err
     assert not (tmp_path / "a.png").exists()

@@ -179,8 +179,9 @@ def test_elemental_sets_do_not_depend_on_how_they_are_chunked(small_mnist) -> No
 def test_normalisation_round_trip(small_mnist, corruption: str) -> None:
     loader = MixedElementalLoader(small_mnist, "valid", corruptions=(corruption,), batch_size=64)
     x, _ = next(iter(loader.batches(0)))  # valid: fixed order, no augmentation
-    expected = corrupt_batch(small_mnist.valid.images[:64], corruption, seed=ELEMENTAL_NOISE_SEED,
-                             indices=np.arange(64))
+    expected = corrupt_batch(
+        small_mnist.valid.images[:64], corruption, seed=ELEMENTAL_NOISE_SEED, indices=np.arange(64)
+    )
     manual = (expected.float() / 255 - small_mnist.mean[0]) / small_mnist.std[0]
     assert torch.allclose(x, manual, atol=1e-5)
 

@@ -1,4 +1,5 @@
 """Invariance scores (paper section 7.2): a hand-computed example and a direct per-unit implementation."""
+
 from __future__ import annotations
 
 import numpy as np

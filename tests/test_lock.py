@@ -1,5 +1,6 @@
 """The environment is pinned whole: requirements.lock lists every installed package, and the check that `make`
 runs after installing catches a missing, extra or drifted package."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,7 +32,8 @@ def test_requirements_txt_cannot_drift_from_the_lock(tmp_path):
     (tmp_path / "requirements.txt").write_text("# top level\nwandb[sweeps]==0.31.0\nTorch==2.0\n")
     lock = {"wandb": "0.31.0", "torch": "2.14.1"}
     assert check_lock.top_level_drift(tmp_path / "requirements.txt", lock) == [
-        "requirements.txt pins torch==2.0, the lock has 2.14.1"]
+        "requirements.txt pins torch==2.0, the lock has 2.14.1"
+    ]
 
 
 def test_a_loose_line_in_the_lock_is_refused(tmp_path):
@@ -42,4 +44,3 @@ def test_a_loose_line_in_the_lock_is_refused(tmp_path):
         assert "requirements.lock:1: 'numpy>=1' is not an exact pin" in str(stop)
     else:
         raise AssertionError("a range was accepted as a pin")
-

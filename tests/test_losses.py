@@ -1,4 +1,5 @@
 """The multi-view NT-Xent of §5.4 against a direct, loop-based computation of the formula."""
+
 from __future__ import annotations
 
 import math
@@ -31,11 +32,13 @@ def _direct(features: torch.Tensor, n_views: int, temperature: float, weight: fl
     return weight * total
 
 
-@pytest.mark.parametrize("n_views,batch,shape", [(2, 3, (5,)), (2, 1, (4,)), (3, 4, (2, 3, 3)), (7, 3, (6,)),
-                                                 (4, 2, (8,))])
+@pytest.mark.parametrize(
+    "n_views,batch,shape", [(2, 3, (5,)), (2, 1, (4,)), (3, 4, (2, 3, 3)), (7, 3, (6,)), (4, 2, (8,))]
+)
 @pytest.mark.parametrize("temperature,weight", [(0.15, 1.0), (0.5, 0.1)])
-def test_matches_direct_computation(n_views: int, batch: int, shape: tuple[int, ...], temperature: float,
-                                    weight: float) -> None:
+def test_matches_direct_computation(
+    n_views: int, batch: int, shape: tuple[int, ...], temperature: float, weight: float
+) -> None:
     gen = torch.Generator().manual_seed(n_views * 100 + batch)
     features = torch.randn(n_views * batch, *shape, generator=gen)
     got = multiview_nt_xent(features, n_views, temperature=temperature, weight=weight)
@@ -66,8 +69,9 @@ def test_gradient_flows_to_every_row() -> None:
 
 
 def test_gradient_matches_direct_autograd_in_float64() -> None:
-    features = torch.randn(2 * 3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64,
-                           requires_grad=True)
+    features = torch.randn(
+        2 * 3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True
+    )
     assert torch.autograd.gradcheck(lambda f: multiview_nt_xent(f, 2, 0.3), (features,))
 
 
@@ -132,8 +136,9 @@ def test_half_precision_input_is_computed_in_float32() -> None:
     assert got.item() == pytest.approx(_direct(features.half().float(), 2, 0.15, 1.0), rel=1e-4)
 
 
-@pytest.mark.parametrize("kwargs,match", [({"n_views": 3}, "cannot be split"),
-                                          ({"n_views": 2, "temperature": 0.0}, "temperature")])
+@pytest.mark.parametrize(
+    "kwargs,match", [({"n_views": 3}, "cannot be split"), ({"n_views": 2, "temperature": 0.0}, "temperature")]
+)
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         multiview_nt_xent(torch.randn(10, 3), **kwargs)

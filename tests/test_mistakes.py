@@ -4,6 +4,7 @@ any work starts and without touching finished work; and damaged state that never
 Each `tests/mistakes/<case>.yaml` starts with comment lines naming its category, the command (`{case}` is the
 file, `base.yaml` a valid experiment), the exit status and text the one-line error must contain.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ from comprobust.errors import UserError
 
 CASES = sorted((Path(__file__).parent / "mistakes").glob("*.yaml"))
 BASE = next(c for c in CASES if c.stem == "cli-set-text").read_text()  # a valid experiment (plus comments)
-FINISHED = {"outputs/zoo/runs/erm-s0-finished/done.json": '{"metrics": {"val_acc": 0.5}}',
-            "outputs/zoo/runs/erm-s0-finished/model.pt": "weights", "afile": "not a folder"}
+FINISHED = {
+    "outputs/zoo/runs/erm-s0-finished/done.json": '{"metrics": {"val_acc": 0.5}}',
+    "outputs/zoo/runs/erm-s0-finished/model.pt": "weights",
+    "afile": "not a folder",
+}
 
 
 def header(case: Path) -> dict[str, str]:
@@ -65,7 +69,9 @@ def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int,
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_mistake_gets_one_line_before_any_work(case: Path, workdir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_mistake_gets_one_line_before_any_work(
+    case: Path, workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
     spec = header(case)
     (workdir / "case.yaml").write_text(case.read_text())
     before = snapshot(workdir)
@@ -78,8 +84,10 @@ def test_mistake_gets_one_line_before_any_work(case: Path, workdir: Path, capsys
 
 def test_the_zoo_is_big_and_categorised() -> None:
     categories = {header(case)["category"] for case in CASES}
-    assert len(CASES) >= 40 and {"names", "keys", "duplicates", "numbers", "folders", "command line",
-                                 "sweeps"} <= categories
+    assert (
+        len(CASES) >= 40
+        and {"names", "keys", "duplicates", "numbers", "folders", "command line", "sweeps"} <= categories
+    )
 
 
 # ------------------------------------------------------------------------------- twins: one reading everywhere
@@ -90,14 +98,33 @@ def test_overrides_read_the_same_in_run_stage_and_sweeps(workdir: Path) -> None:
     from comprobust.sweeps.validate import validate_sweep
     from comprobust.validation import parse_overrides
 
-    assert parse_overrides(["lr=1e-05", "--weight=1E3", "patience=null", "lr2=nan"]) == \
-        {"lr": 1e-05, "weight": 1000.0, "patience": None, "lr2": "nan"}
+    assert parse_overrides(["lr=1e-05", "--weight=1E3", "patience=null", "lr2=nan"]) == {
+        "lr": 1e-05,
+        "weight": 1000.0,
+        "patience": None,
+        "lr2": "nan",
+    }
     experiment = load_experiment("base.yaml").with_stage_params("erm", parse_overrides(["lr=1e-05"]))
     assert experiment.stages["erm"].params["lr"] == 1e-05
-    sweep = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
-             "parameters": {"max_epochs": {"value": 1}},
-             "command": ["${env}", "${interpreter}", "launch.py", "run-stage", "base.yaml", "--stage", "modules",
-                         "--corruption", "CO", "--set", "lr=1e-05", "${args}"]}
+    sweep = {
+        "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"max_epochs": {"value": 1}},
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "launch.py",
+            "run-stage",
+            "base.yaml",
+            "--stage",
+            "modules",
+            "--corruption",
+            "CO",
+            "--set",
+            "lr=1e-05",
+            "${args}",
+        ],
+    }
     target = validate_sweep(sweep, where="s.yaml").target
     assert target.overrides == {"lr": 1e-05} and target.corruption == "CO"
 
@@ -120,8 +147,10 @@ def test_failures_map_to_one_line_and_the_right_status() -> None:
     assert describe_failure(UserError("x.yaml: lr: bad\nmore")) == (2, "x.yaml: lr: bad")
     status, line = describe_failure(PermissionError(13, "Permission denied", "/data/out/runs"))
     assert status == 2 and line.startswith("cannot use /data/out/runs: Permission denied; make it writable")
-    assert describe_failure(WorkFailed("run r failed: boom; traceback in f\ntail")) == (1, "run r failed: boom; "
-                                                                                        "traceback in f")
+    assert describe_failure(WorkFailed("run r failed: boom; traceback in f\ntail")) == (
+        1,
+        "run r failed: boom; traceback in f",
+    )
     status, line = describe_failure(RuntimeError("odd"))
     assert status == 1 and "rerun with --debug" in line
 
@@ -133,14 +162,17 @@ def test_debug_shows_the_traceback(workdir: Path) -> None:
 
 def test_unwritable_output_folder_is_refused_before_work(workdir: Path, capsys, monkeypatch) -> None:
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode))
+    monkeypatch.setattr(
+        os, "access", lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode)
+    )
     before = snapshot(workdir)
     status, line = one_line_error(capsys, ["run", "base.yaml", "--dry-run"])
     assert status == 2 and "cannot write to outputs/zoo (permission denied)" in line
     assert main(["status", "base.yaml"]) == 0  # status only reads
     (workdir / "s.yaml").write_text(
         "method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters: {lr: {values: [0.1]}}\n"
-        "command: ['${env}', '${interpreter}', launch.py, run-stage, base.yaml, --stage, erm, '${args}']\n")
+        "command: ['${env}', '${interpreter}', launch.py, run-stage, base.yaml, --stage, erm, '${args}']\n"
+    )
     before = snapshot(workdir)
     status, line = one_line_error(capsys, ["sweep", "s.yaml", "--mode", "offline", "--executor", "inline"])
     assert status == 2 and "cannot write to outputs/zoo (permission denied)" in line
@@ -156,8 +188,11 @@ def test_a_failed_run_under_the_inline_executor_is_one_line(workdir: Path, capsy
     monkeypatch.setattr(pipeline, "execute", explode)
     status, line = one_line_error(capsys, ["run", "base.yaml"])
     assert status == 1
-    assert line.startswith("error: run erm-s0-") and "failed: RuntimeError: CUDA error: out of memory; traceback in" \
-        in line and "relaunch `python launch.py run base.yaml`" in line
+    assert (
+        line.startswith("error: run erm-s0-")
+        and "failed: RuntimeError: CUDA error: out of memory; traceback in" in line
+        and "relaunch `python launch.py run base.yaml`" in line
+    )
 
 
 # ------------------------------------------------------------------------------------ state that cannot trap
@@ -212,7 +247,9 @@ def test_a_damaged_done_json_names_the_command_that_reruns_it(workdir: Path, cap
     out = capsys.readouterr().out
     assert f"damaged  {runs['erm'].run_id}" in out and command in out and "damaged: 1" in out
     status, line = one_line_error(capsys, ["run", "base.yaml"])
-    assert status == 2 and line.endswith(f"done.json is damaged (JSONDecodeError); redo the run with: {command}")
+    assert status == 2 and line.endswith(
+        f"done.json is damaged (JSONDecodeError); redo the run with: {command}"
+    )
 
     from comprobust.run_state import set_aside
 
@@ -238,11 +275,20 @@ def test_force_is_refused_while_the_run_is_running(workdir: Path) -> None:
 def test_a_damaged_sweep_journal_is_reported_by_sweep_status(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "sweep"
     folder.mkdir()
-    (folder / "sweep.yaml").write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\n"
-                                       "parameters: {lr: {values: [0.1, 0.2]}}\n")
+    (folder / "sweep.yaml").write_text(
+        "method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters: {lr: {values: [0.1, 0.2]}}\n"
+    )
     issue = {"op": "issue", "run_id": "r1", "index": 0, "params": {"lr": 0.1}, "time": 1.0}
-    (folder / "journal.jsonl").write_text("\n".join([json.dumps(issue), '{"op": "end", "run_id": "r1", "sta',
-                                                     json.dumps({**issue, "run_id": "r2", "index": 1})]) + "\n")
+    (folder / "journal.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps(issue),
+                '{"op": "end", "run_id": "r1", "sta',
+                json.dumps({**issue, "run_id": "r2", "index": 1}),
+            ]
+        )
+        + "\n"
+    )
     before = (folder / "journal.jsonl").read_bytes()
     status, line = one_line_error(capsys, ["sweep-status", str(folder)])
     assert status == 2 and "journal.jsonl: line 2 is corrupt" in line and "delete that line" in line
@@ -272,9 +318,15 @@ def test_the_results_cache_never_unpickles(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------- end to end, with real runs
 
-SMALL = BASE.replace("  backbone: {method: backbone, lr: 0.01}\n", "").replace(
-    "  modules: {method: modules, backbone: backbone, lr: 0.01, corruptions: [Contrast], levels: [0], "
-    "search_epochs: 1}\n", "").replace("mode: disabled", "mode: offline")
+SMALL = (
+    BASE.replace("  backbone: {method: backbone, lr: 0.01}\n", "")
+    .replace(
+        "  modules: {method: modules, backbone: backbone, lr: 0.01, corruptions: [Contrast], levels: [0], "
+        "search_epochs: 1}\n",
+        "",
+    )
+    .replace("mode: disabled", "mode: offline")
+)
 
 
 @pytest.mark.slow
@@ -297,8 +349,12 @@ def test_a_damaged_model_names_a_command_that_really_reruns_its_stage(workdir: P
 
 @pytest.mark.slow
 def test_a_failed_job_under_local_processes_is_one_line(workdir: Path, capsys, importable_repo) -> None:
-    (workdir / "small.yaml").write_text(SMALL.replace("name: mnist5k, root: data", "name: emnist, root: nodata"))
-    raw = workdir / "nodata" / "EMNIST" / "raw"  # present (so the launch goes ahead) but unreadable in the job
+    (workdir / "small.yaml").write_text(
+        SMALL.replace("name: mnist5k, root: data", "name: emnist, root: nodata")
+    )
+    raw = (
+        workdir / "nodata" / "EMNIST" / "raw"
+    )  # present (so the launch goes ahead) but unreadable in the job
     raw.mkdir(parents=True)
     for part in ("train", "test"):
         for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
@@ -313,4 +369,7 @@ def test_a_dry_run_only_warns_about_missing_dataset_files(workdir: Path, capsys)
     case = Path(__file__).parent / "mistakes" / "dataset-files-missing-run.yaml"
     (workdir / "case.yaml").write_text(case.read_text())
     assert main(["run", "case.yaml", "--dry-run"]) == 0
-    assert "warning: case.yaml: dataset: dataset emnist not found under nowhere-emnist" in capsys.readouterr().out
+    assert (
+        "warning: case.yaml: dataset: dataset emnist not found under nowhere-emnist"
+        in capsys.readouterr().out
+    )

@@ -1,4 +1,5 @@
 """Networks as blocks with levels, candidate modules, auto-encoders (paper §4) and the CPU-demo network."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,11 +27,37 @@ CLASSES = {"emnist": 47, "cifar": 10, "facescrub": 388, "small": 10}
 # per-example shapes at every level at the paper's image sizes (§4.1-4.3 tables; level j = input of block j)
 PAPER_LEVEL_SHAPES = {
     "emnist": [(3, 28, 28), (64, 14, 14), (128, 7, 7), (256, 4, 4), (256, 2, 2), (512,)],
-    "cifar": [(3, 32, 32), (64, 16, 16), (64, 16, 16), (64, 16, 16), (128, 8, 8), (128, 8, 8), (256, 4, 4),
-              (256, 4, 4), (512, 2, 2), (512,)],
-    "facescrub": [(3, 100, 100), (32, 49, 49), (32, 47, 47), (64, 47, 47), (80, 23, 23), (192, 21, 21),
-                  (256, 10, 10), (288, 10, 10), (288, 10, 10), (768, 4, 4), (768, 4, 4), (768, 4, 4),
-                  (768, 4, 4), (768, 4, 4), (1280, 1, 1), (2048, 1, 1), (2048,)],
+    "cifar": [
+        (3, 32, 32),
+        (64, 16, 16),
+        (64, 16, 16),
+        (64, 16, 16),
+        (128, 8, 8),
+        (128, 8, 8),
+        (256, 4, 4),
+        (256, 4, 4),
+        (512, 2, 2),
+        (512,),
+    ],
+    "facescrub": [
+        (3, 100, 100),
+        (32, 49, 49),
+        (32, 47, 47),
+        (64, 47, 47),
+        (80, 23, 23),
+        (192, 21, 21),
+        (256, 10, 10),
+        (288, 10, 10),
+        (288, 10, 10),
+        (768, 4, 4),
+        (768, 4, 4),
+        (768, 4, 4),
+        (768, 4, 4),
+        (768, 4, 4),
+        (1280, 1, 1),
+        (2048, 1, 1),
+        (2048,),
+    ],
     "small": [(3, 28, 28), (16, 14, 14), (32, 7, 7), (64, 4, 4), (128,)],
 }
 
@@ -56,6 +83,7 @@ def networks() -> dict[str, BlockNetwork]:
 
 # ------------------------------------------------------------------------------------------ parameter counts
 
+
 def test_emnist_network_has_the_papers_parameter_count(networks: dict[str, BlockNetwork]) -> None:
     net = networks["emnist"]
     assert count(net) == 3_216_815
@@ -69,7 +97,8 @@ def test_emnist_modules_and_autoencoder_have_the_papers_parameter_counts() -> No
 
 
 def test_cifar_and_facescrub_counts_equal_torchvision_without_its_head_plus_the_classifier(
-        networks: dict[str, BlockNetwork]) -> None:
+    networks: dict[str, BlockNetwork],
+) -> None:
     r = resnet18(weights=None)
     assert count(networks["cifar"]) == count(r) - count(r.fc) + 512 * 10 + 10 == 11_181_642
     inc = inception_v3(weights=None, aux_logits=False, init_weights=False)
@@ -82,6 +111,7 @@ def test_facescrub_level14_module_is_the_papers_large_one() -> None:
 
 # ------------------------------------------------------------------------------------------------- structure
 
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_level_shapes_match_the_paper_tables(arch: str, networks: dict[str, BlockNetwork]) -> None:
     net = networks[arch]
@@ -92,8 +122,14 @@ def test_level_shapes_match_the_paper_tables(arch: str, networks: dict[str, Bloc
 
 
 def test_block_and_module_names_are_the_papers_checkpoint_names(networks: dict[str, BlockNetwork]) -> None:
-    assert networks["emnist"].block_names == ["ConvBlock1", "ConvBlock2", "ConvBlock3", "ConvBlock4",
-                                              "FullyConnected", "Classifier"]
+    assert networks["emnist"].block_names == [
+        "ConvBlock1",
+        "ConvBlock2",
+        "ConvBlock3",
+        "ConvBlock4",
+        "FullyConnected",
+        "Classifier",
+    ]
     assert networks["cifar"].block_names[0] == "ResnetBlock1"
     assert networks["cifar"].block_names[-2:] == ["ResnetBlock9", "ResnetClassifier"]
     assert networks["facescrub"].block_names[-2:] == ["InceptionBlock16", "InceptionClassifier"]
@@ -121,8 +157,9 @@ def test_cifar_has_no_max_pool_and_facescrub_weights_are_truncated(networks: dic
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_every_candidate_module_maps_its_level_shape_to_itself(arch: str,
-                                                               networks: dict[str, BlockNetwork]) -> None:
+def test_every_candidate_module_maps_its_level_shape_to_itself(
+    arch: str, networks: dict[str, BlockNetwork]
+) -> None:
     shapes = networks[arch].level_shapes()
     for level, shape in enumerate(shapes):
         module = build_module(arch, level)
@@ -156,6 +193,7 @@ def test_modules_and_networks_are_deterministic_given_the_seed(arch: str) -> Non
 
 # -------------------------------------------------------------------------------------- forward with modules
 
+
 class Probe(nn.Module):
     """Records its name when called, then applies an order-sensitive affine map."""
 
@@ -169,16 +207,21 @@ class Probe(nn.Module):
 
 
 @pytest.mark.parametrize("arch", ["emnist", "small"])
-def test_forward_applies_modules_by_level_then_list_order(arch: str,
-                                                          networks: dict[str, BlockNetwork]) -> None:
+def test_forward_applies_modules_by_level_then_list_order(
+    arch: str, networks: dict[str, BlockNetwork]
+) -> None:
     net = networks[arch].eval()
     last = net.num_levels - 1
     log: list[str] = []
-    hooks = [block.register_forward_pre_hook(lambda m, a, j=j: log.append(f"block{j}"))
-             for j, block in enumerate(net.blocks)]
+    hooks = [
+        block.register_forward_pre_hook(lambda m, a, j=j: log.append(f"block{j}"))
+        for j, block in enumerate(net.blocks)
+    ]
     try:
-        a, b, c, d = (Probe(n, log, s, t) for n, s, t in (("A", 2.0, 1.0), ("B", 0.5, -1.0), ("C", 1.5, 0.2),
-                                                            ("D", 1.1, 0.3)))
+        a, b, c, d = (
+            Probe(n, log, s, t)
+            for n, s, t in (("A", 2.0, 1.0), ("B", 0.5, -1.0), ("C", 1.5, 0.2), ("D", 1.1, 0.3))
+        )
         x = torch.randn(3, *net.input_shape)
         # dict given out of level order: the network still runs by level, and in list order within a level
         with torch.no_grad():
@@ -200,8 +243,9 @@ def test_forward_applies_modules_by_level_then_list_order(arch: str,
 
 
 @pytest.mark.parametrize("arch", ["emnist", "cifar", "small"])
-def test_run_to_level_and_run_from_level_compose_to_forward(arch: str,
-                                                            networks: dict[str, BlockNetwork]) -> None:
+def test_run_to_level_and_run_from_level_compose_to_forward(
+    arch: str, networks: dict[str, BlockNetwork]
+) -> None:
     net = networks[arch].eval()
     torch.manual_seed(0)
     last = net.num_levels - 1
@@ -246,6 +290,7 @@ def test_level_shapes_leave_training_mode_and_batchnorm_statistics_alone() -> No
 
 # ------------------------------------------------------------------------------------------ grey, sizes, AEs
 
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_grey_input_works_for_network_modules_and_autoencoder(arch: str) -> None:
     net = build_network(arch, 5, in_channels=1).eval()
@@ -267,10 +312,13 @@ def test_autoencoder_output_shape_equals_input_shape(arch: str) -> None:
     assert build_autoencoder(arch)(x).shape == x.shape
 
 
-@pytest.mark.parametrize("size,shapes", [
-    (32, [(1, 32, 32), (16, 16, 16), (32, 8, 8), (64, 4, 4), (128,)]),
-    (100, [(1, 100, 100), (16, 50, 50), (32, 25, 25), (64, 13, 13), (128,)]),
-])
+@pytest.mark.parametrize(
+    "size,shapes",
+    [
+        (32, [(1, 32, 32), (16, 16, 16), (32, 8, 8), (64, 4, 4), (128,)]),
+        (100, [(1, 100, 100), (16, 50, 50), (32, 25, 25), (64, 13, 13), (128,)]),
+    ],
+)
 def test_small_accepts_other_image_sizes(size: int, shapes: list[tuple[int, ...]]) -> None:
     net = build_network("small", 7, in_channels=1, image_size=size)
     assert net.level_shapes() == shapes
@@ -280,14 +328,17 @@ def test_small_accepts_other_image_sizes(size: int, shapes: list[tuple[int, ...]
     assert net(x).shape == (2, 7) and build_autoencoder("small", 1, size)(x).shape == x.shape
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: build_network("resnet50", 10), "unknown architecture 'resnet50'"),
-    (lambda: build_module("emnist", 6), "module level 6 .* use 0..5"),
-    (lambda: build_network("facescrub", 10, image_size=32), "image_size 32 is too small"),
-    (lambda: build_network("small", 10, in_channels=0), "in_channels must be a positive integer"),
-    (lambda: build_autoencoder("cifar", image_size=2.5), "image_size must be a positive integer"),
-    (lambda: build_module("small", "2"), "module level '2' does not exist"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: build_network("resnet50", 10), "unknown architecture 'resnet50'"),
+        (lambda: build_module("emnist", 6), "module level 6 .* use 0..5"),
+        (lambda: build_network("facescrub", 10, image_size=32), "image_size 32 is too small"),
+        (lambda: build_network("small", 10, in_channels=0), "in_channels must be a positive integer"),
+        (lambda: build_autoencoder("cifar", image_size=2.5), "image_size must be a positive integer"),
+        (lambda: build_module("small", "2"), "module level '2' does not exist"),
+    ],
+)
 def test_user_mistakes_raise_user_error(call, match: str) -> None:
     with pytest.raises(UserError, match=match):
         call()
@@ -300,6 +351,7 @@ def test_numpy_integers_are_accepted_as_sizes_and_levels() -> None:
 
 
 # ------------------------------------------------------------------------------------------ the demo network
+
 
 def _train_small_on_fixed_batch() -> list[float]:
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """The platform's W&B online path end to end, against the project's own W&B-compatible server on 127.0.0.1
 (tests/wandb_server): `launch.py` in subprocesses with the real wandb client, judged by what the SERVER
 recorded. Run alone with `.venv/bin/python -m pytest -m online`."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -25,16 +27,29 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT = "comprobust-online"
 
 
-def _experiment_file(folder: Path, stages: dict[str, Any], systems: dict[str, Any] | None = None,
-                     max_epochs: int = 1, train_per_class: int = 6) -> Path:
+def _experiment_file(
+    folder: Path,
+    stages: dict[str, Any],
+    systems: dict[str, Any] | None = None,
+    max_epochs: int = 1,
+    train_per_class: int = 6,
+) -> Path:
     """A small mnist5k experiment writing under `folder` (the demo's shape at a test budget)."""
     body = {
-        "name": "online", "dataset": {"name": "mnist5k", "root": str(folder / "data"),
-                                      "split_sizes": {"train": train_per_class, "valid": 2, "test": 2}},
-        "architecture": "small", "seeds": [7], "output_root": str(folder / "outputs"),
+        "name": "online",
+        "dataset": {
+            "name": "mnist5k",
+            "root": str(folder / "data"),
+            "split_sizes": {"train": train_per_class, "valid": 2, "test": 2},
+        },
+        "architecture": "small",
+        "seeds": [7],
+        "output_root": str(folder / "outputs"),
         "compositions": ["Identity", "Invert", "Rotate90", "Rotate90-Invert"],
-        "wandb": {"project": PROJECT, "mode": "auto"}, "cluster": {"executor": "inline"},
-        "training": {"max_epochs": max_epochs, "batch_size": 16}, "stages": stages,
+        "wandb": {"project": PROJECT, "mode": "auto"},
+        "cluster": {"executor": "inline"},
+        "training": {"max_epochs": max_epochs, "batch_size": 16},
+        "stages": stages,
         "evaluation": {"batch_size": 50, "systems": systems or {}},
     }
     if not systems:
@@ -45,13 +60,21 @@ def _experiment_file(folder: Path, stages: dict[str, Any], systems: dict[str, An
 
 
 def _launch(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return result
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout + result.stderr
 
 
@@ -65,13 +88,26 @@ def demo_online(tmp_path_factory) -> Iterator[tuple[LocalWandb, Path, str]]:
     home = folder / "wandb-home"
     home.mkdir()
     server = LocalWandb(own, home)
-    experiment = _experiment_file(folder, {
-        "erm": {"method": "erm", "lr": 0.01}, "backbone": {"method": "backbone", "lr": 0.01},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01, "search_epochs": 1,
-                    "levels": [0]},
-        "autoencoders": {"method": "autoencoders", "lr": 0.01},
-    }, systems={"ERM": {"classifier": "erm"}, "Modular": {"backbone": "backbone", "modules": "modules"},
-                "ImgSpace": {"autoencoders": "autoencoders", "classifier": "backbone"}})
+    experiment = _experiment_file(
+        folder,
+        {
+            "erm": {"method": "erm", "lr": 0.01},
+            "backbone": {"method": "backbone", "lr": 0.01},
+            "modules": {
+                "method": "modules",
+                "backbone": "backbone",
+                "lr": 0.01,
+                "search_epochs": 1,
+                "levels": [0],
+            },
+            "autoencoders": {"method": "autoencoders", "lr": 0.01},
+        },
+        systems={
+            "ERM": {"classifier": "erm"},
+            "Modular": {"backbone": "backbone", "modules": "modules"},
+            "ImgSpace": {"autoencoders": "autoencoders", "classifier": "backbone"},
+        },
+    )
     env = server.subprocess_env()
     out = _ok(_launch(env, "run", str(experiment), "--no-report"))
     yield server, experiment, out
@@ -91,8 +127,9 @@ def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -
         assert run.state == "finished" and run.group == "online"
         assert run.job_type == p.job_type and set(p.tags) <= set(run.tags)
         assert run.config["hash"] == p.config["hash"] and method_label(run.config) == p.group
-        assert not any(str(v).startswith(str(experiment_path.parent)) for v in _leaves(run.config)), \
+        assert not any(str(v).startswith(str(experiment_path.parent)) for v in _leaves(run.config)), (
             "an absolute path reached the dashboard"
+        )
         if p.kind == "train":
             epochs = [row["epoch"] for row in state.history(run.id) if "best_epoch" in row]
             assert epochs == list(range(experiment.stages[p.stage].params.get("max_epochs", 1))), run.name
@@ -102,7 +139,9 @@ def test_every_planned_run_is_on_the_server_once_with_its_lineage(demo_online) -
             used = state.used_artifacts(run.id)
             expected = sorted(f"model-{rid}" for ids in p.inputs.values() for rid in ids)
             assert sorted(v.collection for v in used) == expected, run.name
-            assert all("best" in state.artifact_aliases(v) for v in used), "an input was not the :best version"
+            assert all("best" in state.artifact_aliases(v) for v in used), (
+                "an input was not the :best version"
+            )
     assert f"{server.url}/" in out, "no run URL was printed"
 
 
@@ -135,8 +174,9 @@ def test_report_from_the_server_equals_the_report_from_the_local_logs(demo_onlin
         import pandas.testing
 
         pandas.testing.assert_frame_equal(canonical(a), canonical(b), check_dtype=False, check_like=True)
-    out = _ok(_launch(server.subprocess_env(), "report", str(experiment_path), "--source", "wandb",
-                      "--no-wandb"))
+    out = _ok(
+        _launch(server.subprocess_env(), "report", str(experiment_path), "--source", "wandb", "--no-wandb")
+    )
     assert "reading runs from W&B" in out
 
 
@@ -152,30 +192,64 @@ def test_report_source_offline_never_touches_the_server(demo_online) -> None:
 def test_an_unreachable_server_is_one_line_naming_the_url(tmp_path) -> None:
     experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="local-" + "ab" * 20, WANDB_MODE="online",
-               WANDB_CONFIG_DIR=str(tmp_path / "cfg"))
+    env.update(
+        WANDB_BASE_URL="http://127.0.0.1:9",
+        WANDB_API_KEY="local-" + "ab" * 20,
+        WANDB_MODE="online",
+        WANDB_CONFIG_DIR=str(tmp_path / "cfg"),
+    )
     started = time.monotonic()
     result = _launch(env, "run-stage", str(experiment), "--stage", "erm")
     assert time.monotonic() - started < 60
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "http://127.0.0.1:9 does not answer" in lines[0] and "--mode offline" in lines[0]
+    assert (
+        len(lines) == 1 and "http://127.0.0.1:9 does not answer" in lines[0] and "--mode offline" in lines[0]
+    )
 
 
-def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_history(wandb_server, tmp_path) -> None:
+def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_history(
+    wandb_server, tmp_path
+) -> None:
     """`launch.py sweep` online with a real `wandb agent`: each trial's per-corruption module runs are W&B runs
     of their own, the trial's run holds their mean as the sweep metric, and a relaunch continues the sweep."""
-    experiment = _experiment_file(tmp_path, {
-        "backbone": {"method": "backbone", "lr": 0.01},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01, "search_epochs": 1, "levels": [0],
-                    "corruptions": ["Invert", "Rotate90"]},
-    })
+    experiment = _experiment_file(
+        tmp_path,
+        {
+            "backbone": {"method": "backbone", "lr": 0.01},
+            "modules": {
+                "method": "modules",
+                "backbone": "backbone",
+                "lr": 0.01,
+                "search_epochs": 1,
+                "levels": [0],
+                "corruptions": ["Invert", "Rotate90"],
+            },
+        },
+    )
     sweep = tmp_path / "modules-sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "online-modules", "project": PROJECT, "method": "grid",
-        "metric": {"name": "val_acc", "goal": "maximize"}, "parameters": {"lr": {"values": [0.01, 0.05]}},
-        "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(experiment), "--stage", "modules",
-                    "${args}"]}, sort_keys=False))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "online-modules",
+                "project": PROJECT,
+                "method": "grid",
+                "metric": {"name": "val_acc", "goal": "maximize"},
+                "parameters": {"lr": {"values": [0.01, 0.05]}},
+                "command": [
+                    "${env}",
+                    "${interpreter}",
+                    "launch.py",
+                    "run-stage",
+                    str(experiment),
+                    "--stage",
+                    "modules",
+                    "${args}",
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     env = wandb_server.subprocess_env()
     _ok(_launch(env, "run-stage", str(experiment), "--stage", "backbone"))
     first = _ok(_launch(env, "sweep", str(sweep), "--executor", "inline", "--count", "1"))
@@ -205,8 +279,11 @@ def test_an_online_sweep_of_a_per_corruption_stage_gives_each_run_its_own_histor
     (new_id,) = set(state.sweeps) - {sweep_id}
     (trial,) = [run for run in state.sweep_runs(new_id) if run.upserts]
     assert trial.state == "finished" and trial.summary["val_acc"] == pytest.approx(
-        next(t for t in trials if t.config["lr"] == trial.config["lr"]).summary["val_acc"])
-    assert len([run for run in state.runs(project=PROJECT) if run.job_type == "modules"]) == 4  # none re-trained
+        next(t for t in trials if t.config["lr"] == trial.config["lr"]).summary["val_acc"]
+    )
+    assert (
+        len([run for run in state.runs(project=PROJECT) if run.job_type == "modules"]) == 4
+    )  # none re-trained
 
 
 def test_publish_of_an_offline_sweep_lands_its_runs_and_the_sweep(wandb_server, tmp_path) -> None:
@@ -214,11 +291,27 @@ def test_publish_of_an_offline_sweep_lands_its_runs_and_the_sweep(wandb_server, 
     their history, and the sweep is created on the server with them as its runs; a second publish adds nothing."""
     experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=2)
     sweep = tmp_path / "erm-sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "offline-erm", "method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
-        "parameters": {"lr": {"values": [0.01, 0.05]}},
-        "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(experiment), "--stage", "erm",
-                    "${args}"]}, sort_keys=False))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "offline-erm",
+                "method": "grid",
+                "metric": {"name": "val_acc", "goal": "maximize"},
+                "parameters": {"lr": {"values": [0.01, 0.05]}},
+                "command": [
+                    "${env}",
+                    "${interpreter}",
+                    "launch.py",
+                    "run-stage",
+                    str(experiment),
+                    "--stage",
+                    "erm",
+                    "${args}",
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     env = wandb_server.subprocess_env()
     _ok(_launch(env, "sweep", str(sweep), "--mode", "offline", "--executor", "inline"))
     assert wandb_server.state.runs() == [], "an offline sweep talked to the server"
@@ -234,14 +327,20 @@ def test_publish_of_an_offline_sweep_lands_its_runs_and_the_sweep(wandb_server, 
 
 
 def test_kill_9_mid_training_then_resume_keeps_every_epoch_once(wandb_server, tmp_path) -> None:
-    experiment = _experiment_file(tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=6,
-                                  train_per_class=80)  # epochs of about a second: time to kill one mid-way
+    experiment = _experiment_file(
+        tmp_path, {"erm": {"method": "erm", "lr": 0.01}}, max_epochs=6, train_per_class=80
+    )  # epochs of about a second: time to kill one mid-way
     loaded = load_experiment(experiment)
     (run,) = plan(loaded, stages=["erm"])
     env = wandb_server.subprocess_env()
-    process = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "run-stage", str(experiment), "--stage",
-                                "erm"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), "run-stage", str(experiment), "--stage", "erm"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     checkpoint = loaded.output_dir / "runs" / run.run_id
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and _epochs_checkpointed(checkpoint) < 2 and process.poll() is None:
@@ -275,4 +374,3 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield from _leaves(item)
     else:
         yield value
-

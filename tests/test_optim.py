@@ -1,4 +1,5 @@
 """Warmup + cosine schedule values, the optimiser factory, and a bit-identical AdamW resume."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,10 @@ def test_scheduler_sets_lr_times_the_factor_each_epoch() -> None:
 def test_without_warmup_it_is_the_training_loops_cosine_annealing() -> None:
     ours = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05)
     theirs = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05)
-    schedules = warmup_cosine_scheduler(ours, 0, 7), torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=7)
+    schedules = (
+        warmup_cosine_scheduler(ours, 0, 7),
+        torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=7),
+    )
     for _ in range(7):
         assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
         for optimizer, scheduler in zip((ours, theirs), schedules):
@@ -60,7 +64,12 @@ def test_adamw_exempts_biases_norms_and_tokens_from_decay() -> None:
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"])
     exempt = {names[id(p)] for p in no_decay["params"]}
-    assert {"blocks.0.class_token", "blocks.0.pos_embedding", "blocks.0.proj.bias", "blocks.1.ln_1.weight"} <= exempt
+    assert {
+        "blocks.0.class_token",
+        "blocks.0.pos_embedding",
+        "blocks.0.proj.bias",
+        "blocks.1.ln_1.weight",
+    } <= exempt
     assert "blocks.0.proj.weight" not in exempt
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(net.parameters()))
     optimizer = build_optimizer("adamw", net.named_parameters(), lr=1e-3, weight_decay=0.05)
@@ -86,15 +95,20 @@ def _run(epochs: range, state: bytes | None) -> tuple[dict[str, torch.Tensor], b
     for epoch in epochs:
         generator = torch.Generator().manual_seed(epoch)
         for _ in range(2):
-            x, y = torch.randn(8, 1, 8, 8, generator=generator), torch.randint(0, 4, (8,), generator=generator)
+            x, y = (
+                torch.randn(8, 1, 8, 8, generator=generator),
+                torch.randint(0, 4, (8,), generator=generator),
+            )
             optimizer.zero_grad()
             nn.functional.cross_entropy(net(x), y).backward()
             optimizer.step()
         lrs.append(optimizer.param_groups[0]["lr"])
         scheduler.step()
     buffer = io.BytesIO()
-    torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict()}, buffer)
+    torch.save(
+        {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        buffer,
+    )
     return net.state_dict(), buffer.getvalue(), lrs
 
 

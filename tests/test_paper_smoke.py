@@ -1,5 +1,6 @@
 """The paper-scale experiments at their `--smoke` budget on fixture data in the real on-disk formats: every stage
 of EMNIST (the paper's 4-conv network) and CIFAR-10 (ResNet-18) trains and every system is evaluated, on CPU."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,13 +20,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def smoke_experiment(name: str, root: Path, out: Path):
     experiment = load_experiment(REPO / "experiments" / f"{name}.yaml", smoke_budget=True)
-    return dataclasses.replace(experiment, dataset=dataclasses.replace(experiment.dataset, root=str(root)),
-                               output_dir=out / experiment.name, wandb={**experiment.wandb, "mode": "offline"})
+    return dataclasses.replace(
+        experiment,
+        dataset=dataclasses.replace(experiment.dataset, root=str(root)),
+        output_dir=out / experiment.name,
+        wandb={**experiment.wandb, "mode": "offline"},
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["emnist", "cifar10"])
-def test_paper_experiment_runs_end_to_end_at_the_smoke_budget(name: str, tmp_path: Path, cifar_md5_bypass) -> None:
+def test_paper_experiment_runs_end_to_end_at_the_smoke_budget(
+    name: str, tmp_path: Path, cifar_md5_bypass
+) -> None:
     root = tmp_path / "data"
     if name == "emnist":
         write_fake_emnist(root, train_per_class=10, test_per_class=2)

@@ -6,6 +6,7 @@ failure lines are verbatim from wandb 0.31.0 syncing to a refused port with a du
 follow wandb-core 0.31's messages ("setting up run", "Finished syncing %s") and, like wandb-core, it writes the
 `run-<id>.wandb.synced` marker.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,13 +108,17 @@ def runs_copy(tmp_path_factory, tmp_path):
 
 
 def _folders(wandb_dir: Path, run_id: str) -> list[Path]:
-    return sorted(p for p in (wandb_dir / "wandb").iterdir() if p.name.endswith(run_id) or
-                  p.name.endswith(run_id + "-1"))
+    return sorted(
+        p
+        for p in (wandb_dir / "wandb").iterdir()
+        if p.name.endswith(run_id) or p.name.endswith(run_id + "-1")
+    )
 
 
 @pytest.mark.online
-def test_publish_lands_every_run_on_the_server_and_a_storage_failure_is_caught(runs_copy, wandb_server,
-                                                                               monkeypatch, capsys):
+def test_publish_lands_every_run_on_the_server_and_a_storage_failure_is_caught(
+    runs_copy, wandb_server, monkeypatch, capsys
+):
     """The real `wandb sync` against the project's own W&B server: judged by what the server holds."""
     from comprobust.wandb_offline import read_run
 
@@ -136,7 +141,9 @@ def test_publish_lands_every_run_on_the_server_and_a_storage_failure_is_caught(r
     with_artifacts = [f for f in _newest(wandb_dir) if read_run(f).artifacts]
     assert with_artifacts, "the fixture has no run with an artifact"
     for folder in with_artifacts:
-        line = next(line for line in out.splitlines() if line.endswith(folder.name) or folder.name + " " in line)
+        line = next(
+            line for line in out.splitlines() if line.endswith(folder.name) or folder.name + " " in line
+        )
         assert line.startswith("failed"), line  # named, with the reason
     assert "superseded" in out and "unfinished" in out
 
@@ -155,7 +162,9 @@ def test_publish_lands_every_run_on_the_server_and_a_storage_failure_is_caught(r
         # every row exactly once, also for the runs whose earlier uploads failed half-way (their partial copy is
         # discarded before a retry, else wandb sync appends the history again)
         assert [row["_step"] for row in remote.history] == list(range(len(local.history))), local.id
-        assert len([v for v in state.logged_artifacts(local.id) if v.state == "COMMITTED"]) == len(local.artifacts)
+        assert len([v for v in state.logged_artifacts(local.id) if v.state == "COMMITTED"]) == len(
+            local.artifacts
+        )
     assert len([r for r in state.runs() if r.name == erm2]) == 1
     assert "zzunfinished" not in {r.name for r in state.runs()}
     assert main(["publish", str(wandb_dir), "--backoff", "0"]) == 0
@@ -168,8 +177,9 @@ def _newest(wandb_dir: Path) -> list[Path]:
     return newest_attempts(offline_run_folders(wandb_dir))[0]
 
 
-def test_a_hung_sync_is_killed_at_the_timeout(runs_copy, credentials, fake_wandb, wandb_server, monkeypatch,
-                                               capsys):
+def test_a_hung_sync_is_killed_at_the_timeout(
+    runs_copy, credentials, fake_wandb, wandb_server, monkeypatch, capsys
+):
     set_plan, calls = fake_wandb
     monkeypatch.setenv("WANDB_BASE_URL", wandb_server.url)  # a server that answers; the fake `wandb` hangs
     run_id = "eval-erm-s1-0123456789"
@@ -211,6 +221,8 @@ def test_judge_reads_the_output_not_the_exit_status():
     assert judge(skipped, 0)[0] == "already-synced"
     online = "wandb: Skipped 1 online run(s). Include with --no-skip-online.\nwandb: No runs to sync.\n"
     assert judge(online, 0)[0] == "failed"
-    no_key = "wandb: ERROR Find detailed error logs at: /tmp/wandb/debug-cli.root.log\n" \
-             "Error: No API key configured. Use `wandb login` to log in.\n"
+    no_key = (
+        "wandb: ERROR Find detailed error logs at: /tmp/wandb/debug-cli.root.log\n"
+        "Error: No API key configured. Use `wandb login` to log in.\n"
+    )
     assert judge(no_key, 1)[0] == "failed"

@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium (Debian's `chromium` package) decodes every figure, and a
 screenshot of the page is not blank. Installs nothing; skipped when /usr/bin/chromium is missing."""
+
 from __future__ import annotations
 
 import html
@@ -18,7 +19,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="/usr/bin/chromium is missing: install Debian's chromium (apt-get install -y chromium) to check the "
-           "HTML report in a real browser")
+    "HTML report in a real browser",
+)
 PROBE = """<script>
 window.addEventListener("load", () => {
   const found = [...document.images].map(img => ({file: img.dataset.file, complete: img.complete,
@@ -32,9 +34,20 @@ window.addEventListener("load", () => {
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -55,8 +68,9 @@ def test_every_figure_decodes_in_chromium(tmp_path_factory, tmp_path):
 def test_screenshot_of_the_report_is_not_blank(tmp_path_factory, tmp_path):
     built = built_report(tmp_path_factory)
     shot = tmp_path / "report.png"
-    result = chromium(tmp_path, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}",
-                      built.index.as_uri())
+    result = chromium(
+        tmp_path, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", built.index.as_uri()
+    )
     assert shot.is_file(), f"chromium wrote no screenshot (exit {result.returncode}): {result.stderr[-2000:]}"
     with Image.open(shot) as image:
         assert image.size == (1280, 2400)

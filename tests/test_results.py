@@ -2,6 +2,7 @@
 
 The runs and their known numbers are described in `helpers.recorded_runs`.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,11 @@ def test_results_equal_the_known_numbers(runs_fixture, tmp_path):
     assert set(results.loc[results["method"] == "Contrastive", "shard"]) == {0, 1}
     first = results[(results["method"] == "ERM") & (results["seed"] == 1)].iloc[0]
     assert (first.composition, first.abbreviation, first.system, first.dataset) == (
-        "Identity", "ID", "monolithic", "mnist5k")
+        "Identity",
+        "ID",
+        "monolithic",
+        "mnist5k",
+    )
 
 
 def test_invariance_from_tables_and_from_merged_shards(runs_fixture, tmp_path):
@@ -76,7 +81,7 @@ def test_invariance_from_tables_and_from_merged_shards(runs_fixture, tmp_path):
         erm = inv[(inv["method"] == "ERM") & (inv["seed"] == seed)].set_index("composition")
         rows = erm_invariance_rows(seed)
         assert len(erm) == len(rows)
-        for name, length, elemental, composed, units in rows:
+        for name, _length, elemental, composed, _units in rows:
             assert erm.loc[name, "elemental_invariance"] == pytest.approx(elemental)
             assert erm.loc[name, "composition_invariance"] == pytest.approx(composed)
             assert erm.loc[name, "accuracy"] == pytest.approx(expected_accuracy("ERM", seed, name))
@@ -180,8 +185,11 @@ def test_api_store_gives_the_same_frames_as_the_offline_store(runs_fixture, tmp_
     pd.testing.assert_frame_equal(online.runs()[columns], offline.runs()[columns])
     assert api.calls[0] == ("runs", f"team/{PROJECT}", {"group": NAME})
     artifacts = sorted(c[1] for c in api.calls if c[0] == "artifact")
-    assert artifacts == [f"team/{PROJECT}/activations-eval-contrastive-s{s}-shard{i}of2-0123456789:latest"
-                         for s in SEEDS for i in range(2)]
+    assert artifacts == [
+        f"team/{PROJECT}/activations-eval-contrastive-s{s}-shard{i}of2-0123456789:latest"
+        for s in SEEDS
+        for i in range(2)
+    ]
 
     calls = len(api.calls)
     cached = ApiRunStore(PROJECT, entity="team", group=NAME, api=api, cache_dir=tmp_path / "cache")
@@ -206,10 +214,20 @@ def test_a_damaged_log_is_reported_by_status_and_report_alike(tmp_path, runs_fix
     copy = runs_fixture.copy(tmp_path / "runs")
     log = next(p for p in (copy.wandb_dir / "wandb").glob("*eval-erm-s1-*/run-*.wandb"))
     data = bytearray(log.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
     log.write_bytes(bytes(data))
     assert main(["status", str(copy.experiment_path)]) == 1
     out = capsys.readouterr().out
     assert f"damaged W&B log: {log}" in out
-    main(["report", str(copy.experiment_path), "--source", "offline", "--no-wandb", "--out", str(tmp_path / "r")])
+    main(
+        [
+            "report",
+            str(copy.experiment_path),
+            "--source",
+            "offline",
+            "--no-wandb",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert f"{log}: corrupt record" in capsys.readouterr().err

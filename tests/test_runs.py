@@ -1,5 +1,6 @@
 """The run contract: typed runs from the planner, their paths and artifact names, the W&B config written for them
 and read back by results, and `resolve`, the one way from an experiment file to runs."""
+
 from __future__ import annotations
 
 import pickle
@@ -30,8 +31,12 @@ def test_the_planner_makes_typed_runs_with_their_own_fields() -> None:
     evals = [r for r in runs if isinstance(r, EvalRun)]
     assert len(train) + len(evals) == len(runs) and train and evals
     modular = next(r for r in evals if r.label == "Modular")
-    assert (modular.system, modular.kind, modular.group, modular.job_type) == ("modular", "evaluate", "Modular",
-                                                                               "evaluate")
+    assert (modular.system, modular.kind, modular.group, modular.job_type) == (
+        "modular",
+        "evaluate",
+        "Modular",
+        "evaluate",
+    )
     assert modular.shard == 0 and modular.shards == experiment.evaluation.shards
     module = next(r for r in train if r.stage == "modules")
     assert module.corruption is not None and module.group == module.job_type == "modules"
@@ -43,7 +48,11 @@ def test_paths_and_artifact_names_round_trip(tmp_path: Path) -> None:
     run = runs[0]
     paths = RunPaths.of(tmp_path, run)
     assert paths.folder == tmp_path / "runs" / run.run_id
-    assert {paths.done.name, paths.failed.name, paths.lock.name} == {"done.json", "failed.json", "running.lock"}
+    assert {paths.done.name, paths.failed.name, paths.lock.name} == {
+        "done.json",
+        "failed.json",
+        "running.lock",
+    }
     assert run_id_of_model(model_input(run.run_id)) == run.run_id
     assert run.artifact == f"model-{run.run_id}"
 
@@ -52,10 +61,13 @@ def test_the_wandb_config_names_each_run_the_way_results_reads_it() -> None:
     experiment, runs = resolve(DEMO)
     for run in runs:
         config = wandb_config(run, experiment.name, experiment.architecture, {"sweep": {"id": "s"}})
-        assert config["run_id"] == run.run_id and config["kind"] == run.kind and config["sweep"] == {"id": "s"}
+        assert (
+            config["run_id"] == run.run_id and config["kind"] == run.kind and config["sweep"] == {"id": "s"}
+        )
         assert method_label(config) == run.group
-        record = RunRecord(run.run_id, run.run_id, "p", "e", experiment.name, run.job_type, "finished", 0.0, "",
-                           config, {})
+        record = RunRecord(
+            run.run_id, run.run_id, "p", "e", experiment.name, run.job_type, "finished", 0.0, "", config, {}
+        )
         assert record.method == run.group and record.is_evaluation == isinstance(run, EvalRun)
 
 

@@ -1,4 +1,5 @@
 """The cue-conflict evaluator on oracle predictors: shape bias, cue shares, per-class biases, empty denominators."""
+
 from __future__ import annotations
 
 import math
@@ -46,11 +47,17 @@ def test_congruent_trials_and_trials_without_a_cue_do_not_change_the_bias() -> N
     base = cue_conflict(decisions, CUES).summary()
     congruent = RNG.integers(0, 10, 100)
     absent = RNG.integers(0, 10, 50)
-    more = cue_conflict(np.concatenate([decisions, congruent, absent]),
-                        {"shape": np.concatenate([SHAPE, congruent, absent]),
-                         "texture": np.concatenate([TEXTURE, congruent, np.full(50, -1)])}).summary()
+    more = cue_conflict(
+        np.concatenate([decisions, congruent, absent]),
+        {
+            "shape": np.concatenate([SHAPE, congruent, absent]),
+            "texture": np.concatenate([TEXTURE, congruent, np.full(50, -1)]),
+        },
+    ).summary()
     assert more["dropped"] == 150 and more["trials"] == 400
-    assert {k: v for k, v in more.items() if k != "dropped"} == {k: v for k, v in base.items() if k != "dropped"}
+    assert {k: v for k, v in more.items() if k != "dropped"} == {
+        k: v for k, v in base.items() if k != "dropped"
+    }
 
 
 def test_per_class_biases_group_by_the_shape_class() -> None:
@@ -70,7 +77,9 @@ def test_empty_denominators_give_nan_with_a_note() -> None:
     assert agreeing.trials == 0 and math.isnan(agreeing.summary()["frac/shape"])
     assert "no trial has conflicting cues" in agreeing.notes[0]
     only_low = SHAPE < 3
-    partial = cue_conflict(SHAPE[only_low], {"shape": SHAPE[only_low], "texture": TEXTURE[only_low]}, num_classes=5)
+    partial = cue_conflict(
+        SHAPE[only_low], {"shape": SHAPE[only_low], "texture": TEXTURE[only_low]}, num_classes=5
+    )
     assert [math.isnan(row["bias/shape"]) for row in partial.per_class] == [False] * 3 + [True] * 2
     assert "shape classes [3, 4]" in partial.notes[0]
 

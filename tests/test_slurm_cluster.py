@@ -1,5 +1,6 @@
 """comprobust.cluster against a real Slurm (run by `make test-slurm` after `bash scripts/local_slurm.sh start`):
 arrays, afterok dependencies, failures, resource validation, and preemption/time limits with requeue and resume."""
+
 from __future__ import annotations
 
 import os
@@ -53,6 +54,7 @@ def sh(*cmd: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- job bodies
 
+
 def whoami(x: int) -> tuple[int, str, str]:
     return x, os.environ["SLURM_ARRAY_JOB_ID"], os.environ["SLURM_ARRAY_TASK_ID"]
 
@@ -69,6 +71,7 @@ def wait_for_epochs(path: Path, n: int, job) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- tests
+
 
 def test_auto_picks_slurm(tmp_path):
     assert isinstance(make_executor(ClusterConfig(), tmp_path), submitit.SlurmExecutor)
@@ -108,9 +111,13 @@ def test_failing_job_gives_a_clear_error_and_cancels_dependents(tmp_path):
     with pytest.raises(JobFailed) as error:
         wait(bad, label="stage erm")
     message = str(error.value)
-    assert message.startswith(f"stage erm: job {bad[0].job_id} failed (Slurm state FAILED): ValueError: boom 7")
+    assert message.startswith(
+        f"stage erm: job {bad[0].job_id} failed (Slurm state FAILED): ValueError: boom 7"
+    )
     assert f"last lines of {bad[0].paths.stderr}" in message
-    assert "toy_jobs.py" in message and 'raise ValueError(f"boom {x}")' in message, "the traceback lost its source"
+    assert "toy_jobs.py" in message and 'raise ValueError(f"boom {x}")' in message, (
+        "the traceback lost its source"
+    )
     with pytest.raises(JobFailed, match=r"Slurm state CANCELLED.*ended without a result"):
         wait(dependent, label="stage modules")
     assert not (tmp_path / "never.json").exists()
@@ -120,17 +127,28 @@ def test_validate_resources_refuses_before_submitting(tmp_path):
     jobs_before = sh("sacct", "-n", "-X", "-o", "JobID")
     validate_resources(slurm_config(cpus_per_task=2, timeout_min=60), n_tasks=1000)
     cases = [
-        ({"cpus_per_task": 64}, "test.yaml: cluster.cpus_per_task=64 exceeds the 8 CPUs of the largest node of "
-                                "partition debug"),
-        ({"partition": "gpu"}, "test.yaml: cluster.partition='gpu' is not a partition of this cluster "
-                               "(available: debug)"),
-        ({"timeout_min": 2000}, "test.yaml: cluster.timeout_min=2000 exceeds the MaxTime 1-00:00:00 (1440 min)"),
+        (
+            {"cpus_per_task": 64},
+            "test.yaml: cluster.cpus_per_task=64 exceeds the 8 CPUs of the largest node of partition debug",
+        ),
+        (
+            {"partition": "gpu"},
+            "test.yaml: cluster.partition='gpu' is not a partition of this cluster (available: debug)",
+        ),
+        (
+            {"timeout_min": 2000},
+            "test.yaml: cluster.timeout_min=2000 exceeds the MaxTime 1-00:00:00 (1440 min)",
+        ),
         ({"mem_gb": 100000}, "test.yaml: cluster.mem_gb=100000 exceeds the"),
         ({"gpus_per_task": 1}, "test.yaml: cluster.gpus_per_task=1 exceeds the 0 GPUs"),
-        ({"sbatch_options": {"constraint": "a100"}}, "test.yaml: the Slurm cluster refuses these cluster settings"),
+        (
+            {"sbatch_options": {"constraint": "a100"}},
+            "test.yaml: the Slurm cluster refuses these cluster settings",
+        ),
     ]
-    cases.append(({}, "test.yaml: a stage of 5000 tasks does not fit in one array on this cluster "
-                      "(MaxArraySize=1001)"))
+    cases.append(
+        ({}, "test.yaml: a stage of 5000 tasks does not fit in one array on this cluster (MaxArraySize=1001)")
+    )
     for overrides, expected in cases:
         with pytest.raises(UserError) as error:
             validate_resources(slurm_config(**overrides), n_tasks=5000 if not overrides else 1)
@@ -147,7 +165,9 @@ def test_preemption_signal_requeues_and_resumes_without_losing_an_epoch(tmp_path
     jobs = submit_array(executor, Epochs(str(files[0]), 12, 0.5), [()], name="train")
     jobs += submit_array(executor, Epochs(str(files[1]), 4, 0.5), [()], name="train")
     wait_for_epochs(files[0], 3, jobs[0])
-    sh("scancel", "--signal=USR2", jobs[0].job_id)  # not --batch: that would signal the shell and kill the job
+    sh(
+        "scancel", "--signal=USR2", jobs[0].job_id
+    )  # not --batch: that would signal the shell and kill the job
     states = wait(jobs)
     assert states[0]["done"] == list(range(12)), "an epoch was lost or repeated"
     assert states[0]["starts"] == 2 and states[1]["starts"] == 1
@@ -160,7 +180,9 @@ def test_external_requeue_resumes_from_the_checkpoint(tmp_path):
     """`scontrol requeue` (an admin, or preemption in REQUEUE mode) kills the job without submitit's checkpoint
     call; the job resumes from the last epoch its state file recorded."""
     state_file = tmp_path / "train.json"
-    [job] = submit_array(make_executor(slurm_config(), tmp_path / "logs"), Epochs(str(state_file), 20, 0.5), [()])
+    [job] = submit_array(
+        make_executor(slurm_config(), tmp_path / "logs"), Epochs(str(state_file), 20, 0.5), [()]
+    )
     wait_for_epochs(state_file, 3, job)
     sh("scontrol", "requeue", job.job_id)  # SIGTERM (ignored by submitit), SIGKILL after KillWait (5 s)
     [state] = wait([job])

@@ -1,6 +1,7 @@
 """A small experiment submitted through submitit to the real local Slurm (`make test-slurm`): job arrays with
 afterok dependencies, the runs' W&B records, status, and a training stage preempted (USR2) mid-training that
 requeues, resumes from its checkpoint and finishes with every epoch done exactly once."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,13 +31,23 @@ def _live_slurm(live_slurm):
 def experiment_file(folder: Path, stages: dict, evaluation: dict | None = None) -> Path:
     body = {
         "name": "slurmtiny",
-        "dataset": {"name": "mnist5k", "root": str(folder / "data"), "split_sizes": {"train": 16, "valid": 4, "test": 3}},
+        "dataset": {
+            "name": "mnist5k",
+            "root": str(folder / "data"),
+            "split_sizes": {"train": 16, "valid": 4, "test": 3},
+        },
         "architecture": "small",
         "seeds": [1],
         "output_root": str(folder / "outputs"),
         "compositions": ["Identity", "Contrast", "Invert", "Contrast-Invert"],
         "wandb": {"mode": "offline"},
-        "cluster": {"executor": "slurm", "mem_gb": 2, "timeout_min": 10, "signal_delay_s": 30, "cpus_per_task": 1},
+        "cluster": {
+            "executor": "slurm",
+            "mem_gb": 2,
+            "timeout_min": 10,
+            "signal_delay_s": 30,
+            "cpus_per_task": 1,
+        },
         "training": {"max_epochs": 2, "batch_size": 32},
         "stages": stages,
         "evaluation": evaluation or {},
@@ -49,18 +60,37 @@ def experiment_file(folder: Path, stages: dict, evaluation: dict | None = None) 
 
 def slurm_times(job) -> tuple[str, str]:
     """(Start, End) of a finished Slurm job, ISO timestamps (sortable)."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", str(job.job_id), "-o", "Start,End"],
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", str(job.job_id), "-o", "Start,End"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     start, end = out[0].split("|")
     return start, end
 
 
 def test_experiment_runs_as_dependent_job_arrays(tmp_path: Path, capsys) -> None:
-    path = experiment_file(tmp_path, {
-        "backbone": {"method": "backbone", "lr": 0.05},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.05, "max_epochs": 1, "search_epochs": 1,
-                    "corruptions": ["Contrast", "Invert"], "levels": [1]},
-    }, {"shards": 2, "systems": {"Backbone": {"classifier": "backbone"}}})
+    path = experiment_file(
+        tmp_path,
+        {
+            "backbone": {"method": "backbone", "lr": 0.05},
+            "modules": {
+                "method": "modules",
+                "backbone": "backbone",
+                "lr": 0.05,
+                "max_epochs": 1,
+                "search_epochs": 1,
+                "corruptions": ["Contrast", "Invert"],
+                "levels": [1],
+            },
+        },
+        {"shards": 2, "systems": {"Backbone": {"classifier": "backbone"}}},
+    )
     experiment = load_experiment(path)
     runs = plan(experiment)
     jobs = launch(experiment, runs, cluster_config(experiment), detach=True)

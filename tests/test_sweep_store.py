@@ -1,4 +1,5 @@
 """The offline sweep store: append-only journal under an O_EXCL lock file, stale-lock recovery, heartbeats."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,18 @@ FORK = multiprocessing.get_context("fork")
 
 
 def _issue(store: SweepStore, run_id: str, index: int, **extra) -> None:
-    store.append({"op": "issue", "run_id": run_id, "index": index, "params": {"a": index}, "agent": "t",
-                  "host": HOST, "pid": os.getpid(), **extra})
+    store.append(
+        {
+            "op": "issue",
+            "run_id": run_id,
+            "index": index,
+            "params": {"a": index},
+            "agent": "t",
+            "host": HOST,
+            "pid": os.getpid(),
+            **extra,
+        }
+    )
 
 
 def test_journal_replays_into_the_same_state(tmp_path: Path) -> None:
@@ -53,7 +64,9 @@ def test_interrupted_append_is_ignored_by_readers_and_cut_by_the_next_writer(tmp
 
 
 def test_a_corrupt_complete_line_is_reported_with_file_and_line(tmp_path: Path) -> None:
-    (tmp_path / "journal.jsonl").write_text('{"op": "issue", "run_id": "r0", "index": 0, "params": {}}\nnot json\n')
+    (tmp_path / "journal.jsonl").write_text(
+        '{"op": "issue", "run_id": "r0", "index": 0, "params": {}}\nnot json\n'
+    )
     with pytest.raises(StoreError, match=r"journal.jsonl: line 2 is corrupt"):
         with SweepStore(tmp_path).transaction():
             pass
@@ -133,8 +146,9 @@ def test_heartbeats_decide_whether_a_running_run_crashed(tmp_path: Path) -> None
     assert store.is_stale(runs["elsewhere"], stale_s=60, now=time.time() + 61)  # no heartbeat for 61 s
     # a heartbeat written on that node keeps it alive
     (tmp_path / "heartbeats").mkdir()
-    (tmp_path / "heartbeats" / "elsewhere.1.json").write_text(json.dumps(
-        {"host": "some-other-node", "pid": 1, "time": time.time() + 50}))
+    (tmp_path / "heartbeats" / "elsewhere.1.json").write_text(
+        json.dumps({"host": "some-other-node", "pid": 1, "time": time.time() + 50})
+    )
     assert not store.is_stale(runs["elsewhere"], stale_s=60, now=time.time() + 61)
     store.write_heartbeat("here-alive", 1, "t")
     assert store.read_heartbeat("here-alive", 1)["pid"] == os.getpid()

@@ -1,5 +1,6 @@
 """Sweeps: validation of W&B sweep files, the offline controller (grid/random/bayes, run_cap, hyperband), agents
 running concurrently and crashing, the W&B agent contract, the CLI, and the shipped sweeps."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,16 @@ from comprobust.sweeps.validate import load_sweep, validate_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 FORK = multiprocessing.get_context("fork")
-STAGE_COMMAND = ["${env}", "${interpreter}", "launch.py", "run-stage", "experiments/demo.yaml", "--stage", "erm",
-                 "${args}"]
+STAGE_COMMAND = [
+    "${env}",
+    "${interpreter}",
+    "launch.py",
+    "run-stage",
+    "experiments/demo.yaml",
+    "--stage",
+    "erm",
+    "${args}",
+]
 # A trivial "training" command: records the agent contract it sees, then exits.
 RECORD = """
 import json, os, sys, pathlib
@@ -38,10 +47,21 @@ keys = ("WANDB_SWEEP_ID", "COMPROBUST_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PA
 """
 
 
-def _sweep(tmp_path: Path, parameters: dict, method: str = "grid", script: str = RECORD, sweep_id: str = "testswp",
-           name: str = "sweep", **extra) -> Path:
-    config = {"method": method, "parameters": parameters,
-              "command": ["${env}", "${interpreter}", "-c", script, "${args}"], **extra}
+def _sweep(
+    tmp_path: Path,
+    parameters: dict,
+    method: str = "grid",
+    script: str = RECORD,
+    sweep_id: str = "testswp",
+    name: str = "sweep",
+    **extra,
+) -> Path:
+    config = {
+        "method": method,
+        "parameters": parameters,
+        "command": ["${env}", "${interpreter}", "-c", script, "${args}"],
+        **extra,
+    }
     return create_sweep(config, tmp_path / name, sweep_id, {"workdir": str(tmp_path), "project": "tests"})
 
 
@@ -61,35 +81,60 @@ def _records(out: Path) -> list[dict]:
 
 
 def _config(**changes) -> dict:
-    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
-              "parameters": {"lr": {"values": [0.01, 0.1]}}, "command": STAGE_COMMAND}
+    config = {
+        "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.01, 0.1]}},
+        "command": STAGE_COMMAND,
+    }
     config.update(changes)
     return config
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"method": "grdi"}, r"s\.yaml: invalid W&B sweep config at method: 'grdi' is not one of"),
-    ({"parameterz": {}}, r"s\.yaml: unknown key 'parameterz'; did you mean 'parameters'\?"),
-    ({"parameters": {"lr": {"distribution": "log_unifrom_values", "min": 0.1, "max": 1}}},
-     r"s\.yaml: parameters\.lr\.distribution: unknown distribution 'log_unifrom_values'; did you mean "
-     r"'log_uniform_values'\?"),
-    ({"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0.1}}},
-     r"s\.yaml: parameters\.lr: 'max' is a required property"),
-    ({"method": "bayes", "metric": None}, r"s\.yaml: bayes needs a metric: add metric: \{name: val_acc"),
-    ({"parameters": {"lr": {"distribution": "uniform", "min": 0.1, "max": 1.0}}},
-     r"s\.yaml: the W&B sweep engine rejects this config: Parameter lr is a disallowed type with grid search"),
-    ({"early_terminate": {"type": "hyperband"}}, r"s\.yaml: early_terminate: hyperband needs min_iter"),
-    ({"run_cap": -1}, r"s\.yaml: invalid W&B sweep config at run_cap"),
-    ({"metric": {"name": "val_accuracy", "goal": "maximize"}},
-     r"s\.yaml: metric\.name 'val_accuracy' is not reported by stage 'erm' \(erm\); did you mean 'val_acc'\?"),
-    ({"command": ["python", "train.py", "${args}"]}, r"s\.yaml: command must call `launch\.py run-stage"),
-    ({"command": STAGE_COMMAND[:-1]}, r"s\.yaml: command must end with \$\{args\}"),
-    ({"command": STAGE_COMMAND[:6] + ["ermm", "${args}"]},
-     r"s\.yaml: command runs stage 'ermm', which experiments/demo\.yaml does not define; did you mean 'erm'\?"),
-    ({"parameters": {"lr": {"values": [0.1, -1]}}}, r"s\.yaml: parameters\.lr: value -1 is refused: must be positive"),
-    ({"parameters": {"max_epochs": {"distribution": "uniform", "min": 1, "max": 3}}, "method": "random"},
-     r"s\.yaml: parameters\.max_epochs: value .* is refused: expected int"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": "grdi"}, r"s\.yaml: invalid W&B sweep config at method: 'grdi' is not one of"),
+        ({"parameterz": {}}, r"s\.yaml: unknown key 'parameterz'; did you mean 'parameters'\?"),
+        (
+            {"parameters": {"lr": {"distribution": "log_unifrom_values", "min": 0.1, "max": 1}}},
+            r"s\.yaml: parameters\.lr\.distribution: unknown distribution 'log_unifrom_values'; did you mean "
+            r"'log_uniform_values'\?",
+        ),
+        (
+            {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0.1}}},
+            r"s\.yaml: parameters\.lr: 'max' is a required property",
+        ),
+        ({"method": "bayes", "metric": None}, r"s\.yaml: bayes needs a metric: add metric: \{name: val_acc"),
+        (
+            {"parameters": {"lr": {"distribution": "uniform", "min": 0.1, "max": 1.0}}},
+            r"s\.yaml: the W&B sweep engine rejects this config: Parameter lr is a disallowed type with grid search",
+        ),
+        ({"early_terminate": {"type": "hyperband"}}, r"s\.yaml: early_terminate: hyperband needs min_iter"),
+        ({"run_cap": -1}, r"s\.yaml: invalid W&B sweep config at run_cap"),
+        (
+            {"metric": {"name": "val_accuracy", "goal": "maximize"}},
+            r"s\.yaml: metric\.name 'val_accuracy' is not reported by stage 'erm' \(erm\); did you mean 'val_acc'\?",
+        ),
+        ({"command": ["python", "train.py", "${args}"]}, r"s\.yaml: command must call `launch\.py run-stage"),
+        ({"command": STAGE_COMMAND[:-1]}, r"s\.yaml: command must end with \$\{args\}"),
+        (
+            {"command": STAGE_COMMAND[:6] + ["ermm", "${args}"]},
+            r"s\.yaml: command runs stage 'ermm', which experiments/demo\.yaml does not define; did you mean 'erm'\?",
+        ),
+        (
+            {"parameters": {"lr": {"values": [0.1, -1]}}},
+            r"s\.yaml: parameters\.lr: value -1 is refused: must be positive",
+        ),
+        (
+            {
+                "parameters": {"max_epochs": {"distribution": "uniform", "min": 1, "max": 3}},
+                "method": "random",
+            },
+            r"s\.yaml: parameters\.max_epochs: value .* is refused: expected int",
+        ),
+    ],
+)
 def test_invalid_sweep_configs_are_one_line_errors_naming_file_and_key(changes: dict, message: str) -> None:
     config = {k: v for k, v in _config(**changes).items() if v is not None}
     with pytest.raises(UserError, match=message) as err:
@@ -98,12 +143,19 @@ def test_invalid_sweep_configs_are_one_line_errors_naming_file_and_key(changes: 
 
 
 def test_unknown_parameter_names_the_stage_and_the_closest_valid_one() -> None:
-    expected = (r"^sweeps/s\.yaml: parameters\.wieght: not a parameter of stage 'contrastive' \(method contrastive\) "
-                r"in experiments/demo\.yaml; did you mean 'weight'\?$")
+    expected = (
+        r"^sweeps/s\.yaml: parameters\.wieght: not a parameter of stage 'contrastive' \(method contrastive\) "
+        r"in experiments/demo\.yaml; did you mean 'weight'\?$"
+    )
     with pytest.raises(UserError, match=expected):
-        validate_sweep(_config(parameters={"wieght": {"values": [0.1]}},
-                               command=STAGE_COMMAND[:6] + ["contrastive", "${args}"]),
-                       where="sweeps/s.yaml", workdir=REPO)
+        validate_sweep(
+            _config(
+                parameters={"wieght": {"values": [0.1]}},
+                command=STAGE_COMMAND[:6] + ["contrastive", "${args}"],
+            ),
+            where="sweeps/s.yaml",
+            workdir=REPO,
+        )
 
 
 def test_values_that_run_stage_would_misread_are_refused_before_submission() -> None:
@@ -113,8 +165,11 @@ def test_values_that_run_stage_would_misread_are_refused_before_submission() -> 
     if parse_overrides(["--lr=1e-05"], where="argument")["lr"] == 1e-5:
         validate_sweep(config, where="sweeps/s.yaml", workdir=REPO)  # run-stage reads it right: accepted
         return
-    with pytest.raises(UserError, match=r"^sweeps/s\.yaml: parameters\.lr: value 1e-05 reaches run-stage as "
-                                        r"--lr=1e-05, which it reads as '1e-05'"):
+    with pytest.raises(
+        UserError,
+        match=r"^sweeps/s\.yaml: parameters\.lr: value 1e-05 reaches run-stage as "
+        r"--lr=1e-05, which it reads as '1e-05'",
+    ):
         validate_sweep(config, where="sweeps/s.yaml", workdir=REPO)
 
 
@@ -162,7 +217,9 @@ def test_grid_is_exhausted_and_never_repeats_a_point(tmp_path: Path) -> None:
 
 
 def test_run_cap_bounds_a_random_sweep(tmp_path: Path) -> None:
-    folder = _sweep(tmp_path, {"a": {"distribution": "uniform", "min": 0, "max": 1}}, method="random", run_cap=3)
+    folder = _sweep(
+        tmp_path, {"a": {"distribution": "uniform", "min": 0, "max": 1}}, method="random", run_cap=3
+    )
     assert len(_take_all(folder)) == 3
 
 
@@ -172,8 +229,10 @@ def _score(params: dict) -> dict:
 
 @pytest.mark.parametrize("method", ["random", "bayes"])
 def test_random_and_bayes_suggestions_are_reproducible(tmp_path: Path, method: str) -> None:
-    parameters = {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
-                  "depth": {"values": [1, 2, 3]}}
+    parameters = {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
+        "depth": {"values": [1, 2, 3]},
+    }
     extra = {"metric": {"name": "val_acc", "goal": "maximize"}, "run_cap": 6}
     first = _take_all(_sweep(tmp_path, parameters, method, name="a", **extra), _score)
     again = _take_all(_sweep(tmp_path, parameters, method, name="b", **extra), _score)
@@ -184,8 +243,12 @@ def test_random_and_bayes_suggestions_are_reproducible(tmp_path: Path, method: s
 
 
 def test_hyperband_stops_a_run_that_lags_the_finished_ones(tmp_path: Path) -> None:
-    folder = _sweep(tmp_path, {"a": {"values": [1, 2, 3, 4]}}, metric={"name": "val_acc", "goal": "maximize"},
-                    early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2})
+    folder = _sweep(
+        tmp_path,
+        {"a": {"values": [1, 2, 3, 4]}},
+        metric={"name": "val_acc", "goal": "maximize"},
+        early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
+    )
     controller, agent = SweepController(folder), Agent("t")
     for value in (0.9, 0.8):
         run = controller.next_run(agent)
@@ -216,16 +279,23 @@ def test_agent_contract_matches_wandb_agent(tmp_path: Path, _out_dir: Path) -> N
     assert seen["argv"] == ["--lr=0.5", "--name=x"]  # ${args} exactly as `wandb agent` expands it
     # offline: the local sweep id stays out of wandb's own variables (a server would not know it) and the run is
     # offline whatever credentials exist
-    assert seen["env"] == {"COMPROBUST_SWEEP_ID": "testswp", "WANDB_SWEEP_ID": None, "WANDB_RUN_ID": run_id,
-                           "WANDB_PROJECT": "tests", "WANDB_MODE": "offline",
-                           "WANDB_SWEEP_PARAM_PATH": str(folder / "wandb" / "sweep-testswp" / f"config-{run_id}.yaml")}
+    assert seen["env"] == {
+        "COMPROBUST_SWEEP_ID": "testswp",
+        "WANDB_SWEEP_ID": None,
+        "WANDB_RUN_ID": run_id,
+        "WANDB_PROJECT": "tests",
+        "WANDB_MODE": "offline",
+        "WANDB_SWEEP_PARAM_PATH": str(folder / "wandb" / "sweep-testswp" / f"config-{run_id}.yaml"),
+    }
     params = yaml.safe_load(seen["param_file"])
     assert params == {"wandb_version": 1, "lr": {"value": 0.5}, "name": {"value": "x"}}
     assert "testswp" in status_table(folder) and run_id in status_table(folder)
 
 
 def test_a_failing_command_is_recorded_and_stops_the_agent_after_repeated_failures(tmp_path: Path) -> None:
-    folder = _sweep(tmp_path, {"a": {"values": [1, 2, 3, 4]}}, script="import sys; print('boom'); sys.exit(3)")
+    folder = _sweep(
+        tmp_path, {"a": {"values": [1, 2, 3, 4]}}, script="import sys; print('boom'); sys.exit(3)"
+    )
     report = run_agent(folder, quiet=True, max_consecutive_failures=2)
     assert [r["state"] for r in report.runs] == ["failed", "failed"]
     record = SweepController(folder).records()[0]
@@ -311,12 +381,30 @@ def test_a_stopped_run_counts_as_done_for_the_grid(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------------------- CLI
 
 
-def test_dry_run_prints_commands_and_sbatch_options_and_creates_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_dry_run_prints_commands_and_sbatch_options_and_creates_nothing(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     from comprobust.cli import main
 
     monkeypatch.chdir(REPO)
-    assert main(["sweep", "sweeps/demo-erm-lr.yaml", "--agents", "3", "--count", "2", "--dry-run",
-                 "--executor", "local", "--mode", "offline"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "sweeps/demo-erm-lr.yaml",
+                "--agents",
+                "3",
+                "--count",
+                "2",
+                "--dry-run",
+                "--executor",
+                "local",
+                "--mode",
+                "offline",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "launch.py run-stage experiments/demo.yaml --stage erm --lr=0.01 --max_epochs=2" in out
     assert "--lr=0.3 --max_epochs=2" in out and "--array=0-2%" in out
@@ -332,17 +420,40 @@ def test_online_dry_run_shows_wandb_agents_and_creates_no_sweep(monkeypatch, cap
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(comprobust.tracking, "resolve_mode", lambda requested="auto", override=None: "online")
-    monkeypatch.setattr(comprobust.sweeps.online, "online_sweep", lambda *a, **k: pytest.fail("sweep created"))
-    assert main(["sweep", "sweeps/demo-erm-lr.yaml", "--agents", "4", "--count", "3", "--dry-run",
-                 "--executor", "local"]) == 0
+    monkeypatch.setattr(
+        comprobust.sweeps.online, "online_sweep", lambda *a, **k: pytest.fail("sweep created")
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                "sweeps/demo-erm-lr.yaml",
+                "--agents",
+                "4",
+                "--count",
+                "3",
+                "--dry-run",
+                "--executor",
+                "local",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{sys.executable} -m wandb agent --count 3 <entity/project/new sweep id>" in out
     assert "4 agent(s)" in out and "--array=0-3%" in out and "no sweep created" in out
 
 
 def test_online_agents_run_wandb_agent_with_the_count() -> None:
-    assert wandb_agent_command("me/proj/abc123", 2) == [sys.executable, "-m", "wandb", "agent", "--count", "2",
-                                                         "me/proj/abc123"]
+    assert wandb_agent_command("me/proj/abc123", 2) == [
+        sys.executable,
+        "-m",
+        "wandb",
+        "agent",
+        "--count",
+        "2",
+        "me/proj/abc123",
+    ]
     assert wandb_agent_command("me/proj/abc123")[-2:] == ["agent", "me/proj/abc123"]
 
 
@@ -353,7 +464,9 @@ def test_cli_reports_a_bad_sweep_in_one_line(tmp_path: Path, capsys) -> None:
     bad.write_text(yaml.safe_dump(_config(parameters={"lrr": {"values": [0.1]}})))
     assert main(["sweep", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {bad}: parameters.lrr:") and "did you mean 'lr'?" in err and "\n" not in err
+    assert (
+        err.startswith(f"error: {bad}: parameters.lrr:") and "did you mean 'lr'?" in err and "\n" not in err
+    )
 
 
 # ------------------------------------------------------------------------------------------------- slow
@@ -366,13 +479,26 @@ def test_end_to_end_demo_erm_grid_through_run_stage(tmp_path: Path, monkeypatch,
     monkeypatch.chdir(REPO)
     experiment = yaml.safe_load((REPO / "experiments" / "demo.yaml").read_text())
     experiment.update(output_root=str(tmp_path / "outputs"), training={"max_epochs": 1, "batch_size": 64})
-    experiment["dataset"].update(root=str(tmp_path / "data"), split_sizes={"train": 10, "valid": 5, "test": 5})
+    experiment["dataset"].update(
+        root=str(tmp_path / "data"), split_sizes={"train": 10, "valid": 5, "test": 5}
+    )
     experiment["cluster"] = {"executor": "local", "timeout_min": 20, "signal_delay_s": 30}
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(experiment))
-    sweep = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
-             "parameters": {"lr": {"values": [0.01, 0.1]}, "max_epochs": {"value": 1}},
-             "command": ["${env}", "${interpreter}", "launch.py", "run-stage", str(tmp_path / "demo.yaml"),
-                         "--stage", "erm", "${args}"]}
+    sweep = {
+        "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.01, 0.1]}, "max_epochs": {"value": 1}},
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "launch.py",
+            "run-stage",
+            str(tmp_path / "demo.yaml"),
+            "--stage",
+            "erm",
+            "${args}",
+        ],
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main(["sweep", str(tmp_path / "sweep.yaml"), "--agents", "2", "--executor", "local"]) == 0
@@ -385,7 +511,9 @@ def test_end_to_end_demo_erm_grid_through_run_stage(tmp_path: Path, monkeypatch,
     done = list((tmp_path / "outputs" / "demo" / "runs").glob("erm-*/done.json"))
     assert len(done) == 2  # two distinct stage runs, one per grid point
     wandb_runs = list((tmp_path / "outputs" / "demo" / "wandb" / "wandb").glob("offline-run-*"))
-    assert {p.name.rsplit("-", 1)[1] for p in wandb_runs} == {r.run_id for r in records}  # WANDB_RUN_ID honoured
+    assert {p.name.rsplit("-", 1)[1] for p in wandb_runs} == {
+        r.run_id for r in records
+    }  # WANDB_RUN_ID honoured
 
 
 LOG_TO_WANDB = """
@@ -400,15 +528,21 @@ run.finish()
 """
 
 
-def test_hyperband_stops_a_lagging_run_read_live_from_its_offline_wandb_run(tmp_path: Path, monkeypatch) -> None:
+def test_hyperband_stops_a_lagging_run_read_live_from_its_offline_wandb_run(
+    tmp_path: Path, monkeypatch
+) -> None:
     from comprobust.wandb_offline import find_runs, read_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()
-    folder = _sweep(tmp_path, {"a": {"values": [1, 2, 3]}}, script=LOG_TO_WANDB,
-                    metric={"name": "val_acc", "goal": "maximize"},
-                    early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2})
+    folder = _sweep(
+        tmp_path,
+        {"a": {"values": [1, 2, 3]}},
+        script=LOG_TO_WANDB,
+        metric={"name": "val_acc", "goal": "maximize"},
+        early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
+    )
     monkeypatch.setenv("WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL", "1")
     report = run_agent(folder, quiet=True, heartbeat_s=0.5, grace_s=5)
     assert [r["state"] for r in report.runs] == [FINISHED, FINISHED, STOPPED]

@@ -1,4 +1,5 @@
 """texture-digits: texture statistics, the five conditions, and rendering as a pure function of (seed, index, epoch)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -102,6 +103,12 @@ def test_splits_are_disjoint_per_class_counts_and_bad_names_are_refused() -> Non
 def test_the_rendered_bytes_are_pinned() -> None:
     """texture-digits is data: a change to the textures, the formula or the hash of (seed, index, epoch) changes every
     result computed on it, so it must be deliberate (update these digests and say so in the commit)."""
-    digests = {c: hashlib.sha256(td.load("test", c, seed=0).images.tobytes()).hexdigest()[:16]
-               for c in ("natural", "stylized", "conflict")}
-    assert digests == {"natural": "9b48f7f9b8521f43", "stylized": "db87600d95439087", "conflict": "d897989cb0be0a83"}
+    digests = {
+        c: hashlib.sha256(td.load("test", c, seed=0).images.tobytes()).hexdigest()[:16]
+        for c in ("natural", "stylized", "conflict")
+    }
+    assert digests == {
+        "natural": "9b48f7f9b8521f43",
+        "stylized": "db87600d95439087",
+        "conflict": "d897989cb0be0a83",
+    }

@@ -1,4 +1,5 @@
 """The W&B run lifecycle with the real wandb client in offline mode, read back with wandb_offline.read_run."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,16 @@ def no_credentials(tmp_path, monkeypatch):
 
 
 def _start(out: Path, run_id: str, job_type: str = "erm", **kwargs) -> StageRun:
-    args = dict(out_dir=out, project="comprobust-test", group="exp-test", job_type=job_type,
-                name=f"{job_type}-{run_id}", run_id=run_id, config={"seed": 0}, tags=["emnist", job_type])
+    args = dict(
+        out_dir=out,
+        project="comprobust-test",
+        group="exp-test",
+        job_type=job_type,
+        name=f"{job_type}-{run_id}",
+        run_id=run_id,
+        config={"seed": 0},
+        tags=["emnist", job_type],
+    )
     args.update(kwargs)
     return start_run(**args)
 
@@ -53,9 +62,16 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
     monkeypatch.setenv("WANDB_DIR", "/caller/own/dir")
     monkeypatch.delenv("WANDB_DATA_DIR", raising=False)
     out = tmp_path / "exp"
-    config = {"seed": 0, "config_hash": "9f2c1e", "lr": 0.1, "cmdline": f"train --key {ENV_KEY}",
-              "cli_arg": SHAPED_KEY, "wandb": {"api_token": TOKEN}, "compositions": [LONG_NAME],
-              "scalar": np.float32(0.5)}
+    config = {
+        "seed": 0,
+        "config_hash": "9f2c1e",
+        "lr": 0.1,
+        "cmdline": f"train --key {ENV_KEY}",
+        "cli_arg": SHAPED_KEY,
+        "wandb": {"api_token": TOKEN},
+        "compositions": [LONG_NAME],
+        "scalar": np.float32(0.5),
+    }
     ckpt = tmp_path / "ckpt" / "last.pt"
     ckpt.parent.mkdir()
     contents = [os.urandom(2048) for _ in range(3)]
@@ -65,13 +81,23 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
         assert os.environ["WANDB_DIR"] == str(out.resolve() / "wandb")
         assert os.environ["WANDB_DATA_DIR"] == str(out.resolve() / "wandb-data")
         for epoch in range(3):
-            run.log({"train/loss": 1.0 / (epoch + 1), "train/acc": 0.25 * epoch, "val/loss": 2.0 - epoch / 2,
-                     "val/acc": 0.2 * epoch, "lr": 0.1 / (epoch + 1), "epoch_time": 1.5}, step=epoch)
+            run.log(
+                {
+                    "train/loss": 1.0 / (epoch + 1),
+                    "train/acc": 0.25 * epoch,
+                    "val/loss": 2.0 - epoch / 2,
+                    "val/acc": 0.2 * epoch,
+                    "lr": 0.1 / (epoch + 1),
+                    "epoch_time": 1.5,
+                },
+                step=epoch,
+            )
             tmp = ckpt.with_suffix(".tmp")
             tmp.write_bytes(contents[epoch])
             os.replace(tmp, ckpt)  # atomic save of the next epoch, as the training loop does
-            kept = run.log_checkpoint(ckpt, "ckpt-erm0001", {"val_acc": 0.2 * epoch, "epoch": epoch},
-                                      is_best=epoch == 1)
+            kept = run.log_checkpoint(
+                ckpt, "ckpt-erm0001", {"val_acc": 0.2 * epoch, "epoch": epoch}, is_best=epoch == 1
+            )
             assert kept.read_bytes() == contents[epoch]
         run.log_table("per_composition", ["composition", "accuracy"], [["Identity", 0.9], [LONG_NAME, 0.4]])
         run.summary_update({"best_val_acc": 0.2, "best_epoch": 1})
@@ -80,7 +106,11 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
 
     result = read_run(folder)
     assert (result.id, result.group, result.job_type, result.name) == (
-        "erm0001", "exp-test", "erm", "erm-erm0001")
+        "erm0001",
+        "exp-test",
+        "erm",
+        "erm-erm0001",
+    )
     assert result.tags == ["emnist", "erm"] and result.exit_code == 0
     cfg = result.config
     assert cfg["cmdline"] == "train --key <redacted>" and cfg["cli_arg"] == "<redacted>"
@@ -97,7 +127,7 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
     models = [a for a in result.artifacts if a.type == "model"]
     assert [sorted(m.aliases) for m in models] == [["latest"], ["best", "latest"], ["latest"]]
     assert models[1].name == "ckpt-erm0001" and models[1].metadata == {"val_acc": 0.2, "epoch": 1}
-    (path_in_artifact, location), = models[1].files
+    ((path_in_artifact, location),) = models[1].files
     assert path_in_artifact == "last.pt"
     # policy "immutable" on a hard link: no staging copy
     assert Path(location).parent == out.resolve() / "wandb-data" / "checkpoints" / "ckpt-erm0001"
@@ -124,8 +154,11 @@ def test_stage_run_round_trip_offline(tmp_path, monkeypatch, no_credentials):
 
 
 def test_missing_input_names_the_stage_and_fails_the_run(tmp_path, no_credentials):
-    with pytest.raises(UserError, match=r"eval needs artifact 'ckpt-nope:best', which does not exist yet: "
-                                        r"run stage 'erm' first"):
+    with pytest.raises(
+        UserError,
+        match=r"eval needs artifact 'ckpt-nope:best', which does not exist yet: "
+        r"run stage 'erm' first",
+    ):
         with _start(tmp_path, "eval0002", job_type="eval") as run:
             folder = run.run_folder
             run.use_input("ckpt-nope:best", required_by="eval", produced_by_stage="erm")
@@ -215,13 +248,30 @@ def test_resolve_mode(tmp_path, monkeypatch, no_credentials):
 def test_scrub_keeps_digests_and_names():
     commit = "c5ec1e003d910cfef84393900f331b6a29a352c5"
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
-    config = {"git_commit": commit, "name": LONG_NAME, "jwt": jwt, "password": "hunter2", "empty_token": "",
-              "n": np.int64(3), "path": Path("/data/x"), "ids": (1, 2), "note": "uses KEY123",
-              "nested": [{"secret": 1}]}
+    config = {
+        "git_commit": commit,
+        "name": LONG_NAME,
+        "jwt": jwt,
+        "password": "hunter2",
+        "empty_token": "",
+        "n": np.int64(3),
+        "path": Path("/data/x"),
+        "ids": (1, 2),
+        "note": "uses KEY123",
+        "nested": [{"secret": 1}],
+    }
     assert scrub(config, ["KEY123"]) == {
-        "git_commit": commit, "name": LONG_NAME, "jwt": "<redacted>", "password": "<redacted>",
-        "empty_token": "", "n": 3, "path": "/data/x", "ids": [1, 2], "note": "uses <redacted>",
-        "nested": [{"secret": "<redacted>"}]}
+        "git_commit": commit,
+        "name": LONG_NAME,
+        "jwt": "<redacted>",
+        "password": "<redacted>",
+        "empty_token": "",
+        "n": 3,
+        "path": "/data/x",
+        "ids": [1, 2],
+        "note": "uses <redacted>",
+        "nested": [{"secret": "<redacted>"}],
+    }
 
 
 def test_lineage_store_concurrent_writers(tmp_path):
@@ -231,8 +281,9 @@ def test_lineage_store_concurrent_writers(tmp_path):
     def write(worker: int) -> None:
         try:
             for i in range(40):
-                store.record("ckpt-abc", "latest", tmp_path / f"w{worker}-{i}.pt", f"run{worker}", {"i": i},
-                             "d")
+                store.record(
+                    "ckpt-abc", "latest", tmp_path / f"w{worker}-{i}.pt", f"run{worker}", {"i": i}, "d"
+                )
                 rec = store.resolve("ckpt-abc:latest")
                 assert rec is not None and rec.name == "ckpt-abc"
         except Exception as err:  # surfaced below

@@ -1,4 +1,5 @@
 """The vision transformers vit-cpu and vit (ViT-Ti/4): sizes, levels, modules and the block/level round trip."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,12 +32,19 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def expected_vit_count(channels: int, size: int, classes: int, patch: int, width: int, depth: int, mlp: int) -> int:
+def expected_vit_count(
+    channels: int, size: int, classes: int, patch: int, width: int, depth: int, mlp: int
+) -> int:
     """Parameters of the ViT layout written out by hand (attention: in/out projections with biases)."""
     tokens = (size // patch) ** 2 + 1
     embed = channels * patch * patch * width + width + width + tokens * width
-    block = 2 * 2 * width + (3 * width * width + 3 * width) + (width * width + width) \
-        + (width * mlp + mlp) + (mlp * width + width)
+    block = (
+        2 * 2 * width
+        + (3 * width * width + 3 * width)
+        + (width * width + width)
+        + (width * mlp + mlp)
+        + (mlp * width + width)
+    )
     return embed + depth * block + 2 * width + width * classes + classes
 
 
@@ -46,8 +54,15 @@ def test_vit_cpu_has_139018_parameters_and_the_designed_levels() -> None:
     assert count(net) < count(build_network("small", 10, in_channels=1)) == 155_898
     assert net.level_shapes() == [(1, 28, 28), *[(50, 64)] * 5, (64,)]
     assert net.num_levels == num_levels("vit-cpu") == 7 and net.feature_dim == 64
-    assert net.block_names == ["PatchEmbed", "EncoderBlock1", "EncoderBlock2", "EncoderBlock3", "EncoderBlock4",
-                               "ClassToken", "Classifier"]
+    assert net.block_names == [
+        "PatchEmbed",
+        "EncoderBlock1",
+        "EncoderBlock2",
+        "EncoderBlock3",
+        "EncoderBlock4",
+        "ClassToken",
+        "Classifier",
+    ]
     assert all(type(block) is EncoderBlock for block in net.blocks[1:5])
     assert [block.num_heads for block in net.blocks[1:5]] == [4] * 4
 
@@ -78,15 +93,21 @@ def test_splitting_at_every_level_and_recomposing_equals_the_whole_network() -> 
     torch.manual_seed(0)
     net = build_network("vit-cpu", 10, in_channels=1).eval()
     last = net.num_levels - 1
-    modules = {0: [build_module("vit-cpu", 0, 1).eval()], 2: [build_module("vit-cpu", 2, 1).eval()],
-               last: [build_module("vit-cpu", last, 1).eval()]}
+    modules = {
+        0: [build_module("vit-cpu", 0, 1).eval()],
+        2: [build_module("vit-cpu", 2, 1).eval()],
+        last: [build_module("vit-cpu", last, 1).eval()],
+    }
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         for mods in ({}, modules):
             whole = net(x, mods)
             for level in range(net.num_levels + 1):
                 h = net.run_to_level(x, level, mods)
-                assert torch.allclose(net.run_from_level(h, level, mods), whole, atol=1e-5), (level, bool(mods))
+                assert torch.allclose(net.run_from_level(h, level, mods), whole, atol=1e-5), (
+                    level,
+                    bool(mods),
+                )
         assert not torch.allclose(net(x, modules), net(x), atol=1e-3)  # the modules do act
         assert torch.equal(net.forward_features(x)[1], net.run_to_level(x, last))
 
@@ -97,8 +118,12 @@ def test_every_candidate_module_maps_its_level_shape_to_itself() -> None:
         module = build_module("vit-cpu", level, in_channels=3, image_size=32)
         assert module(torch.randn(2, *shape)).shape == (2, *shape), level
     assert isinstance(build_module("vit-cpu", 3), EncoderBlock)
-    assert [module_name("vit-cpu", j) for j in (0, 1, 5, 6)] == ["ConvModule0", "EncoderModule1", "EncoderModule5",
-                                                                "FullyConnectedModule6"]
+    assert [module_name("vit-cpu", j) for j in (0, 1, 5, 6)] == [
+        "ConvModule0",
+        "EncoderModule1",
+        "EncoderModule5",
+        "FullyConnectedModule6",
+    ]
 
 
 def test_vits_are_built_by_name_but_not_yet_offered_to_experiments() -> None:

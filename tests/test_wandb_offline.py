@@ -1,4 +1,5 @@
 """The `.wandb` reader against a real offline run folder written by the pinned wandb (tests/fixtures/...)."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,12 @@ def test_fixture_is_small_and_has_no_noise():
 def test_fixture_reads_back_exact_values():
     run = read_run(FIXTURE)
     assert (run.id, run.name, run.project, run.group, run.job_type) == (
-        "fixture01", "erm-emnist-s0", "comprobust-fixture", "exp-fixture", "erm")
+        "fixture01",
+        "erm-emnist-s0",
+        "comprobust-fixture",
+        "exp-fixture",
+        "erm",
+    )
     assert run.tags == ["emnist", "erm"]
     assert run.sweep_id == "fixsweep1"
     assert run.exit_code == 0 and run.state == "finished" and not run.truncated
@@ -80,7 +86,7 @@ def test_fixture_reads_back_exact_values():
     assert model.digest == "3f8082ff5f256e1f7996af8cf915cd2e"
     assert len(model.files) == 1 and model.files[0].path == "model.pt"
     assert model.files[0].location.endswith("/model.pt")  # policy="immutable": the original path, no staging
-    (path_in_artifact, location), = model.files  # files unpack as (path-in-artifact, local path or ref)
+    ((path_in_artifact, location),) = model.files  # files unpack as (path-in-artifact, local path or ref)
     assert isinstance(model.files[0], ArtifactFile) and path_in_artifact == "model.pt"
     assert by_type["run_table"].name == "run-fixture01-per_composition"
     assert run.record_counts["history"] == 3 and run.record_counts["exit"] == 1
@@ -157,8 +163,11 @@ def test_find_runs_lists_each_run_folder_once(tmp_path):
 
 
 def test_plain_config_unwraps_the_online_form():
-    wrapped = {"_wandb": {"value": {"cli_version": "0.31.0"}}, "lr": {"value": 0.1, "desc": None},
-               "model": {"value": {"name": "cnn"}}}
+    wrapped = {
+        "_wandb": {"value": {"cli_version": "0.31.0"}},
+        "lr": {"value": 0.1, "desc": None},
+        "model": {"value": {"name": "cnn"}},
+    }
     assert plain_config(wrapped) == {"lr": 0.1, "model": {"name": "cnn"}}
     assert plain_config(EXPECTED_CONFIG) == EXPECTED_CONFIG
 
@@ -173,7 +182,7 @@ def _write_log(path: Path, payloads: list[bytes]) -> None:
             if room < 7:
                 out += b"\0" * room
                 continue
-            chunk, payload = payload[: room - 7], payload[room - 7:]
+            chunk, payload = payload[: room - 7], payload[room - 7 :]
             kind = (1 if not payload else 2) if first else (4 if not payload else 3)
             crc = zlib.crc32(chunk, zlib.crc32(bytes((kind,))))
             out += struct.pack("<IHB", crc, len(chunk), kind) + chunk
@@ -212,8 +221,13 @@ def test_20k_row_history_from_real_wandb(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "data"))
-    run = wandb.init(mode="offline", dir=str(tmp_path), project="p", id="big20k",
-                     settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+    run = wandb.init(
+        mode="offline",
+        dir=str(tmp_path),
+        project="p",
+        id="big20k",
+        settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+    )
     for step in range(20_001):
         run.log({"loss": 1.0 / (step + 1), "acc": step / 20_000}, step=step)
     run.finish()

@@ -11,8 +11,9 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from wandb_server.fixture import LocalWandb
@@ -33,12 +34,24 @@ def inproc(wandb_server: LocalWandb, monkeypatch: pytest.MonkeyPatch) -> Iterato
     wandb.teardown()
 
 
-def run_child(args: list[str], server: LocalWandb, cwd: Path, timeout: float = 120,
-              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_child(
+    args: list[str],
+    server: LocalWandb,
+    cwd: Path,
+    timeout: float = 120,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a client process in its own process group; on timeout the whole group (wandb-core too) is killed."""
     env = {**server.subprocess_env(), **(extra_env or {})}
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -61,8 +74,9 @@ def assert_clean(server: LocalWandb) -> None:
     assert server.query_drift() == [], f"query texts changed: {server.query_drift()}"
 
 
-def graphql(server: LocalWandb, query: str, variables: dict[str, Any] | None = None,
-            timeout: float = 10) -> dict[str, Any]:
+def graphql(
+    server: LocalWandb, query: str, variables: dict[str, Any] | None = None, timeout: float = 10
+) -> dict[str, Any]:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     request = urllib.request.Request(f"{server.url}/graphql", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -73,8 +87,13 @@ def graphql(server: LocalWandb, query: str, variables: dict[str, Any] | None = N
 
 
 def test_run_lifecycle(inproc: Any, wandb_server: LocalWandb) -> None:  # noqa: F811
-    run = inproc.init(project="lifecycle", group="grp", job_type="train", tags=["a", "b"],
-                      config={"x": 1, "nested": {"lr": 0.1}})
+    run = inproc.init(
+        project="lifecycle",
+        group="grp",
+        job_type="train",
+        tags=["a", "b"],
+        config={"x": 1, "nested": {"lr": 0.1}},
+    )
     for step in range(5):
         run.log({"loss": 1.0 / (step + 1)})
     run.summary["best"] = 0.5
@@ -84,7 +103,12 @@ def test_run_lifecycle(inproc: Any, wandb_server: LocalWandb) -> None:  # noqa: 
     runs = state.runs(project="lifecycle")
     assert [r.name for r in runs] == [run.id]
     stored = runs[0]
-    assert (stored.group, stored.job_type, stored.tags, stored.state) == ("grp", "train", ["a", "b"], "finished")
+    assert (stored.group, stored.job_type, stored.tags, stored.state) == (
+        "grp",
+        "train",
+        ["a", "b"],
+        "finished",
+    )
     assert stored.config == {"x": 1, "nested": {"lr": 0.1}}
     assert stored.summary["best"] == 0.5
     assert [row["_step"] for row in state.history(run.id)] == [0, 1, 2, 3, 4]
@@ -111,12 +135,22 @@ def test_file_stream_offsets_replace(wandb_server: LocalWandb) -> None:  # noqa:
     """A chunk re-sent at an offset already stored replaces the lines instead of appending them."""
     server = wandb_server.server
     line = lambda step: json.dumps({"_step": step})  # noqa: E731
-    server.file_stream("e", "p", "r1", {"files": {"wandb-history.jsonl": {"offset": 0,
-                                                                          "content": [line(0), line(1)]}}})
-    server.file_stream("e", "p", "r1", {"files": {"wandb-history.jsonl": {"offset": 1,
-                                                                          "content": [line(1), line(2)]}}})
-    reply = server.file_stream("e", "p", "r1", {"complete": True, "exitcode": 1, "files": {
-        "wandb-summary.json": {"offset": 0, "content": ['{"a": 1}', '{"a": 2}']}}})
+    server.file_stream(
+        "e", "p", "r1", {"files": {"wandb-history.jsonl": {"offset": 0, "content": [line(0), line(1)]}}}
+    )
+    server.file_stream(
+        "e", "p", "r1", {"files": {"wandb-history.jsonl": {"offset": 1, "content": [line(1), line(2)]}}}
+    )
+    reply = server.file_stream(
+        "e",
+        "p",
+        "r1",
+        {
+            "complete": True,
+            "exitcode": 1,
+            "files": {"wandb-summary.json": {"offset": 0, "content": ['{"a": 1}', '{"a": 2}']}},
+        },
+    )
     assert reply == {"exitcode": None, "limits": {}}
     run = wandb_server.state.run("r1")
     assert [r["_step"] for r in run.history] == [0, 1, 2]
@@ -126,8 +160,11 @@ def test_file_stream_offsets_replace(wandb_server: LocalWandb) -> None:  # noqa:
 # ------------------------------------------------------------------------------------------------ artifacts
 
 
-def test_artifacts_aliases_download_and_lineage(inproc: Any, wandb_server: LocalWandb,  # noqa: F811
-                                                tmp_path: Path) -> None:
+def test_artifacts_aliases_download_and_lineage(
+    inproc: Any,
+    wandb_server: LocalWandb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     state = wandb_server.state
     producer = inproc.init(project="arts", job_type="train")
     for content, aliases in ((b"version zero", ["latest", "best"]), (b"version one!", ["latest"])):
@@ -151,6 +188,7 @@ def test_artifacts_aliases_download_and_lineage(inproc: Any, wandb_server: Local
     for child in cache.iterdir():
         if child.is_dir():
             import shutil
+
             shutil.rmtree(child)
     consumer = inproc.init(project="arts", job_type="eval")
     used = consumer.use_artifact("model-x:best")
@@ -162,8 +200,11 @@ def test_artifacts_aliases_download_and_lineage(inproc: Any, wandb_server: Local
     assert_clean(wandb_server)
 
 
-def test_public_api_runs_filters_pages_history_files(inproc: Any, wandb_server: LocalWandb,  # noqa: F811
-                                                     tmp_path: Path) -> None:
+def test_public_api_runs_filters_pages_history_files(
+    inproc: Any,
+    wandb_server: LocalWandb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     state = wandb_server.state
     run = inproc.init(project="api", group="G", config={"x": 1, "name": "real"})
     for step in range(3):
@@ -181,8 +222,14 @@ def test_public_api_runs_filters_pages_history_files(inproc: Any, wandb_server: 
     ones = list(api.runs(path, filters={"config.x": 1}, per_page=7))
     assert len(ones) == 31 and len({r.id for r in ones}) == 31
     assert sum(1 for op, _ in state.requests if op == "Runs") >= 5  # 31 runs in pages of 7
-    picked = api.runs(path, order="+created_at", per_page=5, filters={
-        "$and": [{"group": "G"}, {"summary_metrics.acc": {"$gte": 10}}, {"config.k": {"$regex": "^n1"}}]})
+    picked = api.runs(
+        path,
+        order="+created_at",
+        per_page=5,
+        filters={
+            "$and": [{"group": "G"}, {"summary_metrics.acc": {"$gte": 10}}, {"config.k": {"$regex": "^n1"}}]
+        },
+    )
     assert [r.id for r in picked] == [f"seed{i}" for i in range(10, 20)]
     either = {"$or": [{"config.k": {"$in": ["n1", "n2"]}}, {"displayName": run.name}]}
     assert {r.id for r in api.runs(path, filters=either)} == {"seed01", "seed02", run.id}
@@ -204,15 +251,19 @@ def test_public_api_runs_filters_pages_history_files(inproc: Any, wandb_server: 
 
 def test_sync_of_an_offline_run(wandb_server: LocalWandb, tmp_path: Path) -> None:  # noqa: F811
     script = tmp_path / "offline.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import wandb
         run = wandb.init(project="synced", group="off", config={"x": 3})
         for step in range(4):
             run.log({"m": step * 2})
         run.finish()
         print("RUN", run.id, run.dir)
-    """))
-    made = run_child([sys.executable, str(script)], wandb_server, tmp_path, extra_env={"WANDB_MODE": "offline"})
+    """)
+    )
+    made = run_child(
+        [sys.executable, str(script)], wandb_server, tmp_path, extra_env={"WANDB_MODE": "offline"}
+    )
     assert made.returncode == 0, made.stdout
     assert wandb_server.state.runs() == [], "offline mode talked to the server"
     run_id = made.stdout.split("RUN ")[1].split()[0]
@@ -227,11 +278,14 @@ def test_sync_of_an_offline_run(wandb_server: LocalWandb, tmp_path: Path) -> Non
     assert_clean(wandb_server)
 
 
-def test_sync_with_failing_uploads_still_claims_success(wandb_server: LocalWandb,  # noqa: F811
-                                                        tmp_path: Path) -> None:
+def test_sync_with_failing_uploads_still_claims_success(
+    wandb_server: LocalWandb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """What `wandb sync` does when the storage refuses every upload: exit 0, "Finished syncing" and the
     `.synced` marker all the same, while the artifact stays PENDING. Only the server's state tells."""
-    (tmp_path / "offline.py").write_text(textwrap.dedent("""
+    (tmp_path / "offline.py").write_text(
+        textwrap.dedent("""
         import wandb
         run = wandb.init(project="syncfail")
         run.log({"m": 1})
@@ -241,12 +295,17 @@ def test_sync_with_failing_uploads_still_claims_success(wandb_server: LocalWandb
         run.log_artifact(art)
         run.finish()
         print("RUN", run.id)
-    """))
-    made = run_child([sys.executable, "offline.py"], wandb_server, tmp_path, extra_env={"WANDB_MODE": "offline"})
+    """)
+    )
+    made = run_child(
+        [sys.executable, "offline.py"], wandb_server, tmp_path, extra_env={"WANDB_MODE": "offline"}
+    )
     run_id = made.stdout.split("RUN ")[1].split()[0]
     folder = next((tmp_path / "wandb-home" / "wandb_dir" / "wandb").glob(f"offline-run-*-{run_id}"))
     wandb_server.inject("storage:PUT", "http500", times=1000)
-    synced = run_child([WANDB, "sync", str(folder)], wandb_server, tmp_path, extra_env={"WANDB_SILENT": "false"})
+    synced = run_child(
+        [WANDB, "sync", str(folder)], wandb_server, tmp_path, extra_env={"WANDB_SILENT": "false"}
+    )
     assert synced.returncode == 0 and "Finished syncing" in synced.stdout, synced.stdout
     assert list(folder.glob("*.wandb.synced")), "the marker is written even though uploads failed"
     assert [v.state for v in wandb_server.state.iter_versions()] == ["PENDING"]
@@ -255,20 +314,29 @@ def test_sync_with_failing_uploads_still_claims_success(wandb_server: LocalWandb
 
 def _agent(server: LocalWandb, cwd: Path, sweep: str, count: int) -> subprocess.CompletedProcess[str]:
     """`wandb agent --count N`, through the CLI entry point; the agent's fixed 5 s idle poll is cut to 0.5 s."""
-    code = ("import sys, wandb.wandb_agent as agent; agent.Agent.POLL_INTERVAL = 0.5; "
-            "from wandb.cli.cli import cli; sys.exit(cli())")
-    return run_child([sys.executable, "-c", code, "agent", "--count", str(count), sweep], server, cwd,
-                     extra_env={"WANDB_AGENT_DISABLE_FLAPPING": "true"})
+    code = (
+        "import sys, wandb.wandb_agent as agent; agent.Agent.POLL_INTERVAL = 0.5; "
+        "from wandb.cli.cli import cli; sys.exit(cli())"
+    )
+    return run_child(
+        [sys.executable, "-c", code, "agent", "--count", str(count), sweep],
+        server,
+        cwd,
+        extra_env={"WANDB_AGENT_DISABLE_FLAPPING": "true"},
+    )
 
 
 def test_sweep_and_agents_cover_the_grid_once(wandb_server: LocalWandb, tmp_path: Path) -> None:  # noqa: F811
-    (tmp_path / "train.py").write_text(textwrap.dedent("""
+    (tmp_path / "train.py").write_text(
+        textwrap.dedent("""
         import wandb
         run = wandb.init()
         run.log({"loss": run.config.a * run.config.b})
         run.finish()
-    """))
-    (tmp_path / "sweep.yaml").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "sweep.yaml").write_text(
+        textwrap.dedent("""
         program: train.py
         method: grid
         project: sweepy
@@ -276,8 +344,11 @@ def test_sweep_and_agents_cover_the_grid_once(wandb_server: LocalWandb, tmp_path
         parameters:
           a: {values: [1, 2]}
           b: {values: [10, 20]}
-    """))
-    made = run_child([WANDB, "sweep", "sweep.yaml"], wandb_server, tmp_path, extra_env={"WANDB_SILENT": "false"})
+    """)
+    )
+    made = run_child(
+        [WANDB, "sweep", "sweep.yaml"], wandb_server, tmp_path, extra_env={"WANDB_SILENT": "false"}
+    )
     assert made.returncode == 0, made.stdout
     state = wandb_server.state
     (sweep_id,) = state.sweeps
@@ -306,7 +377,8 @@ def test_sweep_and_agents_cover_the_grid_once(wandb_server: LocalWandb, tmp_path
 
 def test_failed_artifact_upload_is_observable(wandb_server: LocalWandb, tmp_path: Path) -> None:  # noqa: F811
     script = tmp_path / "upload.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import wandb
         run = wandb.init(project="faulty")
         open("blob.bin", "wb").write(b"payload")
@@ -318,7 +390,8 @@ def test_failed_artifact_upload_is_observable(wandb_server: LocalWandb, tmp_path
         except Exception as err:
             print("WAIT FAILED", type(err).__name__)
         run.finish()
-    """))
+    """)
+    )
     wandb_server.inject("storage:PUT", "http500", times=1000)
     done = run_child([sys.executable, str(script)], wandb_server, tmp_path, timeout=150)
     state = wandb_server.state

@@ -1,5 +1,6 @@
 """Toy job bodies shared by the cluster tests. Job processes import this module by reference (conftest's
 `importable_repo` puts tests/ on their PYTHONPATH), so a failing job's traceback shows this file's source lines."""
+
 from __future__ import annotations
 
 import json

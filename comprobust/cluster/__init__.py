@@ -8,6 +8,7 @@ cluster whether it can run the requested resources before anything is submitted.
 submitit requeues when Slurm sends its preemption/time-limit signal (USR2); the job resumes from its own
 checkpoint file. `wait_for_jobs` prints progress and raises `JobFailed` with the failing job's stderr tail.
 """
+
 from __future__ import annotations
 
 from comprobust.cluster.config import EXECUTORS, ClusterConfig, cluster_config
@@ -15,6 +16,19 @@ from comprobust.cluster.slurm import resolve_executor, sbatch_parameters, slurm_
 from comprobust.cluster.submit import Requeueable, RequeueableCall, make_executor, submit_array
 from comprobust.cluster.wait import JobFailed, job_states, wait_for_jobs
 
-__all__ = ["EXECUTORS", "ClusterConfig", "JobFailed", "Requeueable", "RequeueableCall", "cluster_config",
-           "job_states", "make_executor", "resolve_executor", "sbatch_parameters", "slurm_is_up", "submit_array",
-           "validate_resources", "wait_for_jobs"]
+__all__ = [
+    "EXECUTORS",
+    "ClusterConfig",
+    "JobFailed",
+    "Requeueable",
+    "RequeueableCall",
+    "cluster_config",
+    "job_states",
+    "make_executor",
+    "resolve_executor",
+    "sbatch_parameters",
+    "slurm_is_up",
+    "submit_array",
+    "validate_resources",
+    "wait_for_jobs",
+]

@@ -1,12 +1,13 @@
 """The `cluster:` block of an experiment as a validated `ClusterConfig` (resources, placement, executor)."""
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
-
+from typing import TYPE_CHECKING, Any
 
 from comprobust.errors import UserError
 
@@ -16,10 +17,24 @@ if TYPE_CHECKING:
 EXECUTORS = ("auto", "local", "slurm", "inline")  # inline: run in the launching process (comprobust.pipeline)
 # sbatch options that have their own key in the cluster block, or that submitit manages itself
 _RESERVED_SBATCH = {
-    "partition": "partition", "p": "partition", "time": "timeout_min", "t": "timeout_min",
-    "cpus-per-task": "cpus_per_task", "c": "cpus_per_task", "mem": "mem_gb", "gpus-per-task": "gpus_per_task",
-    "array": "array_parallelism", "signal": "signal_delay_s", "dependency": None, "output": "log_folder",
-    "o": "log_folder", "error": "log_folder", "e": "log_folder", "job-name": None, "J": None, "open-mode": None,
+    "partition": "partition",
+    "p": "partition",
+    "time": "timeout_min",
+    "t": "timeout_min",
+    "cpus-per-task": "cpus_per_task",
+    "c": "cpus_per_task",
+    "mem": "mem_gb",
+    "gpus-per-task": "gpus_per_task",
+    "array": "array_parallelism",
+    "signal": "signal_delay_s",
+    "dependency": None,
+    "output": "log_folder",
+    "o": "log_folder",
+    "error": "log_folder",
+    "e": "log_folder",
+    "job-name": None,
+    "J": None,
+    "open-mode": None,
 }
 
 
@@ -56,12 +71,15 @@ class ClusterConfig:
     prefix: str = field(default="cluster", compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, source: str = "<cluster config>",
-                  prefix: str = "cluster") -> "ClusterConfig":
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, source: str = "<cluster config>", prefix: str = "cluster"
+    ) -> ClusterConfig:
         """Validate a `cluster:` mapping (keys, types, ranges); errors are UserErrors naming `source` and the key."""
         data = {} if data is None else data
         if not isinstance(data, Mapping):
-            raise UserError(f"{source}: {prefix} must be a mapping of cluster settings, got {type(data).__name__}")
+            raise UserError(
+                f"{source}: {prefix} must be a mapping of cluster settings, got {type(data).__name__}"
+            )
         names = [f.name for f in dataclasses.fields(cls) if f.name not in ("source", "prefix")]
         for key in data:
             if key not in names:
@@ -84,15 +102,23 @@ class ClusterConfig:
     def _check_values(self) -> None:
         if self.executor not in EXECUTORS:
             raise UserError(f"{self.key('executor')}={self.executor!r} is not one of {', '.join(EXECUTORS)}")
-        for name, low in (("gpus_per_task", 0), ("cpus_per_task", 1), ("timeout_min", 1),
-                          ("array_parallelism", 1), ("max_requeues", 0), ("signal_delay_s", 0)):
+        for name, low in (
+            ("gpus_per_task", 0),
+            ("cpus_per_task", 1),
+            ("timeout_min", 1),
+            ("array_parallelism", 1),
+            ("max_requeues", 0),
+            ("signal_delay_s", 0),
+        ):
             if getattr(self, name) < low:
                 raise UserError(f"{self.key(name)}={getattr(self, name)} must be at least {low}")
         if not self.mem_gb > 0 or not math.isfinite(self.mem_gb):
             raise UserError(f"{self.key('mem_gb')}={self.mem_gb} must be a positive number of GB")
         if self.signal_delay_s >= self.timeout_min * 60:
-            raise UserError(f"{self.key('signal_delay_s')}={self.signal_delay_s} must be shorter than "
-                            f"timeout_min ({self.timeout_min * 60} s), or jobs are signalled as soon as they start")
+            raise UserError(
+                f"{self.key('signal_delay_s')}={self.signal_delay_s} must be shorter than "
+                f"timeout_min ({self.timeout_min * 60} s), or jobs are signalled as soon as they start"
+            )
         if self.partition is not None and not self.partition.strip():
             raise UserError(f"{self.key('partition')} is empty; remove it to use the default partition")
         for option, value in self.sbatch_options.items():
@@ -104,17 +130,26 @@ class ClusterConfig:
                 fix = f"use {self.prefix}.{owner} instead" if owner else "it is set by comprobust itself"
                 raise UserError(f"{self.key('sbatch_options')}: option {option!r} cannot be set here; {fix}")
             if not isinstance(value, (str, int, float, bool)):
-                raise UserError(f"{self.key('sbatch_options')}.{option} must be a string, a number or true/false, "
-                                f"got {type(value).__name__}")
+                raise UserError(
+                    f"{self.key('sbatch_options')}.{option} must be a string, a number or true/false, "
+                    f"got {type(value).__name__}"
+                )
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "executor": (str,), "partition": (str, type(None)), "gpus_per_task": (int,), "cpus_per_task": (int,),
-    "mem_gb": (int, float), "timeout_min": (int,), "array_parallelism": (int,), "max_requeues": (int,),
-    "signal_delay_s": (int,), "sbatch_options": (dict,), "log_folder": (str, type(None)),
+    "executor": (str,),
+    "partition": (str, type(None)),
+    "gpus_per_task": (int,),
+    "cpus_per_task": (int,),
+    "mem_gb": (int, float),
+    "timeout_min": (int,),
+    "array_parallelism": (int,),
+    "max_requeues": (int,),
+    "signal_delay_s": (int,),
+    "sbatch_options": (dict,),
+    "log_folder": (str, type(None)),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", type(None): "null"}
-
 
 
 def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:

@@ -1,5 +1,6 @@
 """The live Slurm cluster: whether a controller answers, which executor to use, the sbatch options of a job
 array, and whether the cluster can run the requested resources before anything is submitted."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,13 +10,12 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-
-from comprobust.errors import UserError
+from typing import Any
 
 from comprobust.cluster.config import ClusterConfig
+from comprobust.errors import UserError
 
 _SCONTROL_TIMEOUT_S = 5.0
 
@@ -36,14 +36,16 @@ def slurm_is_up(timeout_s: float = _SCONTROL_TIMEOUT_S) -> bool:
 
 
 def resolve_executor(config: ClusterConfig) -> str:
-    """"slurm" or "local": what `make_executor` will use for this config (asks `scontrol ping` for "auto")."""
+    """ "slurm" or "local": what `make_executor` will use for this config (asks `scontrol ping` for "auto")."""
     if config.executor == "local":
         return "local"
     if slurm_is_up():
         return "slurm"
     if config.executor == "slurm":
-        raise UserError(f"{config.key('executor')}=slurm but no Slurm controller answers `scontrol ping`; "
-                        "start Slurm (for tests: bash scripts/local_slurm.sh start) or use executor: auto/local")
+        raise UserError(
+            f"{config.key('executor')}=slurm but no Slurm controller answers `scontrol ping`; "
+            "start Slurm (for tests: bash scripts/local_slurm.sh start) or use executor: auto/local"
+        )
     return "local"
 
 
@@ -54,8 +56,11 @@ def _mem_string(mem_gb: float) -> str:
 def slurm_executor_parameters(config: ClusterConfig) -> dict[str, Any]:
     """The keyword arguments given to `submitit.SlurmExecutor.update_parameters` for this config."""
     params: dict[str, Any] = {
-        "time": config.timeout_min, "cpus_per_task": config.cpus_per_task, "mem": _mem_string(config.mem_gb),
-        "signal_delay_s": config.signal_delay_s, "array_parallelism": config.array_parallelism,
+        "time": config.timeout_min,
+        "cpus_per_task": config.cpus_per_task,
+        "mem": _mem_string(config.mem_gb),
+        "signal_delay_s": config.signal_delay_s,
+        "array_parallelism": config.array_parallelism,
     }
     if config.partition:
         params["partition"] = config.partition
@@ -74,8 +79,13 @@ def dependency_parameters(params: Mapping[str, Any], dependency: str) -> dict[st
     return {"dependency": dependency, "additional_parameters": additional}
 
 
-def sbatch_parameters(config: ClusterConfig, folder: str | Path = "<log folder>", n_tasks: int = 1,
-                      dependency: str | None = None, job_name: str = "submitit") -> dict[str, str]:
+def sbatch_parameters(
+    config: ClusterConfig,
+    folder: str | Path = "<log folder>",
+    n_tasks: int = 1,
+    dependency: str | None = None,
+    job_name: str = "submitit",
+) -> dict[str, str]:
     """The `#SBATCH` options submitit will write for an array of `n_tasks` (for dry runs), as {option: value}.
 
     `dependency` is what `submit_array` would add for upstream jobs, e.g. "afterok:41:42".
@@ -87,7 +97,7 @@ def sbatch_parameters(config: ClusterConfig, folder: str | Path = "<log folder>"
     options: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("#SBATCH --"):
-            flag, _, value = line[len("#SBATCH --"):].partition("=")
+            flag, _, value = line[len("#SBATCH --") :].partition("=")
             options[flag] = " ".join(shlex.split(value)) if value else "true"
     return options
 
@@ -95,8 +105,9 @@ def sbatch_parameters(config: ClusterConfig, folder: str | Path = "<log folder>"
 def _sbatch_script(params: Mapping[str, Any], folder: str | Path, n_tasks: int, **extra: Any) -> str:
     from submitit.slurm.slurm import _make_sbatch_string  # the exact text submitit 1.5.x writes
 
-    return _make_sbatch_string(command="true", folder=folder, map_count=n_tasks if n_tasks > 1 else None,
-                               **params, **extra)
+    return _make_sbatch_string(
+        command="true", folder=folder, map_count=n_tasks if n_tasks > 1 else None, **params, **extra
+    )
 
 
 def _slurm_time_to_min(text: str) -> float:
@@ -155,25 +166,33 @@ def validate_resources(config: ClusterConfig, n_tasks: int = 1) -> None:
         return
     max_array = _slurm_config_value("MaxArraySize")
     if max_array and max_array.isdigit() and n_tasks > int(max_array) - 1:
-        raise UserError(f"{config.source}: a stage of {n_tasks} tasks does not fit in one array on this cluster "
-                        f"(MaxArraySize={max_array}); run fewer seeds/corruptions per experiment")
+        raise UserError(
+            f"{config.source}: a stage of {n_tasks} tasks does not fit in one array on this cluster "
+            f"(MaxArraySize={max_array}); run fewer seeds/corruptions per experiment"
+        )
     partitions = _partitions()
     if config.partition:
         name = config.partition
         if name not in partitions:
-            raise UserError(f"{config.key('partition')}={name!r} is not a partition of this cluster "
-                            f"(available: {', '.join(sorted(partitions)) or 'none'})")
+            raise UserError(
+                f"{config.key('partition')}={name!r} is not a partition of this cluster "
+                f"(available: {', '.join(sorted(partitions)) or 'none'})"
+            )
     else:
         defaults = [p for p, f in partitions.items() if f.get("Default") == "YES"]
         if not defaults:
-            raise UserError(f"{config.key('partition')} is not set and the cluster has no default partition; "
-                            f"choose one of {', '.join(sorted(partitions))}")
+            raise UserError(
+                f"{config.key('partition')} is not set and the cluster has no default partition; "
+                f"choose one of {', '.join(sorted(partitions))}"
+            )
         name = defaults[0]
     part = partitions[name]
     max_min = _slurm_time_to_min(part.get("MaxTime", "UNLIMITED"))
     if config.timeout_min > max_min:
-        raise UserError(f"{config.key('timeout_min')}={config.timeout_min} exceeds the MaxTime "
-                        f"{part['MaxTime']} ({max_min:g} min) of partition {name}")
+        raise UserError(
+            f"{config.key('timeout_min')}={config.timeout_min} exceeds the MaxTime "
+            f"{part['MaxTime']} ({max_min:g} min) of partition {name}"
+        )
     nodes = _nodes(name)
     if nodes:
         cpus = max(n[1] for n in nodes)
@@ -181,16 +200,22 @@ def validate_resources(config: ClusterConfig, n_tasks: int = 1) -> None:
         if max_cpus.isdigit():
             cpus = min(cpus, int(max_cpus))
         if config.cpus_per_task > cpus:
-            raise UserError(f"{config.key('cpus_per_task')}={config.cpus_per_task} exceeds the {cpus} CPUs of "
-                            f"the largest node of partition {name}")
+            raise UserError(
+                f"{config.key('cpus_per_task')}={config.cpus_per_task} exceeds the {cpus} CPUs of "
+                f"the largest node of partition {name}"
+            )
         mem_mb = max(n[2] for n in nodes)
         if config.mem_gb * 1024 > mem_mb:
-            raise UserError(f"{config.key('mem_gb')}={config.mem_gb:g} exceeds the {mem_mb / 1024:.1f} GB memory "
-                            f"of the largest node of partition {name}")
+            raise UserError(
+                f"{config.key('mem_gb')}={config.mem_gb:g} exceeds the {mem_mb / 1024:.1f} GB memory "
+                f"of the largest node of partition {name}"
+            )
         gpus = max(n[3] for n in nodes)
         if config.gpus_per_task > gpus:
-            raise UserError(f"{config.key('gpus_per_task')}={config.gpus_per_task} exceeds the {gpus} GPUs of "
-                            f"the largest node of partition {name}")
+            raise UserError(
+                f"{config.key('gpus_per_task')}={config.gpus_per_task} exceeds the {gpus} GPUs of "
+                f"the largest node of partition {name}"
+            )
     _sbatch_test_only(config, n_tasks)
 
 
@@ -201,11 +226,18 @@ def _sbatch_test_only(config: ClusterConfig, n_tasks: int) -> None:
         try:
             answer = _run(["sbatch", "--test-only", str(script)], 30)
         except subprocess.TimeoutExpired:
-            raise UserError(f"{config.source}: `sbatch --test-only` did not answer in 30 s; "
-                            "is the Slurm controller overloaded?") from None
+            raise UserError(
+                f"{config.source}: `sbatch --test-only` did not answer in 30 s; "
+                "is the Slurm controller overloaded?"
+            ) from None
     if answer.returncode != 0:
         reason = " ".join((answer.stderr.strip() or answer.stdout.strip()).splitlines()[:2])
-        hint = (f"{config.prefix}.sbatch_options" if config.sbatch_options
-                else f"{config.prefix}.cpus_per_task/mem_gb/gpus_per_task and the number of tasks ({n_tasks})")
-        raise UserError(f"{config.source}: the Slurm cluster refuses these {config.prefix} settings "
-                        f"({reason}); check {hint}")
+        hint = (
+            f"{config.prefix}.sbatch_options"
+            if config.sbatch_options
+            else f"{config.prefix}.cpus_per_task/mem_gb/gpus_per_task and the number of tasks ({n_tasks})"
+        )
+        raise UserError(
+            f"{config.source}: the Slurm cluster refuses these {config.prefix} settings "
+            f"({reason}); check {hint}"
+        )

@@ -1,21 +1,23 @@
 """Submission: submitit executors, one job array per stage with `afterok` dependencies, and `Requeueable`
 jobs that Slurm may preempt (they resume from their own checkpoint)."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import submitit
 from submitit.core.core import Job
 
-
 from comprobust.cluster.config import ClusterConfig
 from comprobust.cluster.slurm import dependency_parameters, resolve_executor, slurm_executor_parameters
 from comprobust.cluster.wait import classify, failure, wait_for_jobs
+
 
 def make_executor(config: ClusterConfig, folder: str | Path) -> submitit.Executor:
     """A `submitit.SlurmExecutor` (Slurm chosen or auto-detected) or a `submitit.LocalExecutor`, configured.
@@ -26,15 +28,20 @@ def make_executor(config: ClusterConfig, folder: str | Path) -> submitit.Executo
     kind = resolve_executor(config)
     log_folder = Path(config.log_folder or folder)
     if kind == "slurm":
-        executor: submitit.Executor = submitit.SlurmExecutor(folder=log_folder, max_num_timeout=config.max_requeues)
+        executor: submitit.Executor = submitit.SlurmExecutor(
+            folder=log_folder, max_num_timeout=config.max_requeues
+        )
         executor.update_parameters(**slurm_executor_parameters(config))
     else:
         # LocalExecutor: gpus_per_task GPUs are made visible (CUDA_VISIBLE_DEVICES; 0 hides them); at most
         # array_parallelism, capped at the number of CPUs, of one stage's tasks run at once (see submit_array)
         executor = submitit.LocalExecutor(folder=log_folder, max_num_timeout=config.max_requeues)
-        executor.update_parameters(timeout_min=config.timeout_min, gpus_per_node=config.gpus_per_task,
-                                   signal_delay_s=config.signal_delay_s,
-                                   array_parallelism=max(1, min(config.array_parallelism, os.cpu_count() or 1)))
+        executor.update_parameters(
+            timeout_min=config.timeout_min,
+            gpus_per_node=config.gpus_per_task,
+            signal_delay_s=config.signal_delay_s,
+            array_parallelism=max(1, min(config.array_parallelism, os.cpu_count() or 1)),
+        )
     return executor
 
 
@@ -50,8 +57,13 @@ def _temporary_parameters(executor: submitit.Executor, **params: Any) -> Iterato
         executor.parameters.update(saved)
 
 
-def submit_array(executor: submitit.Executor, fn: Callable[..., Any], args_list: Sequence[Sequence[Any]],
-                 depends_on: Sequence[Job] = (), name: str | None = None) -> list[Job]:
+def submit_array(
+    executor: submitit.Executor,
+    fn: Callable[..., Any],
+    args_list: Sequence[Sequence[Any]],
+    depends_on: Sequence[Job] = (),
+    name: str | None = None,
+) -> list[Job]:
     """Submit `fn(*args)` for each args tuple as ONE job array; return its jobs in order.
 
     On Slurm this returns at once: the array starts only after every job of `depends_on` COMPLETED
@@ -66,7 +78,9 @@ def submit_array(executor: submitit.Executor, fn: Callable[..., Any], args_list:
     if not isinstance(executor, submitit.SlurmExecutor):
         if depends_on:
             wait_for_jobs(depends_on, label=f"{name or 'array'}: waiting for its dependencies", progress=None)
-        return _submit_local(executor, fn, calls, int(executor.parameters.get("array_parallelism") or len(calls)))
+        return _submit_local(
+            executor, fn, calls, int(executor.parameters.get("array_parallelism") or len(calls))
+        )
     extra: dict[str, Any] = {"job_name": name} if name else {}
     if depends_on:
         if any(not isinstance(job, submitit.SlurmJob) for job in depends_on):
@@ -79,8 +93,9 @@ def submit_array(executor: submitit.Executor, fn: Callable[..., Any], args_list:
     return jobs
 
 
-def _submit_local(executor: submitit.Executor, fn: Callable[..., Any], calls: list[tuple[Any, ...]],
-                  limit: int) -> list[Job]:
+def _submit_local(
+    executor: submitit.Executor, fn: Callable[..., Any], calls: list[tuple[Any, ...]], limit: int
+) -> list[Job]:
     jobs: list[Job] = []
     running: list[Job] = []
     for args in calls:
@@ -107,8 +122,10 @@ class Requeueable(submitit.helpers.Checkpointable):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "checkpoint":
-            raise TypeError(f"{type(self).__name__}: 'checkpoint' is the method submitit calls on preemption; "
-                            "name the checkpoint path attribute differently")
+            raise TypeError(
+                f"{type(self).__name__}: 'checkpoint' is the method submitit calls on preemption; "
+                "name the checkpoint path attribute differently"
+            )
         super().__setattr__(name, value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -116,8 +133,11 @@ class Requeueable(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         self.on_requeue()
-        print(f"comprobust: {type(self).__name__} signalled; requeueing, it resumes from its checkpoint",
-              file=sys.stderr, flush=True)
+        print(
+            f"comprobust: {type(self).__name__} signalled; requeueing, it resumes from its checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
     def on_requeue(self) -> None:

@@ -1,14 +1,17 @@
 """Waiting for submitted jobs: progress lines, and `JobFailed` with the failing job's error and stderr tail."""
+
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import submitit
 from submitit.core.core import Job
 
 from comprobust.errors import WorkFailed
+
 
 class JobFailed(WorkFailed):
     """A submitted job failed, was cancelled or died; the message's first line names the job, the error and its
@@ -22,8 +25,22 @@ class JobFailed(WorkFailed):
 
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
 # submitit treats these as unfinished; everything else without a result file is a failure
-_UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
-               "SUSPENDED", "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "STAGE_OUT", "SIGNALING"}
+_UNFINISHED = {
+    "READY",
+    "PENDING",
+    "RUNNING",
+    "UNKNOWN",
+    "REQUEUED",
+    "COMPLETING",
+    "PREEMPTED",
+    "CONFIGURING",
+    "SUSPENDED",
+    "RESIZING",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "STAGE_OUT",
+    "SIGNALING",
+}
 
 
 def _state(job: Job) -> str:
@@ -32,7 +49,7 @@ def _state(job: Job) -> str:
 
 
 def classify(job: Job, force: bool = False) -> str:
-    """"pending", "running", "done" or "failed" (reads the result file, or the Slurm state via sacct)."""
+    """ "pending", "running", "done" or "failed" (reads the result file, or the Slurm state via sacct)."""
     if job.paths.result_pickle.exists():
         return "failed" if job.exception() is not None else "done"
     if isinstance(job, submitit.LocalJob):
@@ -91,8 +108,14 @@ def failure(job: Job, label: str) -> JobFailed:
     return JobFailed(message, job, cause=f"{summary}{where}")
 
 
-def wait_for_jobs(jobs: Sequence[Job], label: str = "jobs", poll_s: float = 1.0, sacct_every_s: float = 10.0,
-                  timeout_s: float | None = None, progress: Callable[[str], None] | None = print) -> list[Any]:
+def wait_for_jobs(
+    jobs: Sequence[Job],
+    label: str = "jobs",
+    poll_s: float = 1.0,
+    sacct_every_s: float = 10.0,
+    timeout_s: float | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> list[Any]:
     """Wait until every job finished; print a progress line when the counts change; return their results.
 
     Raises `JobFailed` (job id, Slurm state, error, stderr tail) as soon as one job fails, and TimeoutError after
@@ -118,8 +141,10 @@ def wait_for_jobs(jobs: Sequence[Job], label: str = "jobs", poll_s: float = 1.0,
             if kind == "done":
                 finished[index] = kind
             counts[kind] += 1
-        line = (f"{label}: {counts['done']}/{len(jobs)} done, {counts['running']} running, "
-                f"{counts['pending']} pending, {counts['failed']} failed")
+        line = (
+            f"{label}: {counts['done']}/{len(jobs)} done, {counts['running']} running, "
+            f"{counts['pending']} pending, {counts['failed']} failed"
+        )
         if progress is not None and line != last_line:
             progress(line)
         last_line = line

@@ -1,4 +1,5 @@
 """`launch.py corruptions list|gallery`: the registered corruptions and a picture of them."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gallery = actions.add_parser("gallery", help="draw sample images under each corruption into a PNG")
     gallery.add_argument("--out", required=True, help="PNG file to write")
     gallery.add_argument("--digits", type=int, default=3, help="grey 28x28 digits to show (default 3)")
-    gallery.add_argument("--photos", type=int, default=3, help="colour 32x32 photo patches to show (default 3)")
-    gallery.add_argument("--compositions", nargs="+", help="compositions to show, e.g. Contrast-Rotate90 IN-SW")
+    gallery.add_argument(
+        "--photos", type=int, default=3, help="colour 32x32 photo patches to show (default 3)"
+    )
+    gallery.add_argument(
+        "--compositions", nargs="+", help="compositions to show, e.g. Contrast-Rotate90 IN-SW"
+    )
     gallery.add_argument("--seed", type=int, default=0, help="noise seed")
     gallery.set_defaults(handler=draw_gallery)
 
@@ -31,8 +36,10 @@ def list_corruptions(args: argparse.Namespace) -> int:
     print(f"{'name':<14}{'abbr':<6}{'lossless':<10}{'severity':<10}parameter")
     for name in corruptions.known_names():
         c = corruptions.get_corruption(name)
-        print(f"{name:<14}{c.abbreviation:<6}{str(c.lossless):<10}{str(c.severity or '-'):<10}"
-              f"{'-' if c.parameter is None else c.parameter}")
+        print(
+            f"{name:<14}{c.abbreviation:<6}{str(c.lossless):<10}{str(c.severity or '-'):<10}"
+            f"{'-' if c.parameter is None else c.parameter}"
+        )
     if args.compositions:
         for i, composition in enumerate(paper_compositions()):
             print(f"{i:4d}  {'-'.join(composition)}")

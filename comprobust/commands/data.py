@@ -29,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help="per-class sizes, counts or fractions, e.g. train=300,valid=100 or valid=0.1",
         )
 
-    prepare = actions.add_parser("prepare", help="read a dataset (downloading it with --download) and print its "
-                                 "splits; its decoded cache is written on the way")
+    prepare = actions.add_parser(
+        "prepare",
+        help="read a dataset (downloading it with --download) and print its "
+        "splits; its decoded cache is written on the way",
+    )
     common(prepare)
     prepare.set_defaults(handler=_prepare)
 

@@ -1,4 +1,5 @@
 """`launch.py run EXPERIMENT.yaml [--dry-run] [--detach]` and `launch.py status EXPERIMENT.yaml`."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,18 +8,33 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run an experiment: plan, skip finished runs, submit the rest")
     run.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
-    run.add_argument("--dry-run", action="store_true", help="print every planned run and sbatch options; submit nothing")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print every planned run and sbatch options; submit nothing"
+    )
     run.add_argument("--detach", action="store_true", help="submit and return without following the jobs")
-    run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (their inputs must exist)")
+    run.add_argument(
+        "--stages", nargs="+", metavar="STAGE", help="only these stages (their inputs must exist)"
+    )
     run.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds")
-    run.add_argument("--executor", choices=("auto", "local", "slurm", "inline"),
-                     help="override cluster.executor (inline: run in this process, one after another)")
+    run.add_argument(
+        "--executor",
+        choices=("auto", "local", "slurm", "inline"),
+        help="override cluster.executor (inline: run in this process, one after another)",
+    )
     run.add_argument("--mode", choices=("auto", "online", "offline", "disabled"), help="W&B mode override")
-    run.add_argument("--rerun", nargs="+", metavar="RUN_ID", default=[],
-                     help="run these finished (or damaged) runs again; their done.json and model.pt are set aside")
+    run.add_argument(
+        "--rerun",
+        nargs="+",
+        metavar="RUN_ID",
+        default=[],
+        help="run these finished (or damaged) runs again; their done.json and model.pt are set aside",
+    )
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
-    run.add_argument("--smoke", action="store_true",
-                     help="tiny budget (1 epoch, 4/1/1 images per class, 17 compositions): checks the set-up in a minute or two")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny budget (1 epoch, 4/1/1 images per class, 17 compositions): checks the set-up in a minute or two",
+    )
     run.set_defaults(handler=run_experiment)
 
     status = subparsers.add_parser("status", help="done / running / failed / missing, per planned run")
@@ -72,8 +88,10 @@ def show_status(args: argparse.Namespace) -> int:
     for row in rows:
         extra = row["metric"] or row["error"]
         print(f"{row['state']:8s} {row['run_id']:<{width}}  {extra}")
-    counts = {state: sum(r["state"] == state for r in rows)
-              for state in ("done", "damaged", "running", "failed", "missing")}
+    counts = {
+        state: sum(r["state"] == state for r in rows)
+        for state in ("done", "damaged", "running", "failed", "missing")
+    }
     print("  ".join(f"{k}: {v}" for k, v in counts.items() if v or k != "damaged"))
     damaged_logs = _damaged_wandb_logs(experiment)
     for line in damaged_logs:
@@ -88,6 +106,8 @@ def _damaged_wandb_logs(experiment) -> list[str]:
     wandb_dir = experiment.output_dir / "wandb"
     if not wandb_dir.is_dir():
         return []
-    store = OfflineRunStore(wandb_dir, cache_dir=experiment.output_dir / "cache" / "results", group=experiment.name)
+    store = OfflineRunStore(
+        wandb_dir, cache_dir=experiment.output_dir / "cache" / "results", group=experiment.name
+    )
     store.runs()
     return [w for w in store.warnings if "corrupt" in w or "unreadable" in w or "damaged" in w]

@@ -1,6 +1,7 @@
 """`launch.py run-stage EXPERIMENT.yaml --stage NAME [--seed S] [--corruption C] [--set k=v ...] [--k=v ...]`:
 run one stage in this process. Slurm jobs and W&B sweep agents call this; extra `--key=value` arguments (the form
 a sweep agent passes) are parameter overrides like `--set`."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ def run_stage(args: argparse.Namespace) -> int:
     from comprobust.validation import check_output_folder, parse_overrides
 
     overrides = {**parse_overrides(args.overrides), **parse_overrides(args.extra, where="argument")}
-    experiment, runs = resolve_stage(args.experiment, args.stage, smoke=args.smoke, seed=args.seed,
-                                     corruption=args.corruption, overrides=overrides)
+    experiment, runs = resolve_stage(
+        args.experiment,
+        args.stage,
+        smoke=args.smoke,
+        seed=args.seed,
+        corruption=args.corruption,
+        overrides=overrides,
+    )
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
     if args.force:
@@ -37,6 +44,8 @@ def run_stage(args: argparse.Namespace) -> int:
     else:
         records = [execute(experiment, run, mode=args.mode) for run in runs]
     for run, record in zip(runs, records):
-        metrics = "  ".join(f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_"))
+        metrics = "  ".join(
+            f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_")
+        )
         print(f"{run.run_id}: done  {metrics}")
     return 0

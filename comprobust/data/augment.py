@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import zlib
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def draw_crop_flip(n: int, padding: int, hflip: bool, gen: torch.Generator) -> C
     return CropFlip(top, left, flip)
 
 
-def apply_crop_flip(images: torch.Tensor, padding: int, draw: Optional[CropFlip]) -> torch.Tensor:
+def apply_crop_flip(images: torch.Tensor, padding: int, draw: CropFlip | None) -> torch.Tensor:
     """Crop every image of `(B, C, H, W)` at its offset in the zero-padded image, then flip where drawn.
 
     Equivalent to torchvision's `pad(img, padding, fill=0)`, `crop(top, left, H, W)`, `hflip` per image, done

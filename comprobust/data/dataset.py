@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ class ImageSplit:
     name: str
     images: torch.Tensor
     labels: torch.Tensor
-    source_indices: Optional[torch.Tensor] = None
+    source_indices: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -63,7 +63,7 @@ class LoadedDataset:
             raise UserError(f"unknown split {name!r}; use train, valid or test")
         return getattr(self, name)
 
-    def normalize(self, batch: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def normalize(self, batch: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """float32 `(x / 255 - mean) / std` of a uint8 (or float in 0..255) `(N, C, H, W)` batch."""
         if batch.dim() != 4 or batch.shape[1] != len(self.mean):
             raise UserError(
@@ -124,8 +124,9 @@ def _take(name: str, images: np.ndarray, labels: np.ndarray, idx: np.ndarray) ->
 
 
 def _check_raw(spec: DatasetSpec, raw: RawData) -> None:
-    pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("training pool", raw.pool_images,
-                                                                       raw.pool_labels)]
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [
+        ("training pool", raw.pool_images, raw.pool_labels)
+    ]
     if spec.official_test:
         pairs.append(("test set", raw.test_images, raw.test_labels))
     for what, images, labels in pairs:

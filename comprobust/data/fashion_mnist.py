@@ -4,6 +4,7 @@ Looked for, in order: torchvision's layout `<root>/FashionMNIST/raw/` (what `--d
 package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`). The images are stored upright, row
 major (unlike EMNIST's transposed glyphs); each file's header, item shape and length are checked.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -16,8 +17,18 @@ from comprobust.errors import UserError
 FOLDER = Path("FashionMNIST") / "raw"  # under the dataset root: torchvision.datasets.FashionMNIST's layout
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
 PARTS = {"train": "train", "test": "t10k"}
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot")
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def file_names(part: str) -> dict[str, str]:
@@ -46,7 +57,12 @@ def missing_files(root: Path) -> list[str]:
     if complete_folder(root) is not None:
         return []
     folder = Path(root) / FOLDER
-    return [str(folder / name) for part in PARTS for name in file_names(part).values() if not find_file(folder, name)]
+    return [
+        str(folder / name)
+        for part in PARTS
+        for name in file_names(part).values()
+        if not find_file(folder, name)
+    ]
 
 
 def read_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> np.ndarray:
@@ -58,12 +74,14 @@ def read_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> np
     header = 4 + 4 * dims
     if len(data) < header or data[:4] != bytes([0, 0, 8, dims]):
         raise UserError(f"{path} is not a uint8 IDX file with {dims} dimension(s); {fix}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     if shape[1:] != item_shape:
         raise UserError(f"{path} holds items of shape {shape[1:]}, expected {item_shape}; {fix}")
     if len(data) != header + int(np.prod(shape)):
-        raise UserError(f"{path} is truncated or corrupt: its header announces {shape[0]} items but it holds "
-                        f"{len(data) - header} bytes of data; {fix}")
+        raise UserError(
+            f"{path} is truncated or corrupt: its header announces {shape[0]} items but it holds "
+            f"{len(data) - header} bytes of data; {fix}"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
@@ -72,9 +90,11 @@ Part = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 1, 28, 28), int64 label
 
 def read_fashion_mnist(root: Path, download: bool) -> tuple[Part, Part, Path]:
     """(train part, test part, the folder they came from)."""
-    how = (f"get it with `python launch.py data prepare --dataset fashion-mnist --root {root} --download`, "
-           f"put the four IDX files (train/t10k-images-idx3-ubyte, train/t10k-labels-idx1-ubyte, plain or .gz) "
-           f"in {Path(root) / FOLDER}/, or install the Debian package dataset-fashion-mnist")
+    how = (
+        f"get it with `python launch.py data prepare --dataset fashion-mnist --root {root} --download`, "
+        f"put the four IDX files (train/t10k-images-idx3-ubyte, train/t10k-labels-idx1-ubyte, plain or .gz) "
+        f"in {Path(root) / FOLDER}/, or install the Debian package dataset-fashion-mnist"
+    )
     folder = complete_folder(root)
     if folder is None and download:
         from torchvision.datasets import FashionMNIST
@@ -82,11 +102,15 @@ def read_fashion_mnist(root: Path, download: bool) -> tuple[Part, Part, Path]:
         try:
             FashionMNIST(str(root), train=True, download=True)
         except (OSError, RuntimeError) as err:
-            raise UserError(f"downloading Fashion-MNIST into {Path(root) / FOLDER} failed ({err}); {how}") from err
+            raise UserError(
+                f"downloading Fashion-MNIST into {Path(root) / FOLDER} failed ({err}); {how}"
+            ) from err
         folder = complete_folder(root)
     if folder is None:
-        raise UserError(f"Fashion-MNIST not found: looked for {', '.join(missing_files(root))} and in "
-                        f"{DEBIAN_FOLDER}/; {how}")
+        raise UserError(
+            f"Fashion-MNIST not found: looked for {', '.join(missing_files(root))} and in "
+            f"{DEBIAN_FOLDER}/; {how}"
+        )
     fix = f"replace it; {how}"
     found: Path = folder
     parts = []
@@ -97,7 +121,9 @@ def read_fashion_mnist(root: Path, download: bool) -> tuple[Part, Part, Path]:
         images = read_idx(image_file, 3, (28, 28), fix)
         labels = read_idx(label_file, 1, (), fix)
         if len(images) != len(labels) or (len(labels) and labels.max() >= len(CLASSES)):
-            raise UserError(f"{folder}: the {part} files hold {len(images)} images and {len(labels)} labels "
-                            f"(labels must be 0..{len(CLASSES) - 1}); {fix}")
+            raise UserError(
+                f"{folder}: the {part} files hold {len(images)} images and {len(labels)} labels "
+                f"(labels must be 0..{len(CLASSES) - 1}); {fix}"
+            )
         parts.append((np.ascontiguousarray(images[:, None]), labels.astype(np.int64)))
     return parts[0], parts[1], folder

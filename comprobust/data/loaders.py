@@ -15,7 +15,7 @@ drop the last incomplete batch (as the paper does); valid/test loaders keep it.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ ELEMENTAL_NOISE_SEED = 1234
 """Noise seed of the elemental sets (the reference's `np.random.seed(1234)`)."""
 
 
-def elemental_set(split: ImageSplit, corruption: str, seed: int = ELEMENTAL_NOISE_SEED,
-                  chunk_size: int = 2048) -> np.ndarray:
+def elemental_set(
+    split: ImageSplit, corruption: str, seed: int = ELEMENTAL_NOISE_SEED, chunk_size: int = 2048
+) -> np.ndarray:
     """The split's images under `corruption` as one uint8 array; noise fixed by (seed, corruption, position)."""
     if not len(split):
         return split.images.numpy()
@@ -40,7 +41,9 @@ def elemental_set(split: ImageSplit, corruption: str, seed: int = ELEMENTAL_NOIS
     for start in range(0, len(split), chunk_size):
         block = split.images[start : start + chunk_size]
         with single_threaded():
-            chunks.append(corrupt_batch(block, corruption, seed=seed, indices=np.arange(start, start + len(block))))
+            chunks.append(
+                corrupt_batch(block, corruption, seed=seed, indices=np.arange(start, start + len(block)))
+            )
     return torch.cat(chunks).numpy()
 
 
@@ -61,9 +64,9 @@ class _Loader:
         split: str,
         batch_size: int,
         seed: int,
-        augment: Optional[bool],
-        shuffle: Optional[bool],
-        drop_last: Optional[bool],
+        augment: bool | None,
+        shuffle: bool | None,
+        drop_last: bool | None,
     ) -> None:
         self.data = data
         self.split_name = split
@@ -109,9 +112,9 @@ class MixedElementalLoader(_Loader):
         corruptions: Sequence[str] = ELEMENTAL_SETS,
         batch_size: int = 256,
         seed: int = 0,
-        augment: Optional[bool] = None,
-        shuffle: Optional[bool] = None,
-        drop_last: Optional[bool] = None,
+        augment: bool | None = None,
+        shuffle: bool | None = None,
+        drop_last: bool | None = None,
         noise_seed: int = ELEMENTAL_NOISE_SEED,
     ) -> None:
         super().__init__(
@@ -166,8 +169,8 @@ class PairedViewLoader(_Loader):
         batch_size: int = 128,
         seed: int = 0,
         augment: bool = True,
-        shuffle: Optional[bool] = None,
-        drop_last: Optional[bool] = None,
+        shuffle: bool | None = None,
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__(data, split, batch_size, seed, augment, shuffle, drop_last)
         self.views = tuple(composition_name(v) for v in views)

@@ -9,8 +9,9 @@ checked against it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from comprobust.data import fashion_mnist
 from comprobust.data.sources import (
@@ -29,7 +30,7 @@ from comprobust.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-SplitSize = Union[int, float, None]
+SplitSize = int | float | None
 """A per-class split size: int count, float fraction in (0, 1], or None ("the rest" / "the whole set")."""
 
 
@@ -41,15 +42,15 @@ class DatasetSpec:
     num_classes: int
     channels: int  # 1 grey, 3 colour
     image_size: int  # square images
-    mean: Optional[tuple[float, ...]]  # per channel, in [0, 1] units; None = computed from the train split
-    std: Optional[tuple[float, ...]]
+    mean: tuple[float, ...] | None  # per channel, in [0, 1] units; None = computed from the train split
+    std: tuple[float, ...] | None
     crop_padding: int  # random crop with this zero padding (0 = no crop)
     hflip: bool  # random horizontal flip
     default_split_sizes: Mapping[str, SplitSize]  # per class: {"train": .., "valid": .., "test": ..}
     architecture: str  # "emnist" | "cifar" | "facescrub" | "small": which network family fits
     description: str  # one line for the README / `launch.py data list`
     official_test: bool  # True: test = an official test set; False: test is carved from the same pool
-    class_names: Optional[tuple[str, ...]] = None
+    class_names: tuple[str, ...] | None = None
     how_to_get: str = ""  # one sentence on where the files go and how to obtain them
 
     def __post_init__(self) -> None:
@@ -200,7 +201,7 @@ register_dataset(
         official_test=True,
         class_names=fashion_mnist.CLASSES,
         how_to_get="--download fetches it with torchvision into <root>/FashionMNIST/raw/; the Debian package "
-                   "dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/) is used when installed",
+        "dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/) is used when installed",
     ),
     read_fashion_mnist,
 )
@@ -213,9 +214,11 @@ def check_dataset_files(dataset: Any, where: str, warn_only: bool = False) -> No
     if not missing:
         return
     more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
-    message = (f"{where}: dataset {dataset.name} not found under {dataset.root} (missing {', '.join(missing[:2])}"
-               f"{more}); get it with `python launch.py data prepare --dataset {dataset.name} --root "
-               f"{dataset.root} --download` ({get_dataset_spec(dataset.name).how_to_get}), or set dataset.root")
+    message = (
+        f"{where}: dataset {dataset.name} not found under {dataset.root} (missing {', '.join(missing[:2])}"
+        f"{more}); get it with `python launch.py data prepare --dataset {dataset.name} --root "
+        f"{dataset.root} --download` ({get_dataset_spec(dataset.name).how_to_get}), or set dataset.root"
+    )
     if warn_only:
         print(f"warning: {message}")
         return

@@ -19,7 +19,6 @@ import functools
 import os
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -36,8 +35,8 @@ class RawData:
 
     pool_images: np.ndarray  # uint8 (N, C, H, W)
     pool_labels: np.ndarray  # int64 (N,)
-    test_images: Optional[np.ndarray] = None
-    test_labels: Optional[np.ndarray] = None
+    test_images: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
     where: str = ""  # where the pool came from, for messages
 
 
@@ -108,8 +107,13 @@ def _check_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> 
 
 def _emnist_files(root: Path) -> dict[str, dict[str, Path]]:
     raw = Path(root) / "EMNIST" / "raw"
-    return {part: {kind: raw / f"emnist-balanced-{part}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")}
-            for part in ("train", "test")}
+    return {
+        part: {
+            kind: raw / f"emnist-balanced-{part}-{kind}"
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        }
+        for part in ("train", "test")
+    }
 
 
 def _emnist_legacy(root: Path) -> bool:
@@ -129,7 +133,9 @@ def missing_files(name: str, root: str | os.PathLike) -> list[str]:
         files = [path for pair in _emnist_files(root).values() for path in pair.values()]
         return [] if _emnist_legacy(root) else [str(p) for p in files if not p.is_file()]
     if name == "cifar10":
-        return [str(root / CIFAR10_FOLDER / f) for f in CIFAR10_FILES if not (root / CIFAR10_FOLDER / f).is_file()]
+        return [
+            str(root / CIFAR10_FOLDER / f) for f in CIFAR10_FILES if not (root / CIFAR10_FOLDER / f).is_file()
+        ]
     if name == "facescrub":
         return [] if (root / "FaceScrub").is_dir() else [str(root / "FaceScrub")]
     if name == "fashion-mnist":

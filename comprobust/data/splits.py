@@ -11,7 +11,7 @@ the rest", and test=None on a dataset with an official test set means "the whole
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

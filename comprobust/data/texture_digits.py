@@ -22,6 +22,7 @@ Rendering is a pure function of (seed, image index, epoch): the phase and the ra
 counter-based hash of them (`comprobust.corruptions.noise_keys`), so an image's bytes never depend on its batch.
 Honest summary: real shapes, synthetic texture classes; the cue-conflict metric is Geirhos's exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,12 +40,23 @@ CONDITIONS: tuple[str, ...] = ("natural", "shape", "texture", "stylized", "confl
 BACKGROUND = 0.35  # b: brightness of the background relative to the digit's strokes
 CONTRAST = 0.6  # c: how far the texture's dark cells darken the image
 PERIOD = 8  # the textures' tile side
-DEFAULT_SPLIT_SIZES: Mapping[str, int] = MappingProxyType({"train": 300, "valid": 100, "test": 100})  # of 500/class
+DEFAULT_SPLIT_SIZES: Mapping[str, int] = MappingProxyType(
+    {"train": 300, "valid": 100, "test": 100}
+)  # of 500/class
 
-NOISE_TILE = np.uint64(0x2245E4453357CC7F)  # the binary-noise texture: 64 random bits, 32 of them set, row-major
+NOISE_TILE = np.uint64(
+    0x2245E4453357CC7F
+)  # the binary-noise texture: 64 random bits, 32 of them set, row-major
 TEXTURE_NAMES: tuple[str, ...] = (
-    "horizontal stripes 2/2", "vertical stripes 2/2", "45-degree diagonals", "135-degree diagonals",
-    "checkers 2px", "checkers 4px", "horizontal stripes 4/4", "vertical stripes 4/4", "herringbone",
+    "horizontal stripes 2/2",
+    "vertical stripes 2/2",
+    "45-degree diagonals",
+    "135-degree diagonals",
+    "checkers 2px",
+    "checkers 4px",
+    "horizontal stripes 4/4",
+    "vertical stripes 4/4",
+    "herringbone",
     "binary noise",
 )
 
@@ -53,9 +65,18 @@ def _textures() -> np.ndarray:
     r, c = np.mgrid[0:PERIOD, 0:PERIOD]
     diagonal, antidiagonal = ((r + c) // 2) % 2, (((r - c) % PERIOD) // 2) % 2
     noise = (NOISE_TILE >> np.arange(PERIOD * PERIOD - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)
-    tiles = [(r // 2) % 2, (c // 2) % 2, diagonal, antidiagonal, (r // 2 + c // 2) % 2, (r // 4 + c // 4) % 2,
-             (r // 4) % 2, (c // 4) % 2, np.where(c < PERIOD // 2, diagonal, antidiagonal),
-             noise.reshape(PERIOD, PERIOD)]
+    tiles = [
+        (r // 2) % 2,
+        (c // 2) % 2,
+        diagonal,
+        antidiagonal,
+        (r // 2 + c // 2) % 2,
+        (r // 4 + c // 4) % 2,
+        (r // 4) % 2,
+        (c // 4) % 2,
+        np.where(c < PERIOD // 2, diagonal, antidiagonal),
+        noise.reshape(PERIOD, PERIOD),
+    ]
     out = np.stack(tiles).astype(np.uint8)
     out.flags.writeable = False
     return out
@@ -89,15 +110,18 @@ def _draws(seed: int, indices: np.ndarray, epoch: int) -> tuple[np.ndarray, np.n
     return phases, keys >> np.uint64(6)
 
 
-def render(digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, condition: str, seed: int,
-           epoch: int = 0) -> Rendered:
+def render(
+    digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, condition: str, seed: int, epoch: int = 0
+) -> Rendered:
     """Render ``condition`` from uint8 digits (N, 1, H, W) or (N, H, W) with their labels and dataset ``indices``.
 
     A pure function of (seed, index, epoch) per image; pass a fixed epoch (0) for evaluation sets and the training
     epoch for training, so ``stylized`` draws fresh textures every epoch.
     """
     if condition not in CONDITIONS:
-        raise ValueError(f"unknown texture-digits condition {condition!r}: choose one of {', '.join(CONDITIONS)}")
+        raise ValueError(
+            f"unknown texture-digits condition {condition!r}: choose one of {', '.join(CONDITIONS)}"
+        )
     digits = np.asarray(digits)
     digits = digits.reshape(len(digits), *digits.shape[-2:])
     labels, indices = np.asarray(labels, np.int64), np.asarray(indices, np.int64)
@@ -125,14 +149,17 @@ def render(digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, conditio
 def split_indices(split: str, sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES) -> np.ndarray:
     """mnist5k indices of ``split`` (train / valid / test, per-class counts as ``comprobust.data.splits``)."""
     _, labels = read_mnist5k_arrays()
-    parts = split_pool(labels, NUM_CLASSES, sizes, carve_test=True, where="the mnist5k digits (texture-digits)")
+    parts = split_pool(
+        labels, NUM_CLASSES, sizes, carve_test=True, where="the mnist5k digits (texture-digits)"
+    )
     if split not in parts:
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(parts)}")
     return parts[split]
 
 
-def load(split: str, condition: str, seed: int, epoch: int = 0,
-         sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES) -> Rendered:
+def load(
+    split: str, condition: str, seed: int, epoch: int = 0, sizes: Mapping[str, int] = DEFAULT_SPLIT_SIZES
+) -> Rendered:
     """``condition`` rendered for the mnist5k digits of ``split`` (keyed by their mnist5k index)."""
     digits, labels = read_mnist5k_arrays()
     indices = split_indices(split, sizes)

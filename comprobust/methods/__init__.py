@@ -1,19 +1,25 @@
 """Training methods: declarative specs in `specs.py` (no torch), one module per method with `train(context)`,
 and `trainer`, the one table from a method's name to its `train`."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from comprobust.methods.common import Export, StageContext
 
 
-def trainer(method: str) -> Callable[["StageContext"], "Export"]:
+def trainer(method: str) -> Callable[[StageContext], Export]:
     """The `train` function of `method` (a key of `specs.METHODS`)."""
     from comprobust.methods import autoencoders, backbone, contrastive, erm, imgspace, modules
 
     trainers: dict[str, Callable[[StageContext], Export]] = {
-        "erm": erm.train, "contrastive": contrastive.train, "backbone": backbone.train, "modules": modules.train,
-        "autoencoders": autoencoders.train, "imgspace": imgspace.train,
+        "erm": erm.train,
+        "contrastive": contrastive.train,
+        "backbone": backbone.train,
+        "modules": modules.train,
+        "autoencoders": autoencoders.train,
+        "imgspace": imgspace.train,
     }
     return trainers[method]

@@ -1,8 +1,9 @@
 """ImgSpace step 1: per elemental, an auto-encoder trained to map corrupted images back to the clean ones (MSE in
 normalised space), on paired views [corruption, Identity] with identical crop/flip."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.nn import functional as F
@@ -18,10 +19,12 @@ class AutoEncoderTask:
         assert ctx.corruption is not None, "auto-encoders are trained per corruption"
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
-        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=size,
-                                             seed=ctx.data_seed("train"))
-        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=size,
-                                             seed=ctx.data_seed("valid"))
+        self.train_loader = PairedViewLoader(
+            ctx.data, "train", views=views, batch_size=size, seed=ctx.data_seed("train")
+        )
+        self.valid_loader = PairedViewLoader(
+            ctx.data, "valid", views=views, batch_size=size, seed=ctx.data_seed("valid")
+        )
 
     def train_batches(self, epoch: int) -> Iterable:
         return self.train_loader.batches(epoch)
@@ -34,12 +37,17 @@ class AutoEncoderTask:
         return self._mse(batch), {}
 
     def validate(self) -> dict[str, float]:
-        return mean_metrics(({"val_loss": float(self._mse(b))}, b[1].numel()) for b in self.valid_loader.batches(0))
+        return mean_metrics(
+            ({"val_loss": float(self._mse(b))}, b[1].numel()) for b in self.valid_loader.batches(0)
+        )
 
 
 def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     autoencoder = build_autoencoder(ctx.arch, **ctx.shape_args()).to(ctx.device)
     result = ctx.fit(AutoEncoderTask(ctx, autoencoder))
-    return ctx.export("autoencoder", autoencoder.state_dict(),
-                      {"corruption": ctx.corruption, "best_epoch": result.best_epoch, **result.best_metrics})
+    return ctx.export(
+        "autoencoder",
+        autoencoder.state_dict(),
+        {"corruption": ctx.corruption, "best_epoch": result.best_epoch, **result.best_metrics},
+    )

@@ -1,4 +1,5 @@
 """ERM ("CrossEntropy"): one network trained with cross-entropy on mixed batches of Identity + the elementals."""
+
 from __future__ import annotations
 
 from comprobust.data.loaders import MixedElementalLoader
@@ -13,4 +14,6 @@ def train(ctx: StageContext) -> Export:
     valid_loader = MixedElementalLoader(ctx.data, "valid", batch_size=batch_size, seed=ctx.data_seed("valid"))
     task = ClassifierTask(network, train_loader.batches, valid_loader.batches, ctx.device)
     result = ctx.fit(task)
-    return ctx.export("network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics})
+    return ctx.export(
+        "network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics}
+    )

@@ -1,5 +1,6 @@
 """ImgSpace step 2, the joint classifier: a fresh network trained with cross-entropy on 7 paired views, each
 corrupted view first passed through its (frozen) auto-encoder, the Identity view as is."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,9 @@ def autoencoders_by_corruption(exports: list[Export], device: torch.device) -> d
     found = {export.meta["corruption"]: export.build(device) for export in exports}
     missing = [c for c in ELEMENTALS if c not in found]
     if missing:
-        raise UserError(f"auto-encoders missing for {', '.join(missing)}: train those autoencoders runs first")
+        raise UserError(
+            f"auto-encoders missing for {', '.join(missing)}: train those autoencoders runs first"
+        )
     return found
 
 
@@ -26,19 +29,29 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     per_view = max(1, ctx.params["batch_size"] // len(VIEWS))
-    train_loader = PairedViewLoader(ctx.data, "train", views=VIEWS, batch_size=per_view,
-                                    seed=ctx.data_seed("train"))
-    valid_loader = PairedViewLoader(ctx.data, "valid", views=VIEWS, batch_size=per_view,
-                                    seed=ctx.data_seed("valid"))
+    train_loader = PairedViewLoader(
+        ctx.data, "train", views=VIEWS, batch_size=per_view, seed=ctx.data_seed("train")
+    )
+    valid_loader = PairedViewLoader(
+        ctx.data, "valid", views=VIEWS, batch_size=per_view, seed=ctx.data_seed("valid")
+    )
 
     def reconstructed(batches):
         for x, y in batches:
             with torch.no_grad():
-                views = [autoencoders[v](x[i].to(ctx.device)) if v != "Identity" else x[i].to(ctx.device)
-                         for i, v in enumerate(VIEWS)]
+                views = [
+                    autoencoders[v](x[i].to(ctx.device)) if v != "Identity" else x[i].to(ctx.device)
+                    for i, v in enumerate(VIEWS)
+                ]
             yield torch.cat(views), y.repeat(len(VIEWS))
 
-    task = ClassifierTask(network, lambda epoch: reconstructed(train_loader.batches(epoch)),
-                          lambda: reconstructed(valid_loader.batches(0)), ctx.device)
+    task = ClassifierTask(
+        network,
+        lambda epoch: reconstructed(train_loader.batches(epoch)),
+        lambda: reconstructed(valid_loader.batches(0)),
+        ctx.device,
+    )
     result = ctx.fit(task)
-    return ctx.export("network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics})
+    return ctx.export(
+        "network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics}
+    )

@@ -6,6 +6,7 @@ Architectures (paper §4): ``emnist`` (4-conv DTN-like network, 28x28), ``cifar`
 Level j of a network is the input of its block j; ``build_module(arch, j)`` is the candidate module that maps
 the level-j shape to itself and is inserted just before block j (``BlockNetwork.forward(x, modules={j: [...]})``).
 """
+
 from __future__ import annotations
 
 import operator
@@ -19,12 +20,26 @@ from comprobust.errors import UserError
 from comprobust.models import cifar, emnist, facescrub, small, vit
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
 
-__all__ = ["ARCHITECTURES", "VIT_ARCHITECTURES", "AutoEncoder", "BlockNetwork", "build_autoencoder",
-           "build_module", "build_network", "default_image_size", "module_name", "num_levels"]
+__all__ = [
+    "ARCHITECTURES",
+    "VIT_ARCHITECTURES",
+    "AutoEncoder",
+    "BlockNetwork",
+    "build_autoencoder",
+    "build_module",
+    "build_network",
+    "default_image_size",
+    "module_name",
+    "num_levels",
+]
 
 _REGISTRY: dict[str, ModuleType | vit.ViT] = {
-    "emnist": emnist, "cifar": cifar, "facescrub": facescrub, "small": small,
-    "vit-cpu": vit.VIT_CPU, "vit": vit.VIT_TI,
+    "emnist": emnist,
+    "cifar": cifar,
+    "facescrub": facescrub,
+    "small": small,
+    "vit-cpu": vit.VIT_CPU,
+    "vit": vit.VIT_TI,
 }
 
 
@@ -49,8 +64,10 @@ def _image_size(arch: str, image_size: int | None) -> int:
     size = spec.IMAGE_SIZE if image_size is None else _positive("image_size", image_size)
     minimum = getattr(spec, "MIN_IMAGE_SIZE", 8)
     if size < minimum:
-        raise UserError(f"image_size {size} is too small for the {arch!r} network: use at least {minimum} "
-                        f"(its default is {spec.IMAGE_SIZE})")
+        raise UserError(
+            f"image_size {size} is too small for the {arch!r} network: use at least {minimum} "
+            f"(its default is {spec.IMAGE_SIZE})"
+        )
     return size
 
 
@@ -80,12 +97,14 @@ def module_name(arch: str, level: int) -> str:
     return _arch(arch).module_name(_level(arch, level))
 
 
-def build_network(arch: str, num_classes: int, in_channels: int = 3,
-                  image_size: int | None = None) -> BlockNetwork:
+def build_network(
+    arch: str, num_classes: int, in_channels: int = 3, image_size: int | None = None
+) -> BlockNetwork:
     """A freshly initialised ``arch`` classifier as a ``BlockNetwork`` (image side defaults to the arch's)."""
     size = _image_size(arch, image_size)
-    return _arch(arch).build_network(_positive("num_classes", num_classes),
-                                     _positive("in_channels", in_channels), size)
+    return _arch(arch).build_network(
+        _positive("num_classes", num_classes), _positive("in_channels", in_channels), size
+    )
 
 
 def build_module(arch: str, level: int, in_channels: int = 3, image_size: int | None = None) -> nn.Module:

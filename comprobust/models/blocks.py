@@ -5,6 +5,7 @@ input of the final linear classifier). Modules are inserted at levels: before bl
 ``modules[j]`` runs, in list order (paper §4, §6: ordered by level first, by position in the composition
 second).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,14 @@ class BlockNetwork(nn.Module):
     ``input_shape`` (C, H, W) and ``num_classes``.
     """
 
-    def __init__(self, blocks: Sequence[nn.Module], block_names: Sequence[str], input_shape: Sequence[int],
-                 num_classes: int, arch: str = "") -> None:
+    def __init__(
+        self,
+        blocks: Sequence[nn.Module],
+        block_names: Sequence[str],
+        input_shape: Sequence[int],
+        num_classes: int,
+        arch: str = "",
+    ) -> None:
         super().__init__()
         if len(blocks) != len(block_names) or not blocks:
             raise ValueError(f"{len(blocks)} blocks but {len(block_names)} block names")
@@ -69,8 +76,9 @@ class BlockNetwork(nn.Module):
         """Logits; ``modules[j]`` (a list, applied in order) runs just before block j."""
         return self._run(x, 0, self.num_levels, self._modules_by_level(modules))
 
-    def forward_features(self, x: torch.Tensor,
-                         modules: ModuleMap | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_features(
+        self, x: torch.Tensor, modules: ModuleMap | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, penultimate features (N, D)); the features are what the classifier sees, i.e. after any
         module at the last level."""
         mods = self._modules_by_level(modules)

@@ -4,6 +4,7 @@ Initialisation is torchvision's (Kaiming-normal fan_out convs, BN weight 1 / bia
 the classifier is a fresh ``nn.Linear(512, C)``. Candidate modules at levels 1..8 are BasicBlocks taken from a
 new, randomly initialised ResNet-18 (not from the backbone).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -16,8 +17,16 @@ IMAGE_SIZE = 32
 NUM_LEVELS = 10
 BLOCK_NAMES = tuple(f"ResnetBlock{i}" for i in range(1, 10)) + ("ResnetClassifier",)
 # level -> (resnet layer, index) whose copy is the candidate module
-_MODULE_SOURCE = {1: ("layer1", 1), 2: ("layer1", 1), 3: ("layer1", 1), 4: ("layer2", 1), 5: ("layer2", 1),
-                  6: ("layer3", 1), 7: ("layer3", 1), 8: ("layer4", 1)}
+_MODULE_SOURCE = {
+    1: ("layer1", 1),
+    2: ("layer1", 1),
+    3: ("layer1", 1),
+    4: ("layer2", 1),
+    5: ("layer2", 1),
+    6: ("layer3", 1),
+    7: ("layer3", 1),
+    8: ("layer4", 1),
+}
 
 
 def module_name(level: int) -> str:
@@ -53,8 +62,14 @@ def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
     if level in _MODULE_SOURCE:
         layer, index = _MODULE_SOURCE[level]
         return getattr(resnet18(weights=None), layer)[index]
-    return nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(),
-                         nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU())
+    return nn.Sequential(
+        nn.Linear(512, 512),
+        nn.BatchNorm1d(512),
+        nn.ReLU(),
+        nn.Linear(512, 512),
+        nn.BatchNorm1d(512),
+        nn.ReLU(),
+    )
 
 
 def build_autoencoder(in_channels: int, image_size: int) -> AutoEncoder:

@@ -3,6 +3,7 @@
 Conv blocks are Conv2d -> Dropout2d -> ReLU with no BatchNorm; PyTorch default initialisation throughout.
 At 28x28 with 3 channels and 47 classes the network has 3,216,815 parameters.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -13,14 +14,13 @@ from comprobust.models.layers import Stack, conv_size
 IMAGE_SIZE = 28
 NUM_LEVELS = 6
 BLOCK_NAMES = ("ConvBlock1", "ConvBlock2", "ConvBlock3", "ConvBlock4", "FullyConnected", "Classifier")
-_CHANNELS = (64, 128, 256, 256)          # output channels of the conv blocks
-_DROPOUT = (0.1, 0.3, 0.5, 0.5)          # Dropout2d of the conv blocks
-_MODULE_DROPOUT = (0.3, 0.3, 0.5, 0.5)   # Dropout2d of the modules at levels 1..4
+_CHANNELS = (64, 128, 256, 256)  # output channels of the conv blocks
+_DROPOUT = (0.1, 0.3, 0.5, 0.5)  # Dropout2d of the conv blocks
+_MODULE_DROPOUT = (0.3, 0.3, 0.5, 0.5)  # Dropout2d of the modules at levels 1..4
 
 
 def module_name(level: int) -> str:
-    """The paper's checkpoint name of the module at ``level`` (``ConvModule0..4``, ``FullyConnectedModule5``).
-    """
+    """The paper's checkpoint name of the module at ``level`` (``ConvModule0..4``, ``FullyConnectedModule5``)."""
     return f"FullyConnectedModule{level}" if level == NUM_LEVELS - 1 else f"ConvModule{level}"
 
 
@@ -53,8 +53,9 @@ def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
     if level < NUM_LEVELS - 1:
         c, dropout = _CHANNELS[level - 1], _MODULE_DROPOUT[level - 1]
         return nn.Sequential(*_conv_drop_relu(c, c, dropout, 1), *_conv_drop_relu(c, c, dropout, 1))
-    return nn.Sequential(nn.Linear(512, 512), nn.Dropout(0.5), nn.ReLU(),
-                         nn.Linear(512, 512), nn.Dropout(0.5), nn.ReLU())
+    return nn.Sequential(
+        nn.Linear(512, 512), nn.Dropout(0.5), nn.ReLU(), nn.Linear(512, 512), nn.Dropout(0.5), nn.ReLU()
+    )
 
 
 def build_autoencoder(in_channels: int, image_size: int) -> AutoEncoder:

@@ -8,6 +8,7 @@ at +-2 *absolute*, i.e. not at all for std 0.1, so the truncation is applied her
 and configuration as the named Mixed block, initialised the same way (a "copy from a new random
 Inception-v3").
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -23,11 +24,14 @@ NUM_LEVELS = 17
 BLOCK_NAMES = tuple(f"InceptionBlock{i}" for i in range(1, 17)) + ("InceptionClassifier",)
 _CONV_MODULE_CHANNELS = {1: 32, 2: 32, 3: 64, 4: 80, 5: 192, 6: 256, 14: 1280}
 _MIXED_MODULES = {  # level -> factory of a block like the named Mixed block
-    7: lambda: InceptionA(288, pool_features=64), 8: lambda: InceptionA(288, pool_features=64),   # Mixed_5d
-    9: lambda: InceptionC(768, channels_7x7=128),                                                 # Mixed_6b
-    10: lambda: InceptionC(768, channels_7x7=160), 11: lambda: InceptionC(768, channels_7x7=160),  # 6c, 6d
-    12: lambda: InceptionC(768, channels_7x7=192), 13: lambda: InceptionC(768, channels_7x7=192),  # Mixed_6e
-    15: lambda: InceptionE(2048),                                                                  # Mixed_7c
+    7: lambda: InceptionA(288, pool_features=64),
+    8: lambda: InceptionA(288, pool_features=64),  # Mixed_5d
+    9: lambda: InceptionC(768, channels_7x7=128),  # Mixed_6b
+    10: lambda: InceptionC(768, channels_7x7=160),
+    11: lambda: InceptionC(768, channels_7x7=160),  # 6c, 6d
+    12: lambda: InceptionC(768, channels_7x7=192),
+    13: lambda: InceptionC(768, channels_7x7=192),  # Mixed_6e
+    15: lambda: InceptionE(2048),  # Mixed_7c
 }
 
 
@@ -54,10 +58,21 @@ def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockN
         net.Conv2d_1a_3x3 = BasicConv2d(in_channels, 32, kernel_size=3, stride=2)
     inception_init_(net)
     blocks: list[nn.Module] = [
-        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3,
-        nn.Sequential(net.maxpool1, net.Conv2d_3b_1x1), net.Conv2d_4a_3x3,
-        nn.Sequential(net.maxpool2, net.Mixed_5b), net.Mixed_5c, net.Mixed_5d, net.Mixed_6a,
-        net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e, net.Mixed_7a, net.Mixed_7b,
+        net.Conv2d_1a_3x3,
+        net.Conv2d_2a_3x3,
+        net.Conv2d_2b_3x3,
+        nn.Sequential(net.maxpool1, net.Conv2d_3b_1x1),
+        net.Conv2d_4a_3x3,
+        nn.Sequential(net.maxpool2, net.Mixed_5b),
+        net.Mixed_5c,
+        net.Mixed_5d,
+        net.Mixed_6a,
+        net.Mixed_6b,
+        net.Mixed_6c,
+        net.Mixed_6d,
+        net.Mixed_6e,
+        net.Mixed_7a,
+        net.Mixed_7b,
         nn.Sequential(net.Mixed_7c, nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         nn.Linear(2048, num_classes),
     ]

@@ -1,4 +1,5 @@
 """Small helpers shared by the architecture files: spatial sizes and a conv/transposed-conv stack builder."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -59,7 +60,9 @@ def bn_relu(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(channels), nn.ReLU()]
 
 
-def image_space_module(in_channels: int, image_size: int, kernel: int, strides: tuple[int, int, int]) -> nn.Sequential:
+def image_space_module(
+    in_channels: int, image_size: int, kernel: int, strides: tuple[int, int, int]
+) -> nn.Sequential:
     """The level-0 candidate module of the CIFAR and FaceScrub networks (paper section 4.4): three convolutions
     (32, 64, 64 channels, padding 2, `strides`) and three transposed convolutions mirroring them back to the
     image's shape, each but the last followed by BatchNorm and ReLU; no output activation."""

@@ -21,6 +21,7 @@ BN + ReLU, ConvT 16->C s2, linear output); levels 1..3 two [Conv k3 s1 p1 + BN +
 level 4 two [Linear 128->128 + BN1d + ReLU]. Auto-encoder: Conv C->16 s2, Conv 16->32 s2 (each + BN +
 ReLU), ConvT 32->16 s2 + BN + ReLU, ConvT 16->C s2 with a linear output. PyTorch default initialisation.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -67,8 +68,14 @@ def image_module(in_channels: int, image_size: int) -> nn.Sequential:
 
 def feature_module(width: int) -> nn.Sequential:
     """The penultimate-level module: two [Linear + BN1d + ReLU] at ``width`` (also the ViTs')."""
-    return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
-                         nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU())
+    return nn.Sequential(
+        nn.Linear(width, width),
+        nn.BatchNorm1d(width),
+        nn.ReLU(),
+        nn.Linear(width, width),
+        nn.BatchNorm1d(width),
+        nn.ReLU(),
+    )
 
 
 def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:

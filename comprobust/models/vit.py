@@ -21,6 +21,7 @@ the other networks' (torchvision zero-initialises its head).
 ``vit-cpu`` (p 4, D 64, depth 4, 4 heads, MLP 128) has 139,018 parameters at 1x28x28 with 10 classes (``small``:
 155,898); ``vit`` is ViT-Ti/4 (p 4, D 192, depth 12, 3 heads, MLP 768; 5.4M parameters), for 32x32 colour images.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,10 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"this ViT was built for {self.image_size}x{self.image_size} images, got "
-                             f"{x.shape[-2]}x{x.shape[-1]}")
+            raise ValueError(
+                f"this ViT was built for {self.image_size}x{self.image_size} images, got "
+                f"{x.shape[-2]}x{x.shape[-1]}"
+            )
         tokens = self.proj(x).flatten(2).transpose(1, 2)
         return torch.cat([self.class_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embedding
 
@@ -87,7 +90,12 @@ class ViT:
 
     def block_names(self) -> tuple[str, ...]:
         """``PatchEmbed``, ``EncoderBlock1..depth``, ``ClassToken``, ``Classifier``."""
-        return ("PatchEmbed", *(f"EncoderBlock{i}" for i in range(1, self.depth + 1)), "ClassToken", "Classifier")
+        return (
+            "PatchEmbed",
+            *(f"EncoderBlock{i}" for i in range(1, self.depth + 1)),
+            "ClassToken",
+            "Classifier",
+        )
 
     def module_name(self, level: int) -> str:
         """Checkpoint name of the module at ``level``."""
@@ -101,18 +109,23 @@ class ViT:
 
     def _check_size(self, image_size: int) -> None:
         if image_size % self.patch:
-            raise UserError(f"the {self.name!r} network cuts images into {self.patch}x{self.patch} patches: "
-                            f"image_size {image_size} is not a multiple of {self.patch}")
+            raise UserError(
+                f"the {self.name!r} network cuts images into {self.patch}x{self.patch} patches: "
+                f"image_size {image_size} is not a multiple of {self.patch}"
+            )
 
     def build_network(self, num_classes: int, in_channels: int, image_size: int) -> BlockNetwork:
         """A freshly initialised ViT classifier as a ``BlockNetwork``."""
         self._check_size(image_size)
         blocks: list[nn.Module] = [PatchEmbed(in_channels, self.width, self.patch, image_size)]
         blocks += [self.encoder_block() for _ in range(self.depth)]
-        blocks += [nn.Sequential(nn.LayerNorm(self.width, eps=1e-6), ClassToken()),
-                   nn.Linear(self.width, num_classes)]
-        return BlockNetwork(blocks, self.block_names(), (in_channels, image_size, image_size), num_classes,
-                            self.name)
+        blocks += [
+            nn.Sequential(nn.LayerNorm(self.width, eps=1e-6), ClassToken()),
+            nn.Linear(self.width, num_classes),
+        ]
+        return BlockNetwork(
+            blocks, self.block_names(), (in_channels, image_size, image_size), num_classes, self.name
+        )
 
     def build_module(self, level: int, in_channels: int, image_size: int) -> nn.Module:
         """The candidate module for ``level`` (maps the level's shape to itself)."""

@@ -25,6 +25,7 @@ two finished runs give the same (method, seed, composition) (a re-run under a ch
 and `warnings` says so. Reports, training and sweep runs (job types other than "evaluate") are never read as
 evaluations.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,20 @@ from comprobust.results.records import (
 )
 from comprobust.results.store import RunStore
 
-__all__ = ["EVALUATE", "INVARIANCE_COLUMNS", "METHOD_ORDER", "RESULT_COLUMNS", "RUN_COLUMNS", "SOURCES",
-           "ApiRunStore", "OfflineRunStore", "RunRecord", "RunStore", "method_order", "open_store"]
+__all__ = [
+    "EVALUATE",
+    "INVARIANCE_COLUMNS",
+    "METHOD_ORDER",
+    "RESULT_COLUMNS",
+    "RUN_COLUMNS",
+    "SOURCES",
+    "ApiRunStore",
+    "OfflineRunStore",
+    "RunRecord",
+    "RunStore",
+    "method_order",
+    "open_store",
+]
 
 SOURCES = ("auto", "offline", "wandb")
 
@@ -66,20 +79,32 @@ def open_store(experiment: Any, cache_dir: str | os.PathLike | None = None, sour
     if source == "auto":
         mode = resolve_mode(experiment.wandb["mode"])
         if mode == "disabled":
-            raise UserError(f"{experiment.path}: W&B mode is disabled (wandb.mode or WANDB_MODE), so no runs "
-                            "were recorded to read back; use mode auto or offline")
+            raise UserError(
+                f"{experiment.path}: W&B mode is disabled (wandb.mode or WANDB_MODE), so no runs "
+                "were recorded to read back; use mode auto or offline"
+            )
         source = "wandb" if mode == "online" else "offline"
     if source == "wandb":
         from comprobust.wandb_connection import require_reachable
 
         url = require_reachable(f"report {experiment.path}")
-        store: RunStore = ApiRunStore(experiment.wandb["project"], entity=experiment.wandb.get("entity"),
-                                      group=experiment.name, cache_dir=cache)
-        print(f"reading runs from W&B at {url} (project {experiment.wandb['project']}, group {experiment.name}); "
-              "--source offline reads the local logs instead", file=sys.stderr)
+        store: RunStore = ApiRunStore(
+            experiment.wandb["project"],
+            entity=experiment.wandb.get("entity"),
+            group=experiment.name,
+            cache_dir=cache,
+        )
+        print(
+            f"reading runs from W&B at {url} (project {experiment.wandb['project']}, group {experiment.name}); "
+            "--source offline reads the local logs instead",
+            file=sys.stderr,
+        )
         return store
     # by group only: a sweep agent may have put runs in the project its environment named
     store = OfflineRunStore(experiment.output_dir / "wandb", cache_dir=cache, group=experiment.name)
-    print(f"reading runs from the local W&B logs in {experiment.output_dir / 'wandb'}; --source wandb reads the "
-          "server instead", file=sys.stderr)
+    print(
+        f"reading runs from the local W&B logs in {experiment.output_dir / 'wandb'}; --source wandb reads the "
+        "server instead",
+        file=sys.stderr,
+    )
     return store

@@ -1,4 +1,5 @@
 """`ApiRunStore`: runs read from a W&B server through `wandb.Api()`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,15 @@ class ApiRunStore(RunStore):
 
     _scratch: Path | None = None  # downloads when there is no cache_dir, removed with the store
 
-    def __init__(self, project: str, entity: str | None = None, group: str | None = None, api: Any = None,
-                 cache_dir: str | os.PathLike | None = None,
-                 filters: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        project: str,
+        entity: str | None = None,
+        group: str | None = None,
+        api: Any = None,
+        cache_dir: str | os.PathLike | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if not project:
             raise UserError("reading runs from W&B needs a project name (--project)")
@@ -66,8 +73,10 @@ class ApiRunStore(RunStore):
             # lazy=False: config and summary come with the listing, not one query per run
             runs = list(self.api.runs(self.path, filters=filters, per_page=200, lazy=False))
         except Exception as err:  # wandb.errors.CommError and friends
-            raise UserError(f"could not list the runs of {self.describe()} ({type(err).__name__}: {err}); "
-                            "check the project/entity names and `wandb login`") from err
+            raise UserError(
+                f"could not list the runs of {self.describe()} ({type(err).__name__}: {err}); "
+                "check the project/entity names and `wandb login`"
+            ) from err
         cache = self._load_cache()
         records = []
         for run in runs:
@@ -94,12 +103,17 @@ class ApiRunStore(RunStore):
         config = plain_config(dict(run.config or {}))
         summary = dict(getattr(run, "summary_metrics", None) or {})
         record = RunRecord(
-            run_id=str(run.id), name=str(getattr(run, "name", "") or ""), project=self.project,
+            run_id=str(run.id),
+            name=str(getattr(run, "name", "") or ""),
+            project=self.project,
             entity=str(getattr(run, "entity", "") or self.entity or ""),
             group=str(getattr(run, "group", "") or ""),
-            job_type=str(getattr(run, "job_type", "") or ""), state=str(getattr(run, "state", "")).lower(),
-            created=timestamp(getattr(run, "created_at", None)), location=str(getattr(run, "url", "") or ""),
-            config=config, summary=scalars(summary),
+            job_type=str(getattr(run, "job_type", "") or ""),
+            state=str(getattr(run, "state", "")).lower(),
+            created=timestamp(getattr(run, "created_at", None)),
+            location=str(getattr(run, "url", "") or ""),
+            config=config,
+            summary=scalars(summary),
         )
         if record.is_evaluation and record.state == "finished":
             for key in (COMPOSITIONS_TABLE, INVARIANCE_TABLE):
@@ -115,8 +129,10 @@ class ApiRunStore(RunStore):
             handle = run.file(name).download(root=str(root), replace=True)
             handle.close()
         except Exception as err:
-            raise UserError(f"could not download table {name} of run {run.id} from {self.describe()} "
-                            f"({type(err).__name__}: {err})") from err
+            raise UserError(
+                f"could not download table {name} of run {run.id} from {self.describe()} "
+                f"({type(err).__name__}: {err})"
+            ) from err
         return read_table(root / name)
 
     def _stats_file(self, record: RunRecord) -> Path | None:
@@ -139,13 +155,17 @@ def _public_api() -> Any:
     from comprobust.tracking import has_credentials
 
     if not has_credentials():
-        raise UserError("reading runs from a W&B server needs credentials, and none are configured: run "
-                        "`wandb login` (or export WANDB_API_KEY, plus WANDB_BASE_URL for a self-hosted "
-                        "server), or read the offline run folders: `launch.py report experiments/X.yaml`")
+        raise UserError(
+            "reading runs from a W&B server needs credentials, and none are configured: run "
+            "`wandb login` (or export WANDB_API_KEY, plus WANDB_BASE_URL for a self-hosted "
+            "server), or read the offline run folders: `launch.py report experiments/X.yaml`"
+        )
     import wandb
 
     try:
         return wandb.Api(timeout=60)
     except Exception as err:
-        raise UserError(f"could not connect to the W&B server ({type(err).__name__}: {err}); check "
-                        "WANDB_BASE_URL and `wandb login`") from err
+        raise UserError(
+            f"could not connect to the W&B server ({type(err).__name__}: {err}); check "
+            "WANDB_BASE_URL and `wandb login`"
+        ) from err

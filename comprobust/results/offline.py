@@ -1,4 +1,5 @@
 """`OfflineRunStore`: runs read from their local `run-<id>.wandb` logs (offline runs, and online ones too)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,13 @@ class OfflineRunStore(RunStore):
     runs (None: no cache).
     """
 
-    def __init__(self, wandb_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                 group: str | None = None, project: str | None = None) -> None:
+    def __init__(
+        self,
+        wandb_dir: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        group: str | None = None,
+        project: str | None = None,
+    ) -> None:
         super().__init__()
         self.wandb_dir = Path(wandb_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -48,8 +54,10 @@ class OfflineRunStore(RunStore):
         from comprobust.wandb_offline import find_runs
 
         if not self.wandb_dir.is_dir():
-            raise UserError(f"{self.wandb_dir}: no such folder, so no W&B runs were written there yet: run "
-                            "the experiment first, or point at the WANDB_DIR its runs were written to")
+            raise UserError(
+                f"{self.wandb_dir}: no such folder, so no W&B runs were written there yet: run "
+                "the experiment first, or point at the WANDB_DIR its runs were written to"
+            )
         cached = self._load_cache()
         entries: dict[str, tuple[tuple, RunRecord]] = {}
         for folder in find_runs(self.wandb_dir):
@@ -71,8 +79,9 @@ class OfflineRunStore(RunStore):
         return _latest_attempts([r for r in records if self._wanted(r)])
 
     def _wanted(self, record: RunRecord) -> bool:
-        return (self.group is None or record.group == self.group) and \
-            (self.project is None or record.project == self.project)
+        return (self.group is None or record.group == self.group) and (
+            self.project is None or record.project == self.project
+        )
 
     def _stats_file(self, record: RunRecord) -> Path | None:
         return Path(record.stats) if record.stats else None
@@ -100,9 +109,19 @@ def _offline_record(folder: Path) -> RunRecord:
         if artifact.name == activations_artifact(run.id) and artifact.files:
             stats = artifact.files[0].location
     return RunRecord(
-        run_id=run.id, name=run.name, project=run.project, entity=run.entity, group=run.group,
-        job_type=run.job_type, state=run.state, created=run.start_time if run.start_time else float("nan"),
-        location=str(folder), config=run.config, summary=scalars(run.summary), tables=tables, stats=stats,
+        run_id=run.id,
+        name=run.name,
+        project=run.project,
+        entity=run.entity,
+        group=run.group,
+        job_type=run.job_type,
+        state=run.state,
+        created=run.start_time if run.start_time else float("nan"),
+        location=str(folder),
+        config=run.config,
+        summary=scalars(run.summary),
+        tables=tables,
+        stats=stats,
     )
 
 

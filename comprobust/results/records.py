@@ -1,5 +1,6 @@
 """What both run stores know about one run (`RunRecord`), the frames' columns, and small readers they
 share."""
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,51 @@ EVALUATE = "evaluate"
 COMPOSITIONS_TABLE = "compositions"
 INVARIANCE_TABLE = "invariance"
 METHOD_ORDER = ("ERM", "Contrastive", "Modular", "ImgSpace-Identity", "ImgSpace-Joint")
-RESULT_COLUMNS = ["method", "system", "dataset", "seed", "composition", "abbreviation", "length", "accuracy",
-                  "loss", "images", "run_id", "shard"]
-INVARIANCE_COLUMNS = ["method", "system", "dataset", "seed", "composition", "length", "elemental_invariance",
-                      "composition_invariance", "units", "accuracy", "source"]
-RUN_COLUMNS = ["run_id", "name", "project", "entity", "group", "job_type", "kind", "state", "method",
-               "system", "dataset", "seed", "shard", "shards", "created", "location"]
+RESULT_COLUMNS = [
+    "method",
+    "system",
+    "dataset",
+    "seed",
+    "composition",
+    "abbreviation",
+    "length",
+    "accuracy",
+    "loss",
+    "images",
+    "run_id",
+    "shard",
+]
+INVARIANCE_COLUMNS = [
+    "method",
+    "system",
+    "dataset",
+    "seed",
+    "composition",
+    "length",
+    "elemental_invariance",
+    "composition_invariance",
+    "units",
+    "accuracy",
+    "source",
+]
+RUN_COLUMNS = [
+    "run_id",
+    "name",
+    "project",
+    "entity",
+    "group",
+    "job_type",
+    "kind",
+    "state",
+    "method",
+    "system",
+    "dataset",
+    "seed",
+    "shard",
+    "shards",
+    "created",
+    "location",
+]
 
 
 def method_order(labels: Iterable[str]) -> list[str]:
@@ -85,8 +125,9 @@ def read_table(path: Path) -> pd.DataFrame:
         payload = json.loads(Path(path).read_text())
         return pd.DataFrame(payload["data"], columns=payload["columns"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: unreadable W&B table file ({err}); re-run the evaluation that wrote it") \
-            from err
+        raise UserError(
+            f"{path}: unreadable W&B table file ({err}); re-run the evaluation that wrote it"
+        ) from err
 
 
 def sort_time(created: float) -> float:

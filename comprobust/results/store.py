@@ -1,6 +1,7 @@
 """`RunStore`: the runs of one experiment as tidy pandas frames, whatever backend read them (see
 `comprobust.results`); a backend provides the run records, the base class builds the frames and caches
 records."""
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ class RunStore:
         try:
             payload = json.loads(path.read_text())
             if payload.get("version") == _CACHE_VERSION:
-                return {key: (_tuples(entry["signature"]), _record_from_json(entry["record"]))
-                        for key, entry in payload["entries"].items()}
+                return {
+                    key: (_tuples(entry["signature"]), _record_from_json(entry["record"]))
+                    for key, entry in payload["entries"].items()
+                }
         except Exception as err:  # noqa: BLE001  a damaged or foreign cache is rebuilt, never trusted
             log.warning("ignoring unreadable results cache %s (%s)", path, err)
         return {}
@@ -70,16 +73,19 @@ class RunStore:
         path = self._cache_file()
         if path is None:
             return
-        payload = {"version": _CACHE_VERSION,
-                   "entries": {key: {"signature": signature, "record": _record_to_json(record)}
-                               for key, (signature, record) in entries.items()}}
+        payload = {
+            "version": _CACHE_VERSION,
+            "entries": {
+                key: {"signature": signature, "record": _record_to_json(record)}
+                for key, (signature, record) in entries.items()
+            },
+        }
         try:
             text = json.dumps(payload)
         except (TypeError, ValueError) as err:  # a value JSON cannot hold: go without the cache
             log.warning("not caching the runs in %s (%s)", path, err)
             return
         atomic_write_text(path, text)
-
 
     # -- shared ---------------------------------------------------------------------------------------------
     def records(self) -> list[RunRecord]:
@@ -97,11 +103,24 @@ class RunStore:
         if "runs" not in self._frames:
             rows = []
             for r in self.records():
-                row = {"run_id": r.run_id, "name": r.name, "project": r.project, "entity": r.entity,
-                       "group": r.group, "job_type": r.job_type, "kind": r.config.get("kind", ""),
-                       "state": r.state, "method": r.method if r.is_evaluation else "", "system": r.system,
-                       "dataset": r.dataset, "seed": r.config.get("seed"), "shard": r.config.get("shard"),
-                       "shards": r.config.get("shards"), "created": r.created, "location": r.location}
+                row = {
+                    "run_id": r.run_id,
+                    "name": r.name,
+                    "project": r.project,
+                    "entity": r.entity,
+                    "group": r.group,
+                    "job_type": r.job_type,
+                    "kind": r.config.get("kind", ""),
+                    "state": r.state,
+                    "method": r.method if r.is_evaluation else "",
+                    "system": r.system,
+                    "dataset": r.dataset,
+                    "seed": r.config.get("seed"),
+                    "shard": r.config.get("shard"),
+                    "shards": r.config.get("shards"),
+                    "created": r.created,
+                    "location": r.location,
+                }
                 row.update(_flatten(r.config, "config.", skip=("compositions", "_wandb")))
                 row.update(_flatten(r.summary, "summary."))
                 rows.append(row)
@@ -110,8 +129,9 @@ class RunStore:
                 values = [row[column] for row in rows]
                 if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
                     frame[column] = pd.array(values, dtype="Int64")
-            self._frames["runs"] = frame.reindex(columns=RUN_COLUMNS + [c for c in frame.columns
-                                                                       if c not in RUN_COLUMNS])
+            self._frames["runs"] = frame.reindex(
+                columns=RUN_COLUMNS + [c for c in frame.columns if c not in RUN_COLUMNS]
+            )
         return self._frames["runs"].copy()
 
     def evaluations(self) -> list[RunRecord]:
@@ -126,13 +146,23 @@ class RunStore:
                 table = r.tables.get(COMPOSITIONS_TABLE)
                 if table is None or table.empty:
                     seed = r.config.get("seed")
-                    self.warnings.append(f"evaluation run {r.run_id} ({r.method}, seed {seed}) is finished "
-                                         f"but has no '{COMPOSITIONS_TABLE}' table: skipped")
+                    self.warnings.append(
+                        f"evaluation run {r.run_id} ({r.method}, seed {seed}) is finished "
+                        f"but has no '{COMPOSITIONS_TABLE}' table: skipped"
+                    )
                     continue
                 tables.append(table)
-                meta.append({"method": r.method, "system": r.system, "dataset": r.dataset,
-                             "seed": r.config.get("seed"), "run_id": r.run_id,
-                             "shard": r.config.get("shard", 0), "_created": sort_time(r.created)})
+                meta.append(
+                    {
+                        "method": r.method,
+                        "system": r.system,
+                        "dataset": r.dataset,
+                        "seed": r.config.get("seed"),
+                        "run_id": r.run_id,
+                        "shard": r.config.get("shard", 0),
+                        "_created": sort_time(r.created),
+                    }
+                )
             if tables:
                 frame = pd.concat(tables, ignore_index=True).rename(columns={"accuracy (%)": "accuracy"})
                 sizes = [len(t) for t in tables]
@@ -166,8 +196,14 @@ class RunStore:
             frame = self._latest_only(frame, "invariance")
             accuracy = self.results()[["method", "seed", "composition", "accuracy"]]
             frame = frame.merge(accuracy, on=["method", "seed", "composition"], how="left")
-            frame = frame.astype({"length": int, "elemental_invariance": float,
-                                  "composition_invariance": float, "accuracy": float})
+            frame = frame.astype(
+                {
+                    "length": int,
+                    "elemental_invariance": float,
+                    "composition_invariance": float,
+                    "accuracy": float,
+                }
+            )
             self._frames["invariance"] = _ordered(frame)[INVARIANCE_COLUMNS].reset_index(drop=True)
         return self._frames["invariance"].copy()
 
@@ -179,8 +215,15 @@ class RunStore:
         for r in unsharded:
             table = r.tables.get(INVARIANCE_TABLE)
             if table is not None and not table.empty:
-                parts.append(table.assign(source="table", _created=sort_time(r.created), run_id=r.run_id,
-                                          system=r.system, dataset=r.dataset))
+                parts.append(
+                    table.assign(
+                        source="table",
+                        _created=sort_time(r.created),
+                        run_id=r.run_id,
+                        system=r.system,
+                        dataset=r.dataset,
+                    )
+                )
         sharded = [r for r in records if int(r.config.get("shards", 1) or 1) > 1]
         if sharded:
             merged = self._merged_shards(method, seed, sharded)
@@ -203,11 +246,14 @@ class RunStore:
         if not complete:
             n, have = next(iter(sets.items()))
             missing = sorted(set(range(n)) - set(have))
-            self.warnings.append(f"{method} seed {seed}: shard(s) {missing} of {n} have no finished "
-                                 "evaluation run, so its invariance scores cannot be computed")
+            self.warnings.append(
+                f"{method} seed {seed}: shard(s) {missing} of {n} have no finished "
+                "evaluation run, so its invariance scores cannot be computed"
+            )
             return None
-        n, shards = max(complete.items(),
-                        key=lambda item: max(sort_time(r.created) for r in item[1].values()))
+        n, shards = max(
+            complete.items(), key=lambda item: max(sort_time(r.created) for r in item[1].values())
+        )
         from comprobust.evaluation import load_stats  # imports torch: only for sharded evaluations
         from comprobust.invariance import invariance_scores
 
@@ -216,25 +262,31 @@ class RunStore:
         for index in range(n):
             path = self._stats_file(shards[index])
             if path is None or not Path(path).is_file():
-                self.warnings.append(f"{method} seed {seed}: the activation statistics of shard {index} "
-                                     f"(run {shards[index].run_id}) are missing, so its invariance scores "
-                                     "cannot be computed")
+                self.warnings.append(
+                    f"{method} seed {seed}: the activation statistics of shard {index} "
+                    f"(run {shards[index].run_id}) are missing, so its invariance scores "
+                    "cannot be computed"
+                )
                 return None
             shard_means, shard_maxima = load_stats(path)
             means.update(shard_means)
             maxima.update(shard_maxima)
         scores = invariance_scores(means, maxima)
         latest = max(shards.values(), key=lambda r: sort_time(r.created))
-        return pd.DataFrame({
-            "composition": ["-".join(s.composition) for s in scores],
-            "length": [len(s.composition) for s in scores],
-            "elemental_invariance": [s.elemental for s in scores],
-            "composition_invariance": [s.composition_score for s in scores],
-            "units": [s.units for s in scores],
-            "source": f"stats of {n} shards",
-            "_created": sort_time(latest.created),
-            "run_id": latest.run_id, "system": latest.system, "dataset": latest.dataset,
-        })
+        return pd.DataFrame(
+            {
+                "composition": ["-".join(s.composition) for s in scores],
+                "length": [len(s.composition) for s in scores],
+                "elemental_invariance": [s.elemental for s in scores],
+                "composition_invariance": [s.composition_score for s in scores],
+                "units": [s.units for s in scores],
+                "source": f"stats of {n} shards",
+                "_created": sort_time(latest.created),
+                "run_id": latest.run_id,
+                "system": latest.system,
+                "dataset": latest.dataset,
+            }
+        )
 
     def _latest_only(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:
         """Keep the latest run's row for each (method, seed, composition); warn about the superseded runs."""
@@ -245,10 +297,16 @@ class RunStore:
         duplicated = frame.duplicated(key, keep="last")
         if duplicated.any():
             old = sorted(set(frame.loc[duplicated, "run_id"]) - set(frame.loc[~duplicated, "run_id"]))
-            pairs = sorted({f"{m} seed {s}" for m, s in frame.loc[duplicated, ["method", "seed"]].itertuples(
-                index=False)})
-            note = f"{what}: {int(duplicated.sum())} rows of {', '.join(pairs)} appear in more than one " \
-                   "run; the latest run's values are used"
+            pairs = sorted(
+                {
+                    f"{m} seed {s}"
+                    for m, s in frame.loc[duplicated, ["method", "seed"]].itertuples(index=False)
+                }
+            )
+            note = (
+                f"{what}: {int(duplicated.sum())} rows of {', '.join(pairs)} appear in more than one "
+                "run; the latest run's values are used"
+            )
             if old:
                 note += f" (superseded runs: {', '.join(old)})"
             self.warnings.append(note)
@@ -272,14 +330,18 @@ def _flatten(value: Mapping[str, Any], prefix: str, skip: tuple[str, ...] = ()) 
 def _record_to_json(record: RunRecord) -> dict[str, Any]:
     """A run record as plain JSON values (tables as {"columns", "data"}, the form W&B writes them in)."""
     fields = {name: getattr(record, name) for name in RunRecord.__dataclass_fields__ if name != "tables"}
-    tables = {name: {"columns": [str(c) for c in frame.columns], "data": frame.to_numpy(dtype=object).tolist()}
-              for name, frame in record.tables.items()}
+    tables = {
+        name: {"columns": [str(c) for c in frame.columns], "data": frame.to_numpy(dtype=object).tolist()}
+        for name, frame in record.tables.items()
+    }
     return {**fields, "tables": tables}
 
 
 def _record_from_json(payload: Mapping[str, Any]) -> RunRecord:
-    tables = {name: pd.DataFrame(table["data"], columns=table["columns"])
-              for name, table in payload["tables"].items()}
+    tables = {
+        name: pd.DataFrame(table["data"], columns=table["columns"])
+        for name, table in payload["tables"].items()
+    }
     return RunRecord(**{**payload, "tables": tables})
 
 

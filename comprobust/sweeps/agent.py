@@ -1,5 +1,6 @@
 """The offline sweep agent: takes runs from the controller and runs each one's command as `wandb agent` would,
 with heartbeats, hyperband stops, and take-over of runs whose agent died."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,20 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_agent(folder: str | os.PathLike, count: int | None = None, *, agent: Agent | None = None,
-              heartbeat_s: float = 10.0, stale_s: float = 120.0, poll_s: float = 5.0, linger: bool = True,
-              max_consecutive_failures: int = 5, grace_s: float = 30.0, lock_timeout_s: float = 120.0,
-              quiet: bool = False) -> AgentReport:
+def run_agent(
+    folder: str | os.PathLike,
+    count: int | None = None,
+    *,
+    agent: Agent | None = None,
+    heartbeat_s: float = 10.0,
+    stale_s: float = 120.0,
+    poll_s: float = 5.0,
+    linger: bool = True,
+    max_consecutive_failures: int = 5,
+    grace_s: float = 30.0,
+    lock_timeout_s: float = 120.0,
+    quiet: bool = False,
+) -> AgentReport:
     """Run sweep runs until `count` runs are done here, the sweep has no more, or runs keep failing.
 
     With `linger`, an agent that gets no new run waits while other agents' runs are still running, so that a run
@@ -54,7 +65,10 @@ def run_agent(folder: str | os.PathLike, count: int | None = None, *, agent: Age
                 continue
             say("no more runs in this sweep")
             break
-        say(f"run {run.run_id} (attempt {run.attempt}): " + " ".join(f"{k}={v}" for k, v in run.params.items()))
+        say(
+            f"run {run.run_id} (attempt {run.attempt}): "
+            + " ".join(f"{k}={v}" for k, v in run.params.items())
+        )
         outcome = _execute(controller, run, agent, heartbeat_s, grace_s)
         if outcome is None:
             say(f"run {run.run_id}: taken over elsewhere; dropped here")
@@ -62,7 +76,10 @@ def run_agent(folder: str | os.PathLike, count: int | None = None, *, agent: Age
         report.runs.append(outcome)
         metric = (controller.metric or {}).get("name")
         value = outcome["summary"].get(metric) if metric else None
-        say(f"run {run.run_id}: {outcome['state']}" + (f"  {metric} {value:.4g}" if isinstance(value, float) else ""))
+        say(
+            f"run {run.run_id}: {outcome['state']}"
+            + (f"  {metric} {value:.4g}" if isinstance(value, float) else "")
+        )
         failures = failures + 1 if outcome["state"] == FAILED else 0
         if failures >= max_consecutive_failures:
             say(f"stopping: {failures} runs in a row failed (see {controller.folder / 'logs'})")
@@ -70,8 +87,9 @@ def run_agent(folder: str | os.PathLike, count: int | None = None, *, agent: Age
     return report
 
 
-def _execute(controller: SweepController, run: IssuedRun, agent: Agent, heartbeat_s: float,
-             grace_s: float) -> dict[str, Any] | None:
+def _execute(
+    controller: SweepController, run: IssuedRun, agent: Agent, heartbeat_s: float, grace_s: float
+) -> dict[str, Any] | None:
     store = controller.store
     argv, env = controller.command_for(run)
     log_path = controller.folder / "logs" / f"{run.run_id}.log"
@@ -80,8 +98,16 @@ def _execute(controller: SweepController, run: IssuedRun, agent: Agent, heartbea
     with open(log_path, "ab") as log:
         log.write(f"--- attempt {run.attempt} by {agent.id} at {time.ctime()}: {' '.join(argv)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(argv, cwd=controller.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            argv,
+            cwd=controller.workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         stopped = lost = False
         try:
             while True:

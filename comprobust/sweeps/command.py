@@ -1,13 +1,15 @@
 """A sweep's command line: what `launch.py run-stage` target it names (parsed with run-stage's own arguments),
 and its ${...} macros expanded exactly as `wandb agent` expands them."""
+
 from __future__ import annotations
 
 import argparse
 import copy
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
@@ -34,8 +36,10 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
     command = config.get("command")
     if command is None:
         if require_stage:
-            raise UserError(f"{where}: command: missing; use command: [${{env}}, ${{interpreter}}, launch.py, "
-                            "run-stage, experiments/<name>.yaml, --stage, <stage>, ${args}]")
+            raise UserError(
+                f"{where}: command: missing; use command: [${{env}}, ${{interpreter}}, launch.py, "
+                "run-stage, experiments/<name>.yaml, --stage, <stage>, ${args}]"
+            )
         return None
     if not isinstance(command, list) or not all(isinstance(c, (str, int, float)) for c in command):
         raise UserError(f"{where}: command must be a list of strings, got {command!r}")
@@ -45,16 +49,22 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
     words = [str(config.get("program")) if w == "${program}" else w for w in words]
     if "run-stage" not in words:
         if require_stage:
-            raise UserError(f"{where}: command must call `launch.py run-stage <experiment> --stage <stage> ${{args}}`"
-                            f", got {' '.join(words)}")
+            raise UserError(
+                f"{where}: command must call `launch.py run-stage <experiment> --stage <stage> ${{args}}`"
+                f", got {' '.join(words)}"
+            )
         return None
     at = words.index("run-stage")
     if at == 0 or not words[at - 1].endswith("launch.py"):
-        raise UserError(f"{where}: command: run-stage must follow launch.py (got {' '.join(words[:at + 1])})")
-    rest = words[at + 1:]
+        raise UserError(
+            f"{where}: command: run-stage must follow launch.py (got {' '.join(words[: at + 1])})"
+        )
+    rest = words[at + 1 :]
     if "${args}" not in rest:
-        raise UserError(f"{where}: command must end with ${{args}} (the sweep parameters as --name=value), got "
-                        f"{' '.join(words)}")
+        raise UserError(
+            f"{where}: command must end with ${{args}} (the sweep parameters as --name=value), got "
+            f"{' '.join(words)}"
+        )
     if any(w.startswith("${") for w in rest if w != "${args}"):
         bad = next(w for w in rest if w.startswith("${") and w != "${args}")
         raise UserError(f"{where}: command: {bad} cannot be passed to run-stage; use ${{args}}")
@@ -63,10 +73,13 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
     try:
         parsed, extra = parser.parse_known_args([w for w in rest if w != "${args}"])
     except (argparse.ArgumentError, SystemExit) as err:
-        raise UserError(f"{where}: command: run-stage arguments {' '.join(rest)} are invalid ({err})") from None
+        raise UserError(
+            f"{where}: command: run-stage arguments {' '.join(rest)} are invalid ({err})"
+        ) from None
     overrides = parse_overrides([*parsed.overrides, *extra], where=f"{where}: command:")
-    return StageTarget(parsed.experiment, parsed.stage, parsed.seed, parsed.corruption, bool(parsed.smoke),
-                       overrides)
+    return StageTarget(
+        parsed.experiment, parsed.stage, parsed.seed, parsed.corruption, bool(parsed.smoke), overrides
+    )
 
 
 def expand_preview(config: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
@@ -74,7 +87,9 @@ def expand_preview(config: Mapping[str, Any], params: Mapping[str, Any]) -> list
     return expand_command(config, {k: {"value": v} for k, v in params.items()})
 
 
-def expand_command(config: Mapping[str, Any], args: Mapping[str, Any], json_file: Path | None = None) -> list[str]:
+def expand_command(
+    config: Mapping[str, Any], args: Mapping[str, Any], json_file: Path | None = None
+) -> list[str]:
     """The sweep's command with its ${...} macros expanded by wandb's own functions, as `wandb agent` does.
 
     ${interpreter} is this Python (a real agent uses `python` from PATH). With `json_file`, a command that uses

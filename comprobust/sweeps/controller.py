@@ -1,14 +1,16 @@
 """The offline sweep controller: hands out runs (crashed ones first, then the engine's suggestions) under the
 store's lock, records their ends, applies hyperband, and reads a finished run's result."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -43,7 +45,7 @@ class Agent:
     pid: int = field(default_factory=os.getpid)
 
     @classmethod
-    def here(cls) -> "Agent":
+    def here(cls) -> Agent:
         job = os.environ.get("SLURM_ARRAY_JOB_ID")
         if job:
             return cls(f"slurm-{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
@@ -55,12 +57,20 @@ class Agent:
 class SweepController:
     """The offline sweep controller over a sweep folder; every agent process has its own instance."""
 
-    def __init__(self, folder: str | os.PathLike, stale_s: float = 120.0, max_attempts: int = 3,
-                 lock_timeout_s: float = 120.0, lock_stale_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        stale_s: float = 120.0,
+        max_attempts: int = 3,
+        lock_timeout_s: float = 120.0,
+        lock_stale_s: float = 60.0,
+    ) -> None:
         self.folder = Path(folder)
         if not (self.folder / SWEEP_FILE).exists():
-            raise UserError(f"{self.folder}: not a sweep folder (no {SWEEP_FILE}); create it with "
-                            "`launch.py sweep sweeps/<name>.yaml`")
+            raise UserError(
+                f"{self.folder}: not a sweep folder (no {SWEEP_FILE}); create it with "
+                "`launch.py sweep sweeps/<name>.yaml`"
+            )
         self.config = yaml.safe_load((self.folder / SWEEP_FILE).read_text())
         meta_path = self.folder / META_FILE
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -91,15 +101,34 @@ class SweepController:
             for record in records:
                 if record.state != RUNNING:
                     continue
-                own_earlier = record.agent == agent.id and (record.host, record.pid) != (agent.host, agent.pid)
+                own_earlier = record.agent == agent.id and (record.host, record.pid) != (
+                    agent.host,
+                    agent.pid,
+                )
                 if not (own_earlier or store.is_stale(record, self.stale_s)):
                     continue
                 if record.attempt >= self.max_attempts:
-                    store.append({"op": "end", "run_id": record.run_id, "attempt": record.attempt, "state": CRASHED,
-                                  "error": f"its agent died {record.attempt} times (last: {record.agent})"})
+                    store.append(
+                        {
+                            "op": "end",
+                            "run_id": record.run_id,
+                            "attempt": record.attempt,
+                            "state": CRASHED,
+                            "error": f"its agent died {record.attempt} times (last: {record.agent})",
+                        }
+                    )
                     continue
-                store.append({"op": "reissue", "run_id": record.run_id, "attempt": record.attempt + 1,
-                              "agent": agent.id, "host": agent.host, "pid": agent.pid, "previous": record.agent})
+                store.append(
+                    {
+                        "op": "reissue",
+                        "run_id": record.run_id,
+                        "attempt": record.attempt + 1,
+                        "agent": agent.id,
+                        "host": agent.host,
+                        "pid": agent.pid,
+                        "previous": record.agent,
+                    }
+                )
                 return IssuedRun(record.run_id, dict(record.params), record.attempt, record.index)
             cap = self.config.get("run_cap")
             if cap is not None and len(records) >= cap:
@@ -111,13 +140,28 @@ class SweepController:
             run_id = digest(f"{self.sweep_id}/run/{index}")
             while run_id in store.runs:
                 run_id = digest(f"{self.sweep_id}/run/{index}/{run_id}")
-            store.append({"op": "issue", "run_id": run_id, "index": index, "params": params, "agent": agent.id,
-                          "host": agent.host, "pid": agent.pid})
+            store.append(
+                {
+                    "op": "issue",
+                    "run_id": run_id,
+                    "index": index,
+                    "params": params,
+                    "agent": agent.id,
+                    "host": agent.host,
+                    "pid": agent.pid,
+                }
+            )
             return IssuedRun(run_id, params, 1, index)
 
-    def finish(self, run: IssuedRun, state: str, summary: Mapping[str, Any] | None = None,
-               history: Sequence[Mapping[str, Any]] = (), exit_code: int | None = None,
-               error: str | None = None) -> bool:
+    def finish(
+        self,
+        run: IssuedRun,
+        state: str,
+        summary: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> bool:
         """Record the end of a run; False when it had already ended (e.g. another attempt finished it)."""
         if state not in TERMINAL:
             raise ValueError(f"not a final state: {state!r}")
@@ -125,9 +169,18 @@ class SweepController:
             record = store.runs.get(run.run_id)
             if record is None or record.state != RUNNING:
                 return False
-            store.append({"op": "end", "run_id": run.run_id, "attempt": run.attempt, "state": state,
-                          "summary": plain(dict(summary or {})), "history": plain(list(history)),
-                          "exit_code": exit_code, "error": error})
+            store.append(
+                {
+                    "op": "end",
+                    "run_id": run.run_id,
+                    "attempt": run.attempt,
+                    "state": state,
+                    "summary": plain(dict(summary or {})),
+                    "history": plain(list(history)),
+                    "exit_code": exit_code,
+                    "error": error,
+                }
+            )
             return True
 
     def owns(self, run: IssuedRun) -> bool:
@@ -174,8 +227,14 @@ class SweepController:
         # an offline sweep: its runs are offline whatever credentials exist, and its locally made id stays out of
         # the W&B run (see comprobust.sweeps.trial); a parent's online sweep variables must not leak in
         env.pop("WANDB_SWEEP_ID", None)
-        env.update({OFFLINE_SWEEP_ID_ENV: self.sweep_id, "WANDB_RUN_ID": run.run_id,
-                    "WANDB_SWEEP_PARAM_PATH": str(param_file), "WANDB_MODE": "offline"})
+        env.update(
+            {
+                OFFLINE_SWEEP_ID_ENV: self.sweep_id,
+                "WANDB_RUN_ID": run.run_id,
+                "WANDB_SWEEP_PARAM_PATH": str(param_file),
+                "WANDB_MODE": "offline",
+            }
+        )
         for key, meta_key in (("WANDB_PROJECT", "project"), ("WANDB_ENTITY", "entity")):
             value = self.config.get(meta_key) or self.meta.get(meta_key)
             if value and key not in env:
@@ -202,7 +261,11 @@ class SweepController:
     def _wandb_folders(self, run: IssuedRun) -> list[Path]:
         from comprobust.wandb_offline import find_runs
 
-        roots = [Path(os.environ.get("WANDB_DIR") or self.workdir), self.workdir / "wandb", self.folder / "wandb"]
+        roots = [
+            Path(os.environ.get("WANDB_DIR") or self.workdir),
+            self.workdir / "wandb",
+            self.folder / "wandb",
+        ]
         if self.meta.get("output_dir"):
             roots.append(Path(self.meta["output_dir"]) / "wandb")
         found: list[Path] = []
@@ -235,8 +298,14 @@ class SweepController:
         flags = [f"--{k}={v}" for k, v in run.params.items()]
         overrides = {**target.overrides, **parse_overrides(flags, where="argument")}
         try:
-            experiment, planned = resolve_stage(self.workdir / target.experiment, target.stage, smoke=target.smoke,
-                                                seed=target.seed, corruption=target.corruption, overrides=overrides)
+            experiment, planned = resolve_stage(
+                self.workdir / target.experiment,
+                target.stage,
+                smoke=target.smoke,
+                seed=target.seed,
+                corruption=target.corruption,
+                overrides=overrides,
+            )
         except UserError:
             return {}
         out_dir = Path(experiment.output_dir)

@@ -1,5 +1,6 @@
 """The `sweeps` package (W&B's sweep engine) as comprobust drives it: quiet import, reproducible suggestions,
 run records in the engine's shape, and the stable ids of sweeps and their runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,8 @@ import hashlib
 import json
 import random
 import warnings
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from comprobust.sweeps.store import STOPPED, RunRecord
 
@@ -76,9 +78,16 @@ def sweep_runs(records: Sequence[RunRecord], histories: Mapping[str, list] | Non
     for record in records:
         state, stopped = _engine_state(record)
         history = (histories or {}).get(record.run_id, record.history)
-        runs.append(engine.SweepRun(name=record.run_id, state=state, stopped=stopped,
-                                    config={k: {"value": v} for k, v in record.params.items()},
-                                    summary_metrics=dict(record.summary), history=list(history or [])))
+        runs.append(
+            engine.SweepRun(
+                name=record.run_id,
+                state=state,
+                stopped=stopped,
+                config={k: {"value": v} for k, v in record.params.items()},
+                summary_metrics=dict(record.summary),
+                history=list(history or []),
+            )
+        )
     return runs
 
 
@@ -89,13 +98,17 @@ def suggest_params(engine_config: Any, records: Sequence[RunRecord], sweep_id: s
     with seeded(seed), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # random search ignores the runs so far: skip building them (O(runs) per suggestion)
-        run = engine.next_run(engine_config, [] if engine_config["method"] == "random" else sweep_runs(records))
+        run = engine.next_run(
+            engine_config, [] if engine_config["method"] == "random" else sweep_runs(records)
+        )
     if run is None:
         return None
     return {name: plain(spec["value"]) for name, spec in run.config.items()}
 
 
-def preview(config: Mapping[str, Any], sweep_id: str, n: int, records: Sequence[RunRecord] = ()) -> list[dict[str, Any]]:
+def preview(
+    config: Mapping[str, Any], sweep_id: str, n: int, records: Sequence[RunRecord] = ()
+) -> list[dict[str, Any]]:
     """The next `n` suggestions an offline controller of the sweep `config` would make after `records` (treated
     as running)."""
     engine_config = sweeps_engine().SweepConfig(config)

@@ -1,13 +1,15 @@
 """The offline sweep folder `<experiment output>/sweeps/<sweep_id>/`: creating (or reopening) it, its id, and
 the upstream stage runs a sweep needs before it can start."""
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -20,8 +22,9 @@ from comprobust.sweeps.validate import SweepSpec
 SWEEP_FILE, META_FILE = "sweep.yaml", "sweep-meta.json"
 
 
-def create_sweep(config: Mapping[str, Any], folder: str | os.PathLike, sweep_id: str,
-                 meta: Mapping[str, Any] | None = None) -> Path:
+def create_sweep(
+    config: Mapping[str, Any], folder: str | os.PathLike, sweep_id: str, meta: Mapping[str, Any] | None = None
+) -> Path:
     """Create (or reopen) the offline sweep folder: `sweep.yaml` + `sweep-meta.json`. Reopening a sweep with a
     different config under the same folder is an error; the same config continues the sweep."""
     folder = Path(folder)
@@ -29,8 +32,10 @@ def create_sweep(config: Mapping[str, Any], folder: str | os.PathLike, sweep_id:
     existing = folder / SWEEP_FILE
     if existing.exists():
         if yaml.safe_load(existing.read_text()) != config:
-            raise UserError(f"{folder}: holds sweep {sweep_id} with a different config; give another --sweep-id "
-                            "or move the folder away")
+            raise UserError(
+                f"{folder}: holds sweep {sweep_id} with a different config; give another --sweep-id "
+                "or move the folder away"
+            )
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     full_meta = {"sweep_id": sweep_id, "created": time.time(), "workdir": os.getcwd(), **dict(meta or {})}
@@ -51,8 +56,11 @@ def identity_of(spec: SweepSpec) -> dict[str, Any]:
     from comprobust.planning import plan
 
     runs = plan(spec.experiment, stages=[spec.target.stage])
-    return {"experiment": spec.target.experiment, "stage": spec.target.stage,
-            "stage_config": runs[0].config["hash"] if runs else None}
+    return {
+        "experiment": spec.target.experiment,
+        "stage": spec.target.stage,
+        "stage_config": runs[0].config["hash"] if runs else None,
+    }
 
 
 def prepare_offline(spec: SweepSpec, sweep_id: str | None = None, create: bool = True) -> tuple[str, Path]:
@@ -61,12 +69,20 @@ def prepare_offline(spec: SweepSpec, sweep_id: str | None = None, create: bool =
     folder = sweep_folder(spec, sweep_id)
     if create:
         wandb_cfg = spec.experiment.wandb if spec.experiment is not None else {}
-        create_sweep(spec.config, folder, sweep_id, {
-            "source": str(spec.path), "target": asdict(spec.target) if spec.target else None,
-            "output_dir": str(Path(spec.experiment.output_dir).resolve()) if spec.experiment is not None else None,
-            "project": spec.config.get("project") or wandb_cfg.get("project"),
-            "entity": spec.config.get("entity") or wandb_cfg.get("entity"),
-        })
+        create_sweep(
+            spec.config,
+            folder,
+            sweep_id,
+            {
+                "source": str(spec.path),
+                "target": asdict(spec.target) if spec.target else None,
+                "output_dir": str(Path(spec.experiment.output_dir).resolve())
+                if spec.experiment is not None
+                else None,
+                "project": spec.config.get("project") or wandb_cfg.get("project"),
+                "entity": spec.config.get("entity") or wandb_cfg.get("entity"),
+            },
+        )
     return sweep_id, folder
 
 
@@ -82,4 +98,6 @@ def upstream_missing(spec: SweepSpec) -> list[str]:
     if not needs:
         return []
     runs = plan(experiment, seeds=[seed], evaluation=False)
-    return [r.run_id for r in runs if r.group in needs and not RunPaths.of(experiment.output_dir, r).done.exists()]
+    return [
+        r.run_id for r in runs if r.group in needs and not RunPaths.of(experiment.output_dir, r).done.exists()
+    ]

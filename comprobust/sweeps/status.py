@@ -1,4 +1,5 @@
 """What an offline sweep has done so far: counts per state, a table of its runs, and its best run."""
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,19 @@ def summarize(folder: str | os.PathLike) -> dict[str, Any]:
     best = None
     if scored:
         best = (max if goal == "maximize" else min)(scored, key=lambda r: r.summary[name])
-    counts = {state: sum(r.state == state for r in records) for state in (RUNNING, FINISHED, FAILED, STOPPED, CRASHED)}
-    return {"sweep_id": controller.sweep_id, "folder": str(controller.folder), "method": controller.config["method"],
-            "metric": metric, "records": records, "counts": counts, "best": best}
+    counts = {
+        state: sum(r.state == state for r in records)
+        for state in (RUNNING, FINISHED, FAILED, STOPPED, CRASHED)
+    }
+    return {
+        "sweep_id": controller.sweep_id,
+        "folder": str(controller.folder),
+        "method": controller.config["method"],
+        "metric": metric,
+        "records": records,
+        "counts": counts,
+        "best": best,
+    }
 
 
 def status_table(folder: str | os.PathLike) -> str:
@@ -31,19 +42,33 @@ def status_table(folder: str | os.PathLike) -> str:
     name = (info["metric"] or {}).get("name")
     params = list(dict.fromkeys(k for r in records for k in r.params))
     header = ["run", "state", "try", *params, name or "metric"]
-    rows = [[r.run_id, r.state, str(r.attempt), *(_fmt(r.params.get(p)) for p in params),
-             _fmt(r.summary.get(name)) if name else "-"] for r in records]
+    rows = [
+        [
+            r.run_id,
+            r.state,
+            str(r.attempt),
+            *(_fmt(r.params.get(p)) for p in params),
+            _fmt(r.summary.get(name)) if name else "-",
+        ]
+        for r in records
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    lines = [f"sweep {info['sweep_id']} ({info['method']}) in {info['folder']}: "
-             + ", ".join(f"{n} {s}" for s, n in info["counts"].items() if n) if records else
-             f"sweep {info['sweep_id']} ({info['method']}) in {info['folder']}: no runs yet"]
+    lines = [
+        f"sweep {info['sweep_id']} ({info['method']}) in {info['folder']}: "
+        + ", ".join(f"{n} {s}" for s, n in info["counts"].items() if n)
+        if records
+        else f"sweep {info['sweep_id']} ({info['method']}) in {info['folder']}: no runs yet"
+    ]
     if records:
         lines += ["  ".join(c.ljust(w) for c, w in zip(header, widths))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     best = info["best"]
     if best is not None:
-        lines.append(f"best: {best.run_id} {name}={_fmt(best.summary[name])} ("
-                     + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()) + ")")
+        lines.append(
+            f"best: {best.run_id} {name}={_fmt(best.summary[name])} ("
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+            + ")"
+        )
     return "\n".join(lines)
 
 

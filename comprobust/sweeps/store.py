@@ -19,6 +19,7 @@ Appends happen only under the lock, after re-reading the journal, at the offset 
 mid-append leaves an incomplete last line: readers ignore it, and the next lock holder truncates it away.
 Readers that do not take the lock (status, an agent checking that it still owns its run) parse complete lines only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,9 +28,10 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
@@ -71,8 +73,13 @@ class RunRecord:
 class SweepStore:
     """Journal + lock + heartbeats of one sweep folder. Not thread-safe; one instance per agent process."""
 
-    def __init__(self, folder: str | os.PathLike, lock_timeout_s: float = 120.0, lock_stale_s: float = 60.0,
-                 lock_poll_s: float = 0.005) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        lock_timeout_s: float = 120.0,
+        lock_stale_s: float = 60.0,
+        lock_poll_s: float = 0.005,
+    ) -> None:
         self.folder = Path(folder)
         self.journal = self.folder / JOURNAL
         self.lock_timeout_s, self.lock_stale_s, self.lock_poll_s = lock_timeout_s, lock_stale_s, lock_poll_s
@@ -104,8 +111,10 @@ class SweepStore:
             except (ValueError, KeyError, TypeError) as err:
                 if not locked:  # maybe a half-visible write on NFS: read it again later, under the lock
                     break
-                raise StoreError(f"{self.journal}: line {self._lines + 1} is corrupt ({type(err).__name__}: {err}); "
-                                 "move the file away to start the sweep over, or delete that line") from None
+                raise StoreError(
+                    f"{self.journal}: line {self._lines + 1} is corrupt ({type(err).__name__}: {err}); "
+                    "move the file away to start the sweep over, or delete that line"
+                ) from None
             start = stop + 1
             self._offset += len(line) + 1
             self._lines += 1
@@ -125,15 +134,25 @@ class SweepStore:
         kind, run_id = op.get("op"), str(op.get("run_id"))
         if kind == "issue":
             self.runs[run_id] = RunRecord(
-                run_id=run_id, index=int(op["index"]), params=dict(op["params"]), agent=op.get("agent", ""),
-                host=op.get("host", ""), pid=int(op.get("pid", 0)), issued_at=float(op.get("time", 0.0)))
+                run_id=run_id,
+                index=int(op["index"]),
+                params=dict(op["params"]),
+                agent=op.get("agent", ""),
+                host=op.get("host", ""),
+                pid=int(op.get("pid", 0)),
+                issued_at=float(op.get("time", 0.0)),
+            )
             return
         record = self.runs.get(run_id)
         if record is None:
             return  # an op about a run this journal never issued: ignore rather than fail every reader
         if kind == "reissue" and record.state == RUNNING:
             record.attempt, record.agent = int(op["attempt"]), op.get("agent", "")
-            record.host, record.pid, record.issued_at = op.get("host", ""), int(op.get("pid", 0)), float(op["time"])
+            record.host, record.pid, record.issued_at = (
+                op.get("host", ""),
+                int(op.get("pid", 0)),
+                float(op["time"]),
+            )
         elif kind == "end" and record.state == RUNNING:  # the first end wins, even from an older attempt
             record.state = op["state"]
             record.ended_at = float(op.get("time", 0.0))
@@ -145,15 +164,20 @@ class SweepStore:
     # ------------------------------------------------------------------------------------------- writing
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["SweepStore"]:
+    def transaction(self) -> Iterator[SweepStore]:
         """Hold the lock, bring `runs` up to date, and append the ops given to `append` on success."""
-        lock = FileLock(self.folder / LOCK, timeout_s=self.lock_timeout_s, stale_s=self.lock_stale_s,
-                        poll_s=self.lock_poll_s)
+        lock = FileLock(
+            self.folder / LOCK,
+            timeout_s=self.lock_timeout_s,
+            stale_s=self.lock_stale_s,
+            poll_s=self.lock_poll_s,
+        )
         try:
             lock.acquire()
         except LockTimeout as err:
-            raise StoreError(f"sweep store {self.folder}: {err}. If that agent is gone for good, delete "
-                             f"{lock.path}") from None
+            raise StoreError(
+                f"sweep store {self.folder}: {err}. If that agent is gone for good, delete {lock.path}"
+            ) from None
         try:
             self.refresh(locked=True)
             self._drop_partial_tail()
@@ -182,8 +206,10 @@ class SweepStore:
         try:
             size = os.fstat(fd).st_size
             if size != self._offset:
-                raise StoreError(f"{self.journal} changed while locked (size {size}, expected {self._offset}): "
-                                 "another program writes it without the lock")
+                raise StoreError(
+                    f"{self.journal} changed while locked (size {size}, expected {self._offset}): "
+                    "another program writes it without the lock"
+                )
             view = memoryview(data)
             while view:
                 written = os.pwrite(fd, view, size)
@@ -201,8 +227,10 @@ class SweepStore:
         except FileNotFoundError:
             return
         if size > self._offset:
-            print(f"comprobust: {self.journal}: dropping {size - self._offset} bytes of an interrupted write",
-                  file=sys.stderr)
+            print(
+                f"comprobust: {self.journal}: dropping {size - self._offset} bytes of an interrupted write",
+                file=sys.stderr,
+            )
             os.truncate(self.journal, self._offset)
 
     def _reload(self) -> None:
@@ -215,8 +243,15 @@ class SweepStore:
 
     def write_heartbeat(self, run_id: str, attempt: int, agent: str, **extra: Any) -> None:
         """Tell the others that this attempt of `run_id` is alive (atomic rewrite)."""
-        payload = {"run_id": run_id, "attempt": attempt, "agent": agent, "host": HOST, "pid": os.getpid(),
-                   "time": time.time(), **extra}
+        payload = {
+            "run_id": run_id,
+            "attempt": attempt,
+            "agent": agent,
+            "host": HOST,
+            "pid": os.getpid(),
+            "time": time.time(),
+            **extra,
+        }
         atomic_write_text(self.heartbeat_path(run_id, attempt), json.dumps(payload, default=_plain))
 
     def read_heartbeat(self, run_id: str, attempt: int) -> dict[str, Any] | None:
@@ -232,7 +267,11 @@ class SweepStore:
         beat = self.read_heartbeat(record.run_id, record.attempt)
         host, pid, seen = record.host, record.pid, record.issued_at
         if beat is not None:
-            host, pid, seen = beat.get("host", host), int(beat.get("pid", pid)), max(seen, float(beat["time"]))
+            host, pid, seen = (
+                beat.get("host", host),
+                int(beat.get("pid", pid)),
+                max(seen, float(beat["time"])),
+            )
         if host == HOST and not pid_alive(pid):
             return True
         return (time.time() if now is None else now) - seen > stale_s

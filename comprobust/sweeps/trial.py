@@ -15,12 +15,14 @@ Offline sweeps set COMPROBUST_SWEEP_ID instead of WANDB_SWEEP_ID: a locally made
 log would make `wandb sync` fail on a server that has never heard of it (`launch.py publish` creates the sweep
 on the server with the synced runs as its prior runs instead).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 OFFLINE_SWEEP_ID_ENV = "COMPROBUST_SWEEP_ID"
 _AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", OFFLINE_SWEEP_ID_ENV)
@@ -90,15 +92,33 @@ def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | No
         return [execute(experiment, runs[0], mode=mode, wandb_id=trial.run_id, extra_config=trial.config())]
     with outside_the_trial():
         records = [execute(experiment, run, mode=mode, extra_config=trial.config()) for run in runs]
-    summary = summary_of([(run.corruption, record.get("metrics") or {}) for run, record in zip(runs, records)])
+    summary = summary_of(
+        [(run.corruption, record.get("metrics") or {}) for run, record in zip(runs, records)]
+    )
     summary["stage_runs"] = [run.run_id for run in runs]
     first = runs[0]
-    config = {**first.config.get("params", {}), **trial.config(), "stage": first.stage, "kind": "sweep-trial",
-              "experiment": experiment.name}
-    with start_run(out_dir=experiment.output_dir, project=experiment.wandb["project"], group=experiment.name,
-                   job_type="sweep-trial", name=trial.run_id, run_id=trial.run_id, config=config,
-                   tags=[first.method, "sweep-trial"], mode=experiment.wandb["mode"], mode_override=mode) as tracker:
+    config = {
+        **first.config.get("params", {}),
+        **trial.config(),
+        "stage": first.stage,
+        "kind": "sweep-trial",
+        "experiment": experiment.name,
+    }
+    with start_run(
+        out_dir=experiment.output_dir,
+        project=experiment.wandb["project"],
+        group=experiment.name,
+        job_type="sweep-trial",
+        name=trial.run_id,
+        run_id=trial.run_id,
+        config=config,
+        tags=[first.method, "sweep-trial"],
+        mode=experiment.wandb["mode"],
+        mode_override=mode,
+    ) as tracker:
         tracker.summary_update(summary)
-    print(f"sweep trial {trial.run_id}: " + "  ".join(
-        f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float) and "/" not in k))
+    print(
+        f"sweep trial {trial.run_id}: "
+        + "  ".join(f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float) and "/" not in k)
+    )
     return records

@@ -1,13 +1,15 @@
 """Validation of a sweep file before anything runs: the `sweeps` engine's JSON schema, one trial suggestion, the
 command, the metric, and every parameter (name and values) against the stage's method. Every problem is one
 `UserError` naming the file and the key."""
+
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from comprobust.errors import UserError
 from comprobust.sweeps.command import StageTarget, parse_command
@@ -39,8 +41,13 @@ def load_sweep(path: str | os.PathLike, require_stage: bool = True) -> SweepSpec
     return validate_sweep(config, where=str(path), path=path, require_stage=require_stage)
 
 
-def validate_sweep(config: dict[str, Any], where: str = "<sweep>", path: Path | None = None,
-                   require_stage: bool = True, workdir: Path | None = None) -> SweepSpec:
+def validate_sweep(
+    config: dict[str, Any],
+    where: str = "<sweep>",
+    path: Path | None = None,
+    require_stage: bool = True,
+    workdir: Path | None = None,
+) -> SweepSpec:
     """Validate a sweep config (schema, engine, command, metric, parameters against the stage's method)."""
     check_schema(config, where)
     target = parse_command(config, where, require_stage=require_stage)
@@ -65,8 +72,10 @@ def _check_project(config: dict[str, Any], experiment: Any, where: str) -> None:
     project = experiment.wandb["project"]
     given = config.setdefault("project", project)
     if given != project:
-        raise UserError(f"{where}: project {given!r} differs from the experiment's wandb.project {project!r}; "
-                        f"its runs would land where `launch.py report` does not look: set project: {project}")
+        raise UserError(
+            f"{where}: project {given!r} differs from the experiment's wandb.project {project!r}; "
+            f"its runs would land where `launch.py report` does not look: set project: {project}"
+        )
 
 
 def check_schema(config: dict[str, Any], where: str) -> None:
@@ -79,13 +88,18 @@ def check_schema(config: dict[str, Any], where: str) -> None:
 
     check_keys(config, schema["properties"], where)
     parameters = config.get("parameters")
-    for name, spec in (parameters.items() if isinstance(parameters, dict) else ()):
+    for name, spec in parameters.items() if isinstance(parameters, dict) else ():
         _check_parameter_spec(spec, f"parameters.{name}", where)
     stopping = config.get("early_terminate")
-    if isinstance(stopping, dict) and stopping.get("type") == "hyperband" and not (
-            "min_iter" in stopping or {"max_iter", "s"} <= set(stopping)):
-        raise UserError(f"{where}: early_terminate: hyperband needs min_iter (e.g. {{type: hyperband, min_iter: 2, "
-                        "eta: 2}}), or max_iter and s")
+    if (
+        isinstance(stopping, dict)
+        and stopping.get("type") == "hyperband"
+        and not ("min_iter" in stopping or {"max_iter", "s"} <= set(stopping))
+    ):
+        raise UserError(
+            f"{where}: early_terminate: hyperband needs min_iter (e.g. {{type: hyperband, min_iter: 2, "
+            "eta: 2}}), or max_iter and s"
+        )
     error = best_match(validator.iter_errors(config))
     if error is not None:
         at = ".".join(str(p) for p in error.absolute_path) or "top level"
@@ -98,11 +112,15 @@ def check_schema(config: dict[str, Any], where: str) -> None:
     except Exception as err:  # jsonschema.ValidationError or ValueError from the engine's own checks
         raise UserError(f"{where}: invalid W&B sweep config: {getattr(err, 'message', err)}") from None
     if config["method"] not in ("grid", "random", "bayes"):
-        raise UserError(f"{where}: method {config['method']!r} needs a custom scheduler on a W&B server; use grid, "
-                        "random or bayes")
+        raise UserError(
+            f"{where}: method {config['method']!r} needs a custom scheduler on a W&B server; use grid, "
+            "random or bayes"
+        )
     if (config["method"] == "bayes" or "early_terminate" in config) and "metric" not in config:
-        raise UserError(f"{where}: {'bayes' if config['method'] == 'bayes' else 'early_terminate'} needs a metric: "
-                        "add metric: {name: val_acc, goal: maximize}")
+        raise UserError(
+            f"{where}: {'bayes' if config['method'] == 'bayes' else 'early_terminate'} needs a metric: "
+            "add metric: {name: val_acc, goal: maximize}"
+        )
     try:
         with seeded(0):
             engine.next_run(filled, [])
@@ -127,8 +145,10 @@ def _distribution_names() -> dict[str, dict[str, Any]]:
 def _check_parameter_spec(spec: Any, at: str, where: str) -> None:
     """A precise message for the common mistakes in one parameter (the schema's own says only 'not valid')."""
     if not isinstance(spec, dict):
-        raise UserError(f"{where}: {at} must be a mapping such as {{value: 0.1}}, {{values: [0.1, 1]}} or "
-                        f"{{distribution: uniform, min: 0, max: 1}}, got {spec!r}")
+        raise UserError(
+            f"{where}: {at} must be a mapping such as {{value: 0.1}}, {{values: [0.1, 1]}} or "
+            f"{{distribution: uniform, min: 0, max: 1}}, got {spec!r}"
+        )
     if "parameters" in spec:
         for name, sub in (spec["parameters"] or {}).items():
             _check_parameter_spec(sub, f"{at}.parameters.{name}", where)
@@ -136,8 +156,10 @@ def _check_parameter_spec(spec: Any, at: str, where: str) -> None:
     names = _distribution_names()
     distribution = spec.get("distribution")
     if distribution is not None and distribution not in names:
-        raise UserError(f"{where}: {at}.distribution: unknown distribution {distribution!r}"
-                        f"{suggest(str(distribution), sorted(names))}")
+        raise UserError(
+            f"{where}: {at}.distribution: unknown distribution {distribution!r}"
+            f"{suggest(str(distribution), sorted(names))}"
+        )
     if distribution is not None:
         import jsonschema
 
@@ -145,8 +167,10 @@ def _check_parameter_spec(spec: Any, at: str, where: str) -> None:
         errors = sorted(jsonschema.Draft7Validator(definition).iter_errors(spec), key=lambda e: list(e.path))
         if errors:
             key = ".".join(str(p) for p in errors[0].absolute_path)
-            raise UserError(f"{where}: {at}{'.' + key if key else ''}: {errors[0].message} (distribution "
-                            f"{distribution} takes {', '.join(sorted(definition.get('properties', {})))})")
+            raise UserError(
+                f"{where}: {at}{'.' + key if key else ''}: {errors[0].message} (distribution "
+                f"{distribution} takes {', '.join(sorted(definition.get('properties', {})))})"
+            )
     elif not {"value", "values"} & set(spec) and not {"min", "max"} <= set(spec):
         known = ["value", "values", "distribution", "min", "max", "parameters", "probabilities"]
         odd = [k for k in spec if k not in known]
@@ -162,26 +186,37 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
     from comprobust.methods.specs import METHODS
 
     if target.stage not in experiment.stages:
-        raise UserError(f"{where}: command runs stage {target.stage!r}, which {target.experiment} does not define"
-                        f"{suggest(target.stage, experiment.stages)}")
+        raise UserError(
+            f"{where}: command runs stage {target.stage!r}, which {target.experiment} does not define"
+            f"{suggest(target.stage, experiment.stages)}"
+        )
     stage = experiment.stages[target.stage]
     if target.seed is not None and target.seed not in experiment.seeds:
-        raise UserError(f"{where}: command: --seed {target.seed} is not among {target.experiment}'s seeds "
-                        f"{list(experiment.seeds)}")
+        raise UserError(
+            f"{where}: command: --seed {target.seed} is not among {target.experiment}'s seeds "
+            f"{list(experiment.seeds)}"
+        )
     if target.corruption is not None:
         from comprobust.planning import plan, select_corruption
 
-        select_corruption(plan(experiment, stages=[target.stage], seeds=[experiment.seeds[0]]), target.corruption,
-                          where=f"{where}: command: --corruption")
+        select_corruption(
+            plan(experiment, stages=[target.stage], seeds=[experiment.seeds[0]]),
+            target.corruption,
+            where=f"{where}: command: --corruption",
+        )
     allowed = METHODS[stage.method].all_params
     parameters = config.get("parameters") or {}
     for name, spec in parameters.items():
         if name not in allowed:
-            raise UserError(f"{where}: parameters.{name}: not a parameter of stage {target.stage!r} (method "
-                            f"{stage.method}) in {target.experiment}{suggest(str(name), allowed)}")
+            raise UserError(
+                f"{where}: parameters.{name}: not a parameter of stage {target.stage!r} (method "
+                f"{stage.method}) in {target.experiment}{suggest(str(name), allowed)}"
+            )
         if isinstance(spec, dict) and "parameters" in spec:
-            raise UserError(f"{where}: parameters.{name}: nested parameters are passed as one dict, but {name} "
-                            "of run-stage takes a single value")
+            raise UserError(
+                f"{where}: parameters.{name}: nested parameters are passed as one dict, but {name} "
+                "of run-stage takes a single value"
+            )
     for name, value in target.overrides.items():
         _check_value(experiment, target.stage, name, value, where, f"command: --{name}")
     for name, values in _candidate_values(config).items():
@@ -191,8 +226,10 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
     if metric:
         known = METHODS[stage.method].metrics + _COMMON_METRICS
         if metric["name"] not in known and not metric["name"].startswith(tuple(f"{k}/" for k in known)):
-            raise UserError(f"{where}: metric.name {metric['name']!r} is not reported by stage {target.stage!r} "
-                            f"({stage.method}){suggest(metric['name'], known)}")
+            raise UserError(
+                f"{where}: metric.name {metric['name']!r} is not reported by stage {target.stage!r} "
+                f"({stage.method}){suggest(metric['name'], known)}"
+            )
 
 
 def _check_value(experiment: Any, stage: str, name: str, value: Any, where: str, at: str) -> None:
@@ -203,18 +240,27 @@ def _check_value(experiment: Any, stage: str, name: str, value: Any, where: str,
         raise UserError(f"{where}: {at}: value {value!r} is refused: {str(err).split(': ', 1)[-1]}") from None
     flag = f"--{name}={value}"  # what the agent passes (wandb's create_sweep_command_args)
     parsed = parse_overrides([flag], where="argument")[name]
-    if parsed != value and not (isinstance(value, (int, float)) and isinstance(parsed, (int, float))
-                                and not isinstance(parsed, bool) and float(parsed) == float(value)):
-        raise UserError(f"{where}: {at}: value {value!r} reaches run-stage as {flag}, which it reads as "
-                        f"{parsed!r}; pick a value that survives that round trip")
+    if parsed != value and not (
+        isinstance(value, (int, float))
+        and isinstance(parsed, (int, float))
+        and not isinstance(parsed, bool)
+        and float(parsed) == float(value)
+    ):
+        raise UserError(
+            f"{where}: {at}: value {value!r} reaches run-stage as {flag}, which it reads as "
+            f"{parsed!r}; pick a value that survives that round trip"
+        )
 
 
 def _candidate_values(config: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Values each parameter may take: its value/values, and a few engine draws for distributions."""
     out: dict[str, list[Any]] = {}
     drawn: list[dict[str, Any]] = []
-    sampled = {k: v for k, v in (config.get("parameters") or {}).items()
-               if isinstance(v, dict) and "value" not in v and "values" not in v}
+    sampled = {
+        k: v
+        for k, v in (config.get("parameters") or {}).items()
+        if isinstance(v, dict) and "value" not in v and "values" not in v
+    }
     if sampled:
         engine = sweeps_engine()
         with seeded(0):

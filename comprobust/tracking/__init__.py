@@ -22,17 +22,32 @@ values that are the configured W&B key or look like one are replaced by "<redact
 Modules: `credentials` (the mode), `scrub` (secrets out of configs), `lineage` (artifact files on disk), `run`
 (`start_run`, `StageRun`). This package re-exports their public names: callers import from `comprobust.tracking`.
 """
+
 from comprobust.tracking.credentials import (
-                                             MODES,
-                                             configured_api_keys,
-                                             has_credentials,
-                                             resolve_mode,
-                                             wandb_settings_base_url_and_key,
+    MODES,
+    configured_api_keys,
+    has_credentials,
+    resolve_mode,
+    wandb_settings_base_url_and_key,
 )
 from comprobust.tracking.lineage import ArtifactRef, LineageRecord, LineageStore, file_digest
 from comprobust.tracking.run import StageRun, git_state, reset_client, start_run
 from comprobust.tracking.scrub import REDACTED, scrub
 
-__all__ = ["MODES", "REDACTED", "ArtifactRef", "LineageRecord", "LineageStore", "StageRun",
-           "configured_api_keys", "file_digest", "git_state", "has_credentials", "reset_client", "resolve_mode",
-           "scrub", "start_run", "wandb_settings_base_url_and_key"]
+__all__ = [
+    "MODES",
+    "REDACTED",
+    "ArtifactRef",
+    "LineageRecord",
+    "LineageStore",
+    "StageRun",
+    "configured_api_keys",
+    "file_digest",
+    "git_state",
+    "has_credentials",
+    "reset_client",
+    "resolve_mode",
+    "scrub",
+    "start_run",
+    "wandb_settings_base_url_and_key",
+]

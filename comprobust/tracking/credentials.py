@@ -1,4 +1,5 @@
 """Which W&B mode a run uses, and the credentials that decide it (environment, netrc, settings file)."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,14 @@ from comprobust.errors import UserError
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
-_MODE_ALIASES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
-                 "disabled": "disabled", "auto": "auto"}
+_MODE_ALIASES = {
+    "online": "online",
+    "run": "online",
+    "offline": "offline",
+    "dryrun": "offline",
+    "disabled": "disabled",
+    "auto": "auto",
+}
 
 
 def wandb_settings_base_url_and_key() -> tuple[str, str | None]:
@@ -22,7 +29,8 @@ def wandb_settings_base_url_and_key() -> tuple[str, str | None]:
         settings = Settings()
         config_dir = os.environ.get("WANDB_CONFIG_DIR")
         settings.settings_system = str(
-            Path(config_dir).expanduser() / "settings" if config_dir
+            Path(config_dir).expanduser() / "settings"
+            if config_dir
             else Path("~/.config/wandb/settings").expanduser()
         )
         settings.silent = True

@@ -1,5 +1,6 @@
 """Checkpoint lineage kept on disk in every mode: which file stands behind each artifact `name:alias`, who
 wrote it, and its digest (the one wandb puts in artifact manifests)."""
+
 from __future__ import annotations
 
 import base64
@@ -7,9 +8,10 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
@@ -36,7 +38,7 @@ class ArtifactRef:
     alias: str = "latest"
 
     @classmethod
-    def parse(cls, ref: str) -> "ArtifactRef":
+    def parse(cls, ref: str) -> ArtifactRef:
         name, _, alias = str(ref).partition(":")
         alias = alias or "latest"
         if not _NAME_RE.match(name) or not _ALIAS_RE.match(alias):
@@ -83,12 +85,26 @@ class LineageStore:
     def _file(self, ref: ArtifactRef) -> Path:
         return self.root / ref.name / f"{ref.alias}.json"
 
-    def record(self, name: str, alias: str, path: Path, run_id: str,
-               metadata: Mapping[str, Any] | None = None, digest: str = "") -> LineageRecord:
+    def record(
+        self,
+        name: str,
+        alias: str,
+        path: Path,
+        run_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        digest: str = "",
+    ) -> LineageRecord:
         """Record (or replace) the file behind `name:alias`."""
         ref = ArtifactRef.parse(f"{name}:{alias}")
-        rec = LineageRecord(name=ref.name, alias=ref.alias, path=str(Path(path).resolve()), run_id=run_id,
-                            metadata=scrub(dict(metadata or {})), digest=digest, recorded_at=time.time())
+        rec = LineageRecord(
+            name=ref.name,
+            alias=ref.alias,
+            path=str(Path(path).resolve()),
+            run_id=run_id,
+            metadata=scrub(dict(metadata or {})),
+            digest=digest,
+            recorded_at=time.time(),
+        )
         atomic_write_text(self._file(ref), json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n")
         return rec
 
@@ -103,8 +119,10 @@ class LineageStore:
         try:
             return LineageRecord(**json.loads(text))
         except (ValueError, TypeError) as err:
-            raise UserError(f"{file}: unreadable lineage record ({err}); delete it and re-run the stage that "
-                            f"produces {ref}") from err
+            raise UserError(
+                f"{file}: unreadable lineage record ({err}); delete it and re-run the stage that "
+                f"produces {ref}"
+            ) from err
 
     def list(self) -> list[LineageRecord]:
         """Every record, sorted by name and alias."""

@@ -1,5 +1,6 @@
 """The W&B run of one stage run: `start_run` opens it; `StageRun` logs metrics, tables and checkpoint
 artifacts, resolves inputs (W&B `use_artifact` online, the lineage store offline) and finishes it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, cast
+from typing import Any, Literal, cast
 
 from comprobust.errors import UserError, first_line
 from comprobust.tracking.credentials import configured_api_keys, resolve_mode
@@ -26,7 +28,7 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 FINISH_FLUSH_TIMEOUT_S = 20.0
 
-_active: "StageRun | None" = None
+_active: StageRun | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,10 +36,20 @@ def git_state() -> dict[str, Any]:
     """{"git_commit": sha, "git_dirty": bool} of the repository holding comprobust, or {} outside git."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit, "git_dirty": bool(dirty)} if commit else {}
@@ -65,8 +77,17 @@ def _restore(saved: Mapping[str, str | None]) -> None:
 class StageRun:
     """One W&B run of one stage run. Create with `start_run`; use as a context manager or call `finish`."""
 
-    def __init__(self, *, wandb_run: Any, mode: str, run_id: str, out_dir: Path, config: dict[str, Any],
-                 secrets: list[str], saved_env: dict[str, str | None]) -> None:
+    def __init__(
+        self,
+        *,
+        wandb_run: Any,
+        mode: str,
+        run_id: str,
+        out_dir: Path,
+        config: dict[str, Any],
+        secrets: list[str],
+        saved_env: dict[str, str | None],
+    ) -> None:
         self._run = wandb_run
         self._secrets = secrets
         self._saved_env = saved_env
@@ -122,9 +143,15 @@ class StageRun:
         self._run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])}, step=step)
 
     # -- artifacts -----------------------------------------------------------------------------------------
-    def log_checkpoint(self, path: Path, artifact_name: str, metadata: Mapping[str, Any],
-                       aliases: Sequence[str] = ("latest",), is_best: bool = False,
-                       artifact_type: str = "model") -> Path:
+    def log_checkpoint(
+        self,
+        path: Path,
+        artifact_name: str,
+        metadata: Mapping[str, Any],
+        aliases: Sequence[str] = ("latest",),
+        is_best: bool = False,
+        artifact_type: str = "model",
+    ) -> Path:
         """Log a checkpoint file as an artifact (type "model" unless `artifact_type` says otherwise; the
         aliases, plus "best" when `is_best`) and record its lineage.
 
@@ -174,8 +201,10 @@ class StageRun:
         """
         parsed = ArtifactRef.parse(ref)
         record = self.lineage.resolve(parsed)
-        missing = UserError(f"{required_by} needs artifact {str(parsed)!r}, which does not exist yet: "
-                            f"run stage {produced_by_stage!r} first")
+        missing = UserError(
+            f"{required_by} needs artifact {str(parsed)!r}, which does not exist yet: "
+            f"run stage {produced_by_stage!r} first"
+        )
         if self.mode == "online":
             path, record = self._use_online(parsed, record, missing)
         else:
@@ -183,9 +212,11 @@ class StageRun:
                 raise missing
             local = self._check_local(record, produced_by_stage)
             if local is None:
-                raise UserError(f"{required_by} needs artifact {str(parsed)!r}, recorded in "
-                                f"{self.lineage._file(parsed)}, but its file {record.path} is missing: "
-                                f"re-run stage {produced_by_stage!r}")
+                raise UserError(
+                    f"{required_by} needs artifact {str(parsed)!r}, recorded in "
+                    f"{self.lineage._file(parsed)}, but its file {record.path} is missing: "
+                    f"re-run stage {produced_by_stage!r}"
+                )
             path = local
         self._record_input(str(parsed), record, path)
         return path
@@ -195,36 +226,55 @@ class StageRun:
         if not path.is_file():
             return None
         if record.digest and file_digest(path) != record.digest:
-            raise UserError(f"artifact {record.ref!r}: file {path} no longer matches its recorded digest "
-                            f"(changed or corrupt); re-run stage {produced_by_stage!r}")
+            raise UserError(
+                f"artifact {record.ref!r}: file {path} no longer matches its recorded digest "
+                f"(changed or corrupt); re-run stage {produced_by_stage!r}"
+            )
         return path
 
-    def _use_online(self, ref: ArtifactRef, record: LineageRecord | None,
-                    missing: UserError) -> tuple[Path, LineageRecord | None]:
+    def _use_online(
+        self, ref: ArtifactRef, record: LineageRecord | None, missing: UserError
+    ) -> tuple[Path, LineageRecord | None]:
         from comprobust.wandb_connection import is_not_found
 
         try:
             artifact = self._run.use_artifact(str(ref))
         except Exception as err:  # wandb.errors.CommError and friends
             if not is_not_found(err):
-                raise UserError(f"W&B server error while resolving input {str(ref)!r} of run {self.id}: "
-                                f"{first_line(err)}; retry, or run "
-                                "with --mode offline") from err
+                raise UserError(
+                    f"W&B server error while resolving input {str(ref)!r} of run {self.id}: "
+                    f"{first_line(err)}; retry, or run "
+                    "with --mode offline"
+                ) from err
             if record is None or not Path(record.path).is_file():
                 raise missing from err
-            log.warning("artifact %s is not on the W&B server (%s); using the local file %s. Publish the "
-                        "producing run with `wandb sync` to get the lineage on the server.",
-                        ref, err, record.path)
+            log.warning(
+                "artifact %s is not on the W&B server (%s); using the local file %s. Publish the "
+                "producing run with `wandb sync` to get the lineage on the server.",
+                ref,
+                err,
+                record.path,
+            )
             return Path(record.path), record
         entries = list(artifact.manifest.entries.values())
-        if record is not None and len(entries) == 1 and entries[0].digest == record.digest \
-                and Path(record.path).is_file():
+        if (
+            record is not None
+            and len(entries) == 1
+            and entries[0].digest == record.digest
+            and Path(record.path).is_file()
+        ):
             return Path(record.path), record
         root = Path(artifact.download(root=str(self.data_dir / "downloads" / ref.name / ref.alias)))
         files = [p for p in root.rglob("*") if p.is_file()]
         path = files[0] if len(files) == 1 else root
-        return path, LineageRecord(ref.name, ref.alias, str(path), "", dict(artifact.metadata or {}),
-                                   entries[0].digest if len(entries) == 1 else "")
+        return path, LineageRecord(
+            ref.name,
+            ref.alias,
+            str(path),
+            "",
+            dict(artifact.metadata or {}),
+            entries[0].digest if len(entries) == 1 else "",
+        )
 
     def _record_input(self, ref: str, record: LineageRecord | None, path: Path) -> None:
         inputs = list(self._config.get("inputs") or [])
@@ -271,7 +321,7 @@ class StageRun:
             time.sleep(0.02)
         log.warning("W&B run log in %s still has no exit record %.0f s after finish", folder, timeout_s)
 
-    def __enter__(self) -> "StageRun":
+    def __enter__(self) -> StageRun:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
@@ -297,12 +347,19 @@ def _init_wandb(mode: str, directory: str, **init: Any) -> Any:
     import wandb
 
     try:
-        run = wandb.init(mode=cast(Literal["online", "offline"], mode), dir=directory, settings=wandb.Settings(silent=True), **init)
+        run = wandb.init(
+            mode=cast(Literal["online", "offline"], mode),
+            dir=directory,
+            settings=wandb.Settings(silent=True),
+            **init,
+        )
     except (wandb.errors.CommError, wandb.errors.UsageError) as err:
         from comprobust.wandb_connection import base_url
 
-        raise UserError(f"run {init.get('name')}: the W&B server {base_url()} refused the run "
-                        f"({first_line(err)}); check the project and entity, or run with --mode offline") from err
+        raise UserError(
+            f"run {init.get('name')}: the W&B server {base_url()} refused the run "
+            f"({first_line(err)}); check the project and entity, or run with --mode offline"
+        ) from err
     run.define_metric("epoch", hidden=True)
     run.define_metric("*", step_metric="epoch")
     if mode == "online":
@@ -333,9 +390,21 @@ def _forget_inherited_service() -> None:
         os.environ.pop("WANDB_SERVICE", None)
 
 
-def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: str, run_id: str,
-              config: Mapping[str, Any], tags: Iterable[str], mode: str = "auto", inputs: Iterable[str] = (),
-              resume: bool = True, mode_override: str | None = None) -> StageRun:
+def start_run(
+    *,
+    out_dir: Path,
+    project: str,
+    group: str,
+    job_type: str,
+    name: str,
+    run_id: str,
+    config: Mapping[str, Any],
+    tags: Iterable[str],
+    mode: str = "auto",
+    inputs: Iterable[str] = (),
+    resume: bool = True,
+    mode_override: str | None = None,
+) -> StageRun:
     """Start the W&B run of one stage run and return its `StageRun`.
 
     `out_dir` is the experiment's output folder: WANDB_DIR=out_dir/wandb, WANDB_DATA_DIR=out_dir/wandb-data,
@@ -347,8 +416,9 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
     """
     global _active
     if _active is not None:
-        raise RuntimeError(f"W&B run {_active.id} is still open in this process: finish it before starting "
-                           "another")
+        raise RuntimeError(
+            f"W&B run {_active.id} is still open in this process: finish it before starting another"
+        )
     for label, value in (("project", project), ("group", group), ("job_type", job_type), ("name", name)):
         if not isinstance(value, str) or not value.strip():
             raise UserError(f"the W&B {label} must be a non-empty string, got {value!r}")
@@ -367,8 +437,11 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
     clean = scrub(full, secrets)
 
     out_dir = Path(out_dir).resolve()
-    env = {"WANDB_DIR": str(out_dir / "wandb"), "WANDB_DATA_DIR": str(out_dir / "wandb-data"),
-           "WANDB_CACHE_DIR": str(out_dir / "wandb-cache")}
+    env = {
+        "WANDB_DIR": str(out_dir / "wandb"),
+        "WANDB_DATA_DIR": str(out_dir / "wandb-data"),
+        "WANDB_CACHE_DIR": str(out_dir / "wandb-cache"),
+    }
     for folder in env.values():
         Path(folder).mkdir(parents=True, exist_ok=True)
     if resolved == "online":
@@ -376,10 +449,26 @@ def start_run(*, out_dir: Path, project: str, group: str, job_type: str, name: s
 
         require_reachable(f"run {name}")
     with _environment(env) as saved:
-        wandb_run = _init_wandb(resolved, env["WANDB_DIR"], project=project, group=group, job_type=job_type,
-                                name=name, id=run_id, config=clean, tags=tags,
-                                resume="allow" if resume else None)
-        run = StageRun(wandb_run=wandb_run, mode=resolved, run_id=run_id, out_dir=out_dir, config=clean,
-                       secrets=secrets, saved_env=saved)
+        wandb_run = _init_wandb(
+            resolved,
+            env["WANDB_DIR"],
+            project=project,
+            group=group,
+            job_type=job_type,
+            name=name,
+            id=run_id,
+            config=clean,
+            tags=tags,
+            resume="allow" if resume else None,
+        )
+        run = StageRun(
+            wandb_run=wandb_run,
+            mode=resolved,
+            run_id=run_id,
+            out_dir=out_dir,
+            config=clean,
+            secrets=secrets,
+            saved_env=saved,
+        )
     _active = run
     return run

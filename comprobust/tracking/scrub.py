@@ -1,13 +1,16 @@
 """Secrets never reach a W&B config: `scrub` makes a plain-JSON copy with every secret replaced."""
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 REDACTED = "<redacted>"
 _SECRET_KEY_RE = re.compile(
-    r"api[_-]?key|apikey|access[_-]?key|private[_-]?key|token|passw(or)?d|secret|credential", re.IGNORECASE)
+    r"api[_-]?key|apikey|access[_-]?key|private[_-]?key|token|passw(or)?d|secret|credential", re.IGNORECASE
+)
 # The shape wandb accepts for an API key: an optional "<prefix>-", then 40+ word characters. Only mixed-case
 # alphanumeric ones (random-looking) count as keys, so long snake_case names and hex digests (git commits,
 # config hashes) are never redacted; a legacy 40-hex key is caught by the exact-match rule instead.
@@ -22,8 +25,11 @@ def scrub(value: Any, secrets: Sequence[str] = (), _key: str = "") -> Any:
     any occurrence of the strings in `secrets` (the configured W&B keys); strings shaped like a W&B API key or
     a JWT. Paths become str, tuples/sets lists, numpy scalars Python numbers.
     """
-    if _key and _SECRET_KEY_RE.search(_key) and not (value is None or (isinstance(value, (str, list, dict))
-                                                                         and len(value) == 0)):
+    if (
+        _key
+        and _SECRET_KEY_RE.search(_key)
+        and not (value is None or (isinstance(value, (str, list, dict)) and len(value) == 0))
+    ):
         return REDACTED
     if isinstance(value, Mapping):
         return {str(k): scrub(v, secrets, str(k)) for k, v in value.items()}
@@ -49,5 +55,8 @@ def _looks_like_key(text: str) -> bool:
     if not match:
         return False
     secret = match.group(1)
-    return any(c.isdigit() for c in secret) and any(c.islower() for c in secret) and any(
-        c.isupper() for c in secret)
+    return (
+        any(c.isdigit() for c in secret)
+        and any(c.islower() for c in secret)
+        and any(c.isupper() for c in secret)
+    )

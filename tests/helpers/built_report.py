@@ -1,5 +1,6 @@
 """One report of the recorded runs (`helpers.recorded_runs`), built once per session and shared by the report
 tests and the browser test."""
+
 from __future__ import annotations
 
 import contextlib

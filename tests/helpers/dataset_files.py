@@ -1,5 +1,6 @@
 """Dataset files in their real on-disk formats (IDX, CIFAR-10 pickles), with random pixels, for the loaders'
 tests: torchvision's and comprobust's own readers open them exactly as they open the downloaded files."""
+
 from __future__ import annotations
 
 import pickle

@@ -14,6 +14,7 @@ through `comprobust.tracking.start_run`, evaluation runs shaped like `comprobust
 Accuracy = BASE[method] - 10 * (length - 1) + SEED_DELTA[seed] + jitter, where the jitter alternates +2/-2
 over the non-Identity compositions of each length (their count is even), so every per-length mean is exact.
 """
+
 from __future__ import annotations
 
 import functools
@@ -149,41 +150,88 @@ def _write_fixture(root: Path) -> Fixture:
         for composition in selected:
             name = "-".join(composition)
             acc = 0.0 if broken else expected_accuracy(method, seed, name)
-            rows.append({"composition": name, "abbreviation": abbreviate(composition),
-                         "length": len(composition), "elements": " ".join(composition), "accuracy": acc,
-                         "loss": (100 - acc) / 50, "images": 100})
+            rows.append(
+                {
+                    "composition": name,
+                    "abbreviation": abbreviate(composition),
+                    "length": len(composition),
+                    "elements": " ".join(composition),
+                    "accuracy": acc,
+                    "loss": (100 - acc) / 50,
+                    "images": 100,
+                }
+            )
         return rows
 
-    def evaluation(method: str, system: str, seed: int, shard: int = 0, shards: int = 1, exit_code: int = 0,
-                   broken: bool = False, stats: bool = False) -> None:
+    def evaluation(
+        method: str,
+        system: str,
+        seed: int,
+        shard: int = 0,
+        shards: int = 1,
+        exit_code: int = 0,
+        broken: bool = False,
+        stats: bool = False,
+    ) -> None:
         suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
         run_id = f"eval-{method.lower()}-s{seed}{suffix}-0123456789"
-        config = {"system": system, "label": method, "seed": seed,
-                  "dataset": {"name": "mnist5k", "root": "data", "split_sizes": None, "download": False},
-                  "compositions": ["-".join(c) for c in compositions()], "shard": shard, "shards": shards,
-                  "inputs": {"classifier": ["abc"]}, "hash": "0123456789", "run_id": run_id, "stage": method,
-                  "kind": "evaluate", "experiment": NAME, "architecture": "small"}
+        config = {
+            "system": system,
+            "label": method,
+            "seed": seed,
+            "dataset": {"name": "mnist5k", "root": "data", "split_sizes": None, "download": False},
+            "compositions": ["-".join(c) for c in compositions()],
+            "shard": shard,
+            "shards": shards,
+            "inputs": {"classifier": ["abc"]},
+            "hash": "0123456789",
+            "run_id": run_id,
+            "stage": method,
+            "kind": "evaluate",
+            "experiment": NAME,
+            "architecture": "small",
+        }
         selected = shard_compositions(compositions(), shard, shards)
         rows = table_rows(method, seed, selected, broken)
-        run = start_run(out_dir=out, project=PROJECT, group=NAME, job_type="evaluate", name=run_id,
-                        run_id=run_id, config=config, tags=["mnist5k", system, "evaluate"], mode="offline")
+        run = start_run(
+            out_dir=out,
+            project=PROJECT,
+            group=NAME,
+            job_type="evaluate",
+            name=run_id,
+            run_id=run_id,
+            config=config,
+            tags=["mnist5k", system, "evaluate"],
+            mode="offline",
+        )
         run.log_table("compositions", columns, [[r[c] for c in columns] for r in rows])
         summary = summary_metrics(rows)
         if method == "ERM" and not broken:
-            run.log_table("invariance", ["composition", "length", "elemental_invariance",
-                                         "composition_invariance", "units"], erm_invariance_rows(seed))
+            run.log_table(
+                "invariance",
+                ["composition", "length", "elemental_invariance", "composition_invariance", "units"],
+                erm_invariance_rows(seed),
+            )
         if stats:
             collected = {}
             for composition in selected:
                 means, maxima = stats_for(seed, "-".join(composition))
                 collected[composition] = CompositionStats(
-                    class_sum=means.astype(np.float64), class_sq=means.astype(np.float64) ** 2,
-                    class_count=np.ones(4), unit_max=maxima)
+                    class_sum=means.astype(np.float64),
+                    class_sq=means.astype(np.float64) ** 2,
+                    class_count=np.ones(4),
+                    unit_max=maxima,
+                )
             stats_path = root / "stats" / run_id / "activation_stats.npz"
             stats_path.parent.mkdir(parents=True)
             save_stats(stats_path, collected)
-            run.log_checkpoint(stats_path, f"activations-{run_id}", metadata={"kind": "activation_stats"},
-                               aliases=("latest",), artifact_type="stats")
+            run.log_checkpoint(
+                stats_path,
+                f"activations-{run_id}",
+                metadata={"kind": "activation_stats"},
+                aliases=("latest",),
+                artifact_type="stats",
+            )
         run.summary_update({**summary, "system": system, "label": method})
         run.finish(exit_code=exit_code)
 
@@ -194,10 +242,17 @@ def _write_fixture(root: Path) -> Fixture:
         for shard in range(2):
             evaluation("Contrastive", "monolithic", seed, shard=shard, shards=2, stats=True)
     evaluation("Modular", "modular", 1, exit_code=1, broken=True)
-    train = start_run(out_dir=out, project=PROJECT, group=NAME, job_type="erm", name="erm-s1",
-                      run_id="erm-s1-x",
-                      config={"kind": "train", "method": "erm", "seed": 1, "params": {"lr": 0.01}},
-                      tags=["train"], mode="offline")
+    train = start_run(
+        out_dir=out,
+        project=PROJECT,
+        group=NAME,
+        job_type="erm",
+        name="erm-s1",
+        run_id="erm-s1-x",
+        config={"kind": "train", "method": "erm", "seed": 1, "params": {"lr": 0.01}},
+        tags=["train"],
+        mode="offline",
+    )
     train.log_table("compositions", columns, [["Identity", "ID", 1, "Identity", 1.0, 9.0, 1]])
     train.finish()
     return Fixture(root, path, out)
@@ -261,11 +316,16 @@ class FakeApi:
             if run.id not in runs or run.state == "finished":
                 runs[run.id] = run
         self._runs = [FakeRun(r, entity) for r in runs.values()]
-        self._artifacts = {a.name: Path(a.files[0].location) for r in runs.values() for a in r.artifacts
-                           if a.name.startswith("activations-")}
+        self._artifacts = {
+            a.name: Path(a.files[0].location)
+            for r in runs.values()
+            for a in r.artifacts
+            if a.name.startswith("activations-")
+        }
 
-    def runs(self, path: str, filters=None, order="+created_at", per_page=50, include_sweeps=False,
-             lazy=True):
+    def runs(
+        self, path: str, filters=None, order="+created_at", per_page=50, include_sweeps=False, lazy=True
+    ):
         self.calls.append(("runs", path, dict(filters or {})))
         assert not lazy  # one query for the listing with configs and summaries
         group = (filters or {}).get("group")

@@ -35,10 +35,22 @@ def field_value(run: Run, key: str) -> Any:
     if head in ("summary_metrics", "summaryMetrics", "summary"):
         return _dig(run.summary, parts)
     simple = {
-        "displayName": run.display_name, "display_name": run.display_name, "name": run.name, "id": run.name,
-        "group": run.group, "jobType": run.job_type, "job_type": run.job_type, "state": run.state,
-        "tags": run.tags, "sweep": run.sweep, "sweepName": run.sweep, "createdAt": run.created_at,
-        "created_at": run.created_at, "username": run.entity, "entity": run.entity, "project": run.project,
+        "displayName": run.display_name,
+        "display_name": run.display_name,
+        "name": run.name,
+        "id": run.name,
+        "group": run.group,
+        "jobType": run.job_type,
+        "job_type": run.job_type,
+        "state": run.state,
+        "tags": run.tags,
+        "sweep": run.sweep,
+        "sweepName": run.sweep,
+        "createdAt": run.created_at,
+        "created_at": run.created_at,
+        "username": run.entity,
+        "entity": run.entity,
+        "project": run.project,
     }
     if head in simple:
         return simple[head] if not parts else _MISSING
@@ -64,8 +76,12 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
     if actual is _MISSING or actual is None:
         return False
     try:
-        return {"$gt": actual > expected, "$gte": actual >= expected,
-                "$lt": actual < expected, "$lte": actual <= expected}[op]
+        return {
+            "$gt": actual > expected,
+            "$gte": actual >= expected,
+            "$lt": actual < expected,
+            "$lte": actual <= expected,
+        }[op]
     except KeyError:
         raise ValueError(f"filter operator {op!r} not supported by the local W&B server") from None
     except TypeError:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -46,18 +46,36 @@ class LocalWandb:
 
     def env(self) -> dict[str, str]:
         """The environment variables a client process needs to talk to this server and nothing else."""
-        dirs = {name: self.root / name.lower() for name in
-                ("WANDB_CONFIG_DIR", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")}
+        dirs = {
+            name: self.root / name.lower()
+            for name in (
+                "WANDB_CONFIG_DIR",
+                "WANDB_DIR",
+                "WANDB_CACHE_DIR",
+                "WANDB_DATA_DIR",
+                "WANDB_ARTIFACT_DIR",
+            )
+        }
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         return {
-            "WANDB_BASE_URL": self.url, "WANDB_API_KEY": self.api_key, "WANDB_MODE": "online",
-            "WANDB_ENTITY": self.entity, "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
-            "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true", "WANDB_X_DISABLE_STATS": "true",
-            "WANDB_X_DISABLE_MACHINE_INFO": "true", "WANDB_INIT_TIMEOUT": "30",
-            "WANDB_X_GRAPHQL_RETRY_MAX": "2", "WANDB_X_GRAPHQL_RETRY_WAIT_MAX_SECONDS": "1",
-            "WANDB_X_FILE_STREAM_RETRY_MAX": "2", "WANDB_X_FILE_STREAM_RETRY_WAIT_MAX_SECONDS": "1",
-            "WANDB_X_FILE_TRANSFER_RETRY_MAX": "1", "WANDB_X_FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": "1",
+            "WANDB_BASE_URL": self.url,
+            "WANDB_API_KEY": self.api_key,
+            "WANDB_MODE": "online",
+            "WANDB_ENTITY": self.entity,
+            "WANDB_SILENT": "true",
+            "WANDB_CONSOLE": "off",
+            "WANDB_DISABLE_GIT": "true",
+            "WANDB_DISABLE_CODE": "true",
+            "WANDB_X_DISABLE_STATS": "true",
+            "WANDB_X_DISABLE_MACHINE_INFO": "true",
+            "WANDB_INIT_TIMEOUT": "30",
+            "WANDB_X_GRAPHQL_RETRY_MAX": "2",
+            "WANDB_X_GRAPHQL_RETRY_WAIT_MAX_SECONDS": "1",
+            "WANDB_X_FILE_STREAM_RETRY_MAX": "2",
+            "WANDB_X_FILE_STREAM_RETRY_WAIT_MAX_SECONDS": "1",
+            "WANDB_X_FILE_TRANSFER_RETRY_MAX": "1",
+            "WANDB_X_FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": "1",
             **{k: str(v) for k, v in dirs.items()},
         }
 

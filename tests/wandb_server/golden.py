@@ -31,8 +31,9 @@ def load(directory: Path = GOLDEN_DIR) -> dict[str, set[str]]:
 def drift(seen: dict[str, set[str]], directory: Path = GOLDEN_DIR) -> list[str]:
     """The operations whose seen query texts are not all golden."""
     golden = load(directory)
-    return sorted(op for op, texts in seen.items()
-                  if any(normalize(t) not in golden.get(op, set()) for t in texts))
+    return sorted(
+        op for op, texts in seen.items() if any(normalize(t) not in golden.get(op, set()) for t in texts)
+    )
 
 
 def capture(seen: dict[str, set[str]], directory: Path = GOLDEN_DIR) -> list[str]:

@@ -9,10 +9,12 @@ to answer wandb's own queries with the shape they expect, not to validate them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-_TOKEN = re.compile(r'''
+_TOKEN = re.compile(
+    r'''
     (?P<skip>[\s,]+|\#[^\n]*)
   | (?P<block>"""(?:\\"""|[^"]|"(?!""))*""")
   | (?P<string>"(?:\\.|[^"\\])*")
@@ -20,7 +22,9 @@ _TOKEN = re.compile(r'''
   | (?P<spread>\.\.\.)
   | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
   | (?P<punct>[!$():=@\[\]{}|&])
-''', re.VERBOSE)
+''',
+    re.VERBOSE,
+)
 
 
 @dataclass
@@ -73,7 +77,7 @@ class _Parser:
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if m is None:
-                raise ValueError(f"GraphQL syntax error at {pos}: {text[pos:pos + 20]!r}")
+                raise ValueError(f"GraphQL syntax error at {pos}: {text[pos : pos + 20]!r}")
             pos = m.end()
             if m.lastgroup != "skip":
                 self.tokens.append((m.lastgroup or "", m.group()))
@@ -198,6 +202,7 @@ class _Parser:
             return float(text) if any(c in text for c in ".eE") else int(text)
         if kind == "string":
             import json
+
             return json.loads(text)
         if kind == "block":
             return text[3:-3]
@@ -246,8 +251,14 @@ def _merge(old: Any, new: Any) -> Any:
     return new
 
 
-def project(value: Any, selections: list[Any] | None, op: Operation, variables: dict[str, Any],
-            missing: Callable[[str], None] | None = None, path: str = "") -> Any:
+def project(
+    value: Any,
+    selections: list[Any] | None,
+    op: Operation,
+    variables: dict[str, Any],
+    missing: Callable[[str], None] | None = None,
+    path: str = "",
+) -> Any:
     """`value` reduced to the `selections` (the reply's `data` when called with the operation's root)."""
     if selections is None or value is None:
         return value

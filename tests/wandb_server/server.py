@@ -35,6 +35,7 @@ class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up (wandb-core at exit, dropped-connection faults) are not errors."""
         import sys
+
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
 
@@ -52,7 +53,7 @@ class WandbServer:
         self.graphql = GraphQL(self.state, self.url, entity)
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "WandbServer":
+    def start(self) -> WandbServer:
         """Serve in a background thread; returns self."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="wandb-server", daemon=True)
         self._thread.start()
@@ -198,7 +199,7 @@ def _make_handler(server: WandbServer) -> type[BaseHTTPRequestHandler]:
                 return
             if self._fault("storage:PUT", "storage", path):
                 return
-            key = urllib.parse.unquote(path[len("/storage/"):])
+            key = urllib.parse.unquote(path[len("/storage/") :])
             server.graphql.store_blob(key, body)
             server.state.requests.append(("storage:PUT", True))
             self._reply(200, {})
@@ -208,7 +209,7 @@ def _make_handler(server: WandbServer) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/storage/"):
                 if self._fault("storage:GET", "storage", path):
                     return
-                key = urllib.parse.unquote(path[len("/storage/"):])
+                key = urllib.parse.unquote(path[len("/storage/") :])
                 with server.state.lock:
                     data = server.state.blobs.get(key)
                 server.state.requests.append(("storage:GET", data is not None))

@@ -6,8 +6,9 @@ import base64
 import datetime as _dt
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 
 def now_iso() -> str:
@@ -170,7 +171,9 @@ class ServerState:
             self.blobs: dict[str, bytes] = {}
             self.requests: list[tuple[str, bool]] = []  # (operation or path, answered without error)
             self.unhandled: list[str] = []
-            self.errors: list[str] = []  # GraphQL errors answered to known operations (bad input, server bugs)
+            self.errors: list[
+                str
+            ] = []  # GraphQL errors answered to known operations (bad input, server bugs)
             self.missing_fields: set[str] = set()  # "Operation:field.path" asked for but not produced
             self.queries: dict[str, set[str]] = {}  # operation -> the query texts seen
             self.counter = 0
@@ -205,8 +208,13 @@ class ServerState:
             key = (entity, project, name)
             if key in self._runs:
                 return self._runs[key], False
-            run = Run(entity, project, name, storage_id=gql_id("Run", f"{entity}/{project}/{name}"),
-                      seq=self.next_id())
+            run = Run(
+                entity,
+                project,
+                name,
+                storage_id=gql_id("Run", f"{entity}/{project}/{name}"),
+                seq=self.next_id(),
+            )
             self._runs[key] = run
             return run, True
 
@@ -265,8 +273,9 @@ class ServerState:
                 if alias and not (alias[0] == "v" and alias[1:].isdigit()):
                     coll.aliases[alias] = version
 
-    def resolve_artifact(self, entity: str | None, project: str | None, name: str,
-                         alias: str | None = None) -> ArtifactVersion | None:
+    def resolve_artifact(
+        self, entity: str | None, project: str | None, name: str, alias: str | None = None
+    ) -> ArtifactVersion | None:
         """`name:alias` (or `name` + alias, default latest; `vN` too) to a committed version."""
         if alias is None:
             name, _, alias = name.partition(":")
@@ -307,7 +316,9 @@ class ServerState:
     def logged_artifacts(self, run_id: str) -> list[ArtifactVersion]:
         """The artifact versions a run logged (lineage output edges)."""
         with self.lock:
-            return [self.artifacts_by_id[a] for r, kind, a in self.lineage if r == run_id and kind == "logged"]
+            return [
+                self.artifacts_by_id[a] for r, kind, a in self.lineage if r == run_id and kind == "logged"
+            ]
 
     # ------------------------------------------------------------------ sweeps
 

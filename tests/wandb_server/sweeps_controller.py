@@ -22,8 +22,9 @@ _ENGINE_STATES = {s.value for s in sweeps.RunState}
 def _sweep_run(run: Run) -> sweeps.SweepRun:
     config = {k: v for k, v in run.raw_config.items() if k != "_wandb"}
     state = run.state if run.state in _ENGINE_STATES else "running"
-    return sweeps.SweepRun(name=run.name, state=state, config=config, summary_metrics=dict(run.summary),
-                           history=run.history)
+    return sweeps.SweepRun(
+        name=run.name, state=state, config=config, summary_metrics=dict(run.summary), history=run.history
+    )
 
 
 def heartbeat(state: ServerState, agent: Agent, run_state: dict[str, bool]) -> list[dict[str, Any]]:
@@ -42,8 +43,9 @@ def heartbeat(state: ServerState, agent: Agent, run_state: dict[str, bool]) -> l
         return [{"type": "exit"}]
     if sweep.state != "RUNNING":
         return []  # paused
-    suggestion = sweeps.next_run(sweep.config, [_sweep_run(r) for r in state.sweep_runs(sweep.name)],
-                                 validate=False)
+    suggestion = sweeps.next_run(
+        sweep.config, [_sweep_run(r) for r in state.sweep_runs(sweep.name)], validate=False
+    )
     if suggestion is None:
         sweep.state = "FINISHED"
         return [{"type": "exit"}]
@@ -52,5 +54,11 @@ def heartbeat(state: ServerState, agent: Agent, run_state: dict[str, bool]) -> l
     run.state, run.raw_config, run.sweep = "pending", dict(suggestion.config), sweep.name
     sweep.runs.append(run_id)
     agent.current_run = run_id
-    return [{"type": "run", "run_id": run_id, "args": dict(suggestion.config),
-             "program": sweep.config.get("program")}]
+    return [
+        {
+            "type": "run",
+            "run_id": run_id,
+            "args": dict(suggestion.config),
+            "program": sweep.config.get("program"),
+        }
+    ]
