@@ -100,6 +100,15 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """Where the runs go: the W&B project (and entity), and the mode ("auto": online with credentials)."""
+
+    project: str = "comprobust"
+    entity: str | None = None
+    mode: str = "auto"
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     systems: tuple[SystemConfig, ...] = ()
     batch_size: int = 512
@@ -115,8 +124,8 @@ class ExperimentConfig:
     seeds: tuple[int, ...]
     output_dir: Path
     compositions: tuple[tuple[str, ...], ...]
-    wandb: Mapping[str, Any]
-    cluster: Mapping[str, Any]
+    wandb: WandbConfig
+    cluster: Mapping[str, Any]  # validated by `comprobust.cluster.cluster_config` (submitit is not light)
     stages: Mapping[str, StageConfig]
     evaluation: EvaluationConfig
     description: str = ""
@@ -268,17 +277,17 @@ def _load_seeds(raw: Any, where: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _load_wandb(raw: Any, where: str) -> dict[str, Any]:
+def _load_wandb(raw: Any, where: str) -> WandbConfig:
     expect(raw, dict, where)
     check_keys(raw, ("project", "entity", "mode"), where)
     mode = expect(raw.get("mode", "auto"), str, f"{where}.mode")
     if mode not in WANDB_MODES:
         raise UserError(f"{where}.mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
-    return {
-        "project": expect(raw.get("project", "comprobust"), str, f"{where}.project"),
-        "entity": expect(raw.get("entity"), (str, type(None)), f"{where}.entity"),
-        "mode": mode,
-    }
+    return WandbConfig(
+        project=expect(raw.get("project", "comprobust"), str, f"{where}.project"),
+        entity=expect(raw.get("entity"), (str, type(None)), f"{where}.entity"),
+        mode=mode,
+    )
 
 
 def _check_param(key: str, value: Any, where: str) -> Any:

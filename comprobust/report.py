@@ -188,8 +188,8 @@ def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | 
     compositions = ["-".join(c) for c in experiment.compositions]
     log_target = None
     if log_to_wandb:
-        log_target = {"out_dir": experiment.output_dir, "project": experiment.wandb["project"],
-                      "group": experiment.name, "mode": experiment.wandb["mode"]}
+        log_target = {"out_dir": experiment.output_dir, "project": experiment.wandb.project,
+                      "group": experiment.name, "mode": experiment.wandb.mode}
     return render_report(store, out, title=experiment.name, dataset=experiment.dataset.name,
                          expected=expected, compositions=compositions, log_target=log_target,
                          hint=f"run the experiment first: python launch.py run {experiment.path}",

@@ -163,14 +163,14 @@ def _execute_unlocked(
     started = time.perf_counter()
     with start_run(
         out_dir=experiment.output_dir,
-        project=experiment.wandb["project"],
+        project=experiment.wandb.project,
         group=experiment.name,
         job_type=run.job_type,
         name=run.run_id,
         run_id=wandb_id or run.run_id,
         config=config,
         tags=[data.name, *run.tags],
-        mode=experiment.wandb["mode"],
+        mode=experiment.wandb.mode,
         mode_override=mode,
         inputs=[ref for refs in inputs.values() for ref in refs],
     ) as tracker:

@@ -24,7 +24,7 @@ def smoke_experiment(name: str, root: Path, out: Path):
         experiment,
         dataset=dataclasses.replace(experiment.dataset, root=str(root)),
         output_dir=out / experiment.name,
-        wandb={**experiment.wandb, "mode": "offline"},
+        wandb=dataclasses.replace(experiment.wandb, mode="offline"),
     )
 
 

@@ -55,7 +55,7 @@ def run_publish(args: argparse.Namespace) -> int:
 
         experiment = resolve(target, smoke=args.smoke).experiment
         target = experiment.output_dir / "wandb"
-        entity = entity or experiment.wandb.get("entity")
+        entity = entity or experiment.wandb.entity
         sweeps_dir = experiment.output_dir / "sweeps"
     outcomes = publish(
         target,

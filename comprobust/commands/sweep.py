@@ -95,7 +95,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         if not args.dry_run:
             raise UserError(message)
         print(f"warning: {message}")
-    mode = resolve_mode(experiment.wandb["mode"], override=args.mode)
+    mode = resolve_mode(experiment.wandb.mode, override=args.mode)
     n_show = min(max(args.agents, 3), 10)
     if mode == "online":
         return _run_online(args, spec, cluster, n_show)

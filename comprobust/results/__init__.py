@@ -77,7 +77,7 @@ def open_store(experiment: Any, cache_dir: str | os.PathLike | None = None, sour
         raise UserError(f"--source {source!r}: use one of {', '.join(SOURCES)}")
     cache = Path(cache_dir) if cache_dir is not None else experiment.output_dir / "cache" / "results"
     if source == "auto":
-        mode = resolve_mode(experiment.wandb["mode"])
+        mode = resolve_mode(experiment.wandb.mode)
         if mode == "disabled":
             raise UserError(
                 f"{experiment.path}: W&B mode is disabled (wandb.mode or WANDB_MODE), so no runs "
@@ -89,13 +89,13 @@ def open_store(experiment: Any, cache_dir: str | os.PathLike | None = None, sour
 
         url = require_reachable(f"report {experiment.path}")
         store: RunStore = ApiRunStore(
-            experiment.wandb["project"],
-            entity=experiment.wandb.get("entity"),
+            experiment.wandb.project,
+            entity=experiment.wandb.entity,
             group=experiment.name,
             cache_dir=cache,
         )
         print(
-            f"reading runs from W&B at {url} (project {experiment.wandb['project']}, group {experiment.name}); "
+            f"reading runs from W&B at {url} (project {experiment.wandb.project}, group {experiment.name}); "
             "--source offline reads the local logs instead",
             file=sys.stderr,
         )

@@ -68,7 +68,7 @@ def prepare_offline(spec: SweepSpec, sweep_id: str | None = None, create: bool =
     sweep_id = sweep_id or sweep_id_for(spec.config, identity_of(spec))
     folder = sweep_folder(spec, sweep_id)
     if create:
-        wandb_cfg = spec.experiment.wandb if spec.experiment is not None else {}
+        wandb_cfg = spec.experiment.wandb if spec.experiment is not None else None
         create_sweep(
             spec.config,
             folder,
@@ -79,8 +79,8 @@ def prepare_offline(spec: SweepSpec, sweep_id: str | None = None, create: bool =
                 "output_dir": str(Path(spec.experiment.output_dir).resolve())
                 if spec.experiment is not None
                 else None,
-                "project": spec.config.get("project") or wandb_cfg.get("project"),
-                "entity": spec.config.get("entity") or wandb_cfg.get("entity"),
+                "project": spec.config.get("project") or (wandb_cfg.project if wandb_cfg else None),
+                "entity": spec.config.get("entity") or (wandb_cfg.entity if wandb_cfg else None),
             },
         )
     return sweep_id, folder

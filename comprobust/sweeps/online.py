@@ -41,7 +41,7 @@ def online_sweep(
     from comprobust.wandb_connection import base_url
 
     record_file = folder / f"{sweep_id_for(spec.config, identity_of(spec))}.json"
-    entity = spec.config.get("entity") or (spec.experiment.wandb.get("entity") if spec.experiment else None)
+    entity = spec.config.get("entity") or (spec.experiment.wandb.entity if spec.experiment else None)
     project = spec.config["project"]
     created = False
     if sweep_path is None and record_file.exists() and not new:

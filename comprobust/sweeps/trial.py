@@ -106,14 +106,14 @@ def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | No
     }
     with start_run(
         out_dir=experiment.output_dir,
-        project=experiment.wandb["project"],
+        project=experiment.wandb.project,
         group=experiment.name,
         job_type="sweep-trial",
         name=trial.run_id,
         run_id=trial.run_id,
         config=config,
         tags=[first.method, "sweep-trial"],
-        mode=experiment.wandb["mode"],
+        mode=experiment.wandb.mode,
         mode_override=mode,
     ) as tracker:
         tracker.summary_update(summary)

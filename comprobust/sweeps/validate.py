@@ -69,7 +69,7 @@ def _check_project(config: dict[str, Any], experiment: Any, where: str) -> None:
     """The sweep's runs must land in the experiment's W&B project, where `launch.py report` reads them: under
     `wandb agent`, wandb takes the project from the sweep, not from `wandb.init`. A missing `project:` is
     filled in from the experiment; a different one is an error."""
-    project = experiment.wandb["project"]
+    project = experiment.wandb.project
     given = config.setdefault("project", project)
     if given != project:
         raise UserError(
