@@ -142,9 +142,8 @@ def judge_c2(results: pd.DataFrame, criteria: ClaimCriteria) -> Verdict:
     for other in others:
         cells = []
         for length in criteria.lengths:
-            part = per_length.xs(length, level="length") if length in per_length.index.get_level_values(0) \
-                else per_length.iloc[:0]
-            interval = t_interval(paired(part, criteria.modular, other) if len(part) else [])
+            part = per_length[per_length.index.get_level_values("length") == length]
+            interval = t_interval(paired(part, criteria.modular, other))
             above.append(np.isfinite(interval.low) and interval.low > 0)
             below.append(np.isfinite(interval.high) and interval.high < 0)
             cells.append(f"{length}: {_interval(interval.mean, interval.low, interval.high, CONFIDENCE)}")

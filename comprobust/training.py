@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from comprobust.atomic import atomic_open
+from comprobust.device import Precision
 from comprobust.errors import UserError
 
 CHECKPOINT_FORMAT = 1
@@ -88,14 +89,16 @@ def fit(
     identity: dict[str, Any],
     log_epoch: EpochLogger | None = None,
     label: str = "train",
+    precision: Precision = Precision(),
 ) -> FitResult:
     """Train `task.model` to `config`, checkpointing under `checkpoint_dir`; resume if a checkpoint is there.
 
     `identity` (the stage's resolved config and hash) is stored in every checkpoint; a checkpoint whose identity or
-    parameter shapes differ is refused instead of being resumed.
+    parameter shapes differ is refused instead of being resumed. `precision` may run the task's steps and
+    validation under bf16 autocast and the model in channels_last (both off by default).
     """
     checkpoint_dir = Path(checkpoint_dir)
-    model = task.model
+    model = precision.prepare(task.model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError(f"{label}: the task's model has no trainable parameters")
@@ -125,7 +128,8 @@ def fit(
         for epoch in range(start_epoch, config.max_epochs):
             if _patience_exhausted(history, best, config.patience):
                 break
-            record = _train_epoch(task, optimizer, scheduler, epoch, label, config.lr)
+            with precision.autocast(parameters[0].device):
+                record = _train_epoch(task, optimizer, scheduler, epoch, label, config.lr)
             history.append(record)
             improved = record["val_loss"] <= best["val_loss"]
             if improved:

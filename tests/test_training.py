@@ -1,6 +1,7 @@
 """The training loop: learning, best-validation restore, atomic checkpoints, exact resume after SIGKILL, refusals."""
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from comprobust.device import Precision
 from comprobust.errors import UserError
 from comprobust.training import BEST, LAST, PREVIOUS, TrainConfig, fit
 
@@ -175,3 +177,20 @@ def test_every_epoch_is_logged_once_in_order_after_its_checkpoint(tmp_path: Path
     fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=4), tmp_path, IDENTITY, log)
     assert [epoch for epoch, _ in seen] == [0, 1, 2, 3]
     assert all(on_disk >= epoch for epoch, on_disk in seen)
+
+
+def test_bf16_autocast_reaches_the_task_only_when_asked(tmp_path: Path) -> None:
+    dtypes = {}
+
+    class Recording(ToyTask):
+        def train_step(self, batch):
+            loss, metrics = super().train_step(batch)
+            dtypes.setdefault(self.mode, set()).add(self.model(batch[0]).dtype)
+            return loss, metrics
+
+    for mode, precision in (("default", Precision()), ("bf16", Precision(bf16=True))):
+        task = Recording()
+        task.mode = mode
+        result = fit(task, TrainConfig(lr=0.1, max_epochs=2), tmp_path / mode, IDENTITY, precision=precision)
+        assert math.isfinite(result.history[-1]["val_loss"])
+    assert dtypes == {"default": {torch.float32}, "bf16": {torch.bfloat16}}

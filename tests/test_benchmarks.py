@@ -1,0 +1,78 @@
+"""The benchmark harness and the README table generated from its results file (no benchmark is run here)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bench_table  # noqa: E402
+import harness  # noqa: E402
+
+
+def test_interleave_alternates_the_order_of_every_round() -> None:
+    calls: list[str] = []
+    timings = harness.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert [len(timings.wall[n]) for n in "ab"] == [3, 3] and [len(timings.cpu[n]) for n in "ab"] == [3, 3]
+    assert all(s >= 0 for s in timings.wall["a"] + timings.cpu["b"])
+
+
+def test_spread_ratio_and_goals() -> None:
+    assert harness.spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert harness.ratio([2.0, 6.0], [1.0, 2.0])["median"] == 2.5
+    assert harness.Goal("g", 150.0, ">=", 150.0).met and not harness.Goal("g", 149.9, ">=", 150.0).met
+    assert harness.Goal("g", 2.0, "<=", 2.0).met and not harness.Goal("g", 0.5, "<", 0.5).met
+    assert harness.Goal("speed", 90.0, ">=", 150.0, "x").line() == "speed: 90x (goal >= 150x): NOT met"
+
+
+def _section(value: float) -> dict:
+    environment = {"threads": 1, "load_before": [1.0, 2.0, 3.0], **{k: "v" for k in (
+        "python", "torch", "numpy", "scipy", "scikit-image", "opencv", "machine", "commit", "date")}, "cpus": 2}
+    return {"environment": environment,
+            "rows": [{"benchmark": "b", "baseline": "base", "measured": f"{value}x", "goal": ">= 2x"}],
+            "goals": [harness.Goal("thing: speed", value, ">=", 2.0, "x")]}
+
+
+def test_record_merges_sections_into_one_results_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results.json")
+    for name, value in (("corruptions", 3.0), ("training", 1.0), ("corruptions", 4.0)):
+        section = _section(value)
+        harness.record(name, section["environment"], section["rows"], section["goals"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"corruptions", "training"}
+    assert results["corruptions"]["goals"][0]["value"] == 4.0 and results["corruptions"]["goals"][0]["met"]
+    assert not results["training"]["goals"][0]["met"]
+    assert len(results["training"]["environment"]["load_after"]) == 3
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_table_is_rewritten_between_its_markers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results.json")
+    for name, value in (("training", 1.0), ("corruptions", 3.0)):
+        section = _section(value)
+        harness.record(name, section["environment"], section["rows"], section["goals"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench_table.START}\nstale table\n{bench_table.END}\noutro\n")
+    args = ["--results", str(tmp_path / "results.json"), "--readme", str(readme)]
+    assert bench_table.main([*args, "--check"]) == 1
+    capsys.readouterr()
+    assert bench_table.main(args) == 0
+    assert capsys.readouterr().out.splitlines() == ["met      thing: speed: 3x (goal >= 2x)",
+                                                    "NOT met  thing: speed: 1x (goal >= 2x)"]
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "stale table" not in text
+    assert text.index("| 3.0x |") < text.index("| 1.0x |")  # corruptions before training, whatever the file order
+    assert "| **no** |" in text and "- NOT met  thing: speed: 1x (goal >= 2x)" in text
+    assert bench_table.main([*args, "--check"]) == 0
+
+
+def test_readme_table_is_generated_from_the_committed_results() -> None:
+    """The README's performance figures are the results file's, never hand-copied."""
+    assert bench_table.main(["--check"]) == 0
