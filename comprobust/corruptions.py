@@ -24,22 +24,32 @@ from __future__ import annotations
 
 import abc
 import functools
-import hashlib
-import math
-import warnings
-from typing import ClassVar, Iterable, Iterator, Sequence, TypeVar, Union
+from typing import ClassVar, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
-import scipy.sparse
 import torch
 
+from comprobust.corruption_names import (
+    BUILT_IN,
+    ELEMENTALS,
+    CompositionLike,
+    abbreviate,
+    add_name,
+    composition_name,
+    corruption_name,
+    known_names,
+    parse_composition,
+)
 from comprobust.errors import UserError
+from comprobust.corruption_kernels import blur_matrix, column_sums, rotation_rows, swirl_matrix
+from comprobust.noise import NO_KEYS, element_bits16, noise_keys
 
-ELEMENTALS: tuple[str, ...] = ("Contrast", "GaussianBlur", "ImpulseNoise", "Invert", "Rotate90", "Swirl")
-"""The paper's six elemental corruptions, in the paper's order."""
-
-CompositionLike = Union[str, Sequence[str]]
 Images = TypeVar("Images", np.ndarray, torch.Tensor)
+
+__all__ = [  # the engine, and the names it implements (from `comprobust.corruption_names`)
+    "ELEMENTALS", "CompositionLike", "Corruption", "abbreviate", "composition_name", "corrupt", "corrupt_batch",
+    "corrupt_many", "get_corruption", "known_names", "noise_keys", "parse_composition", "register",
+]
 
 
 class Corruption(abc.ABC):
@@ -83,65 +93,28 @@ class Corruption(abc.ABC):
 
 
 _REGISTRY: dict[str, type[Corruption]] = {}
-_BY_ABBREVIATION: dict[str, str] = {}
 
 C = TypeVar("C", bound=type[Corruption])
 
 
 def register(cls: C) -> C:
-    """Class decorator: make a corruption available by its `name` (and `abbreviation`)."""
+    """Class decorator: make a corruption available by its `name` (and `abbreviation`; a built-in's comes from
+    `comprobust.corruption_names.BUILT_IN`)."""
+    if "abbreviation" not in vars(cls) and getattr(cls, "name", None) in BUILT_IN:
+        cls.abbreviation = BUILT_IN[cls.name]
     for attribute in ("name", "abbreviation", "lossless"):
         if not hasattr(cls, attribute):
             raise TypeError(f"{cls.__name__} must define the class attribute {attribute!r}")
-    if "-" in cls.name:
-        raise TypeError(f"corruption name {cls.name!r} must not contain '-' (it joins compositions)")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise TypeError(f"a corruption named {cls.name!r} is already registered")
+    add_name(cls.name, cls.abbreviation)
     _REGISTRY[cls.name] = cls
-    _BY_ABBREVIATION[cls.abbreviation] = cls.name
     return cls
-
-
-def known_names() -> list[str]:
-    """Names of every registered corruption."""
-    return list(_REGISTRY)
 
 
 def get_corruption(name: str, severity: int | None = None) -> Corruption:
     """The registered corruption `name` (full name or abbreviation) at `severity` (default: the paper's)."""
-    full_name = _BY_ABBREVIATION.get(name, name)
-    if full_name not in _REGISTRY:
-        raise UserError(f"unknown corruption {name!r}; known corruptions: {', '.join(known_names())}")
-    return _REGISTRY[full_name](severity)
-
-
-def parse_composition(composition: CompositionLike) -> tuple[str, ...]:
-    """Normalise "Contrast-Rotate90", ["CO", "R90"] or ("Contrast",) to a tuple of full names, checked."""
-    parts = composition.split("-") if isinstance(composition, str) else list(composition)
-    if not parts:
-        raise UserError("a composition needs at least one corruption (use 'Identity' for clean images)")
-    names = []
-    for part in parts:
-        if not isinstance(part, str):
-            raise UserError(f"composition {composition!r}: corruption names must be strings, got {part!r}")
-        full_name = _BY_ABBREVIATION.get(part, part)
-        if full_name not in _REGISTRY:
-            raise UserError(
-                f"composition {composition!r}: unknown corruption {part!r}; known corruptions: "
-                f"{', '.join(known_names())}"
-            )
-        names.append(full_name)
-    return tuple(names)
-
-
-def composition_name(composition: CompositionLike) -> str:
-    """Canonical name, e.g. "Contrast-Rotate90" (Contrast first, then Rotate90)."""
-    return "-".join(parse_composition(composition))
-
-
-def abbreviate(composition: CompositionLike) -> str:
-    """Short name, e.g. "CO-R90"."""
-    return "-".join(_REGISTRY[name].abbreviation for name in parse_composition(composition))
+    return _REGISTRY[corruption_name(name)](severity)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -152,7 +125,7 @@ def abbreviate(composition: CompositionLike) -> str:
 
 @register
 class Identity(Corruption):
-    name, abbreviation, lossless = "Identity", "ID", True
+    name, lossless = "Identity", True
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         return x
@@ -162,7 +135,7 @@ class Identity(Corruption):
 class Contrast(Corruption):
     """Pull every pixel towards its image's per-channel mean: `(x - mean) * c + mean`."""
 
-    name, abbreviation, lossless = "Contrast", "CO", False
+    name, lossless = "Contrast", False
     severities = (0.4, 0.3, 0.2, 0.1, 0.05)
     default_severity = 2
 
@@ -170,7 +143,7 @@ class Contrast(Corruption):
         h, w, n, channels = x.shape
         c = float(self.parameter)
         planes = x.reshape(h * w, n * channels)
-        pulled_means = _column_sums(planes).mul_((1.0 - c) / (h * w))
+        pulled_means = column_sums(planes).mul_((1.0 - c) / (h * w))
         return torch.add(pulled_means, planes, alpha=c).view(h, w, n, channels)
 
 
@@ -178,29 +151,29 @@ class Contrast(Corruption):
 class GaussianBlur(Corruption):
     """Gaussian blur of each channel (sigma from the severity), edges extended ('nearest'), truncated at 4 sigma."""
 
-    name, abbreviation, lossless = "GaussianBlur", "GB", False
+    name, lossless = "GaussianBlur", False
     severities = (1.0, 2.0, 3.0, 4.0, 6.0)
     default_severity = 2
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape
         sigma = float(self.parameter)
-        along_h = torch.matmul(_blur_matrix(h, sigma, x.device), x.reshape(h, w * n * c)).view(h, w, n * c)
-        return torch.matmul(_blur_matrix(w, sigma, x.device), along_h).view(h, w, n, c)
+        along_h = torch.matmul(blur_matrix(h, sigma, x.device), x.reshape(h, w * n * c)).view(h, w, n * c)
+        return torch.matmul(blur_matrix(w, sigma, x.device), along_h).view(h, w, n, c)
 
 
 @register
 class ImpulseNoise(Corruption):
     """Salt and pepper: each element independently becomes 255 or 0 with probability amount/2 each."""
 
-    name, abbreviation, lossless = "ImpulseNoise", "IM", False
+    name, lossless = "ImpulseNoise", False
     uses_randomness = True
     severities = (0.03, 0.06, 0.09, 0.17, 0.27)
     default_severity = 5
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, _, c = x.shape
-        bits = _element_bits16(keys, h * w, c)
+        bits = element_bits16(keys, h * w, c)
         # Bits 0..14 decide whether an element flips (resolution 2**-15), bit 15 whether it becomes 255 or 0:
         # as unsigned, [0, threshold) becomes 0; as signed, [-2**15, threshold - 2**15) becomes 255.
         threshold = round(float(self.parameter) * 2**15)
@@ -229,7 +202,7 @@ def _impulse_on_device(x: torch.Tensor, signed_bits: torch.Tensor, threshold: in
 
 @register
 class Invert(Corruption):
-    name, abbreviation, lossless = "Invert", "IN", True
+    name, lossless = "Invert", True
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         return 255.0 - x
@@ -239,159 +212,27 @@ class Invert(Corruption):
 class Rotate90(Corruption):
     """90 degrees counter-clockwise as displayed: out[r, c] = in[c, W - 1 - r] (square images)."""
 
-    name, abbreviation, lossless = "Rotate90", "R90", True
+    name, lossless = "Rotate90", True
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape
         if h != w:
             raise UserError(f"Rotate90 needs square images, got {h}x{w}")
-        return x.reshape(h * w, n * c).index_select(0, _rotation_rows(h, x.device)).view(h, w, n, c)
+        return x.reshape(h * w, n * c).index_select(0, rotation_rows(h, x.device)).view(h, w, n, c)
 
 
 @register
 class Swirl(Corruption):
     """scikit-image's swirl (rotation 0, radius sqrt(2)*H/2, centre (W/2, H/2)), bilinear, mirrored edges."""
 
-    name, abbreviation, lossless = "Swirl", "SW", False
+    name, lossless = "Swirl", False
     severities = (0.5, 1.0, 3.0, 5.0, 10.0)
     default_severity = 3
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape
-        sampling = _swirl_matrix(h, w, float(self.parameter), x.device)
+        sampling = swirl_matrix(h, w, float(self.parameter), x.device)
         return torch.sparse.mm(sampling, x.reshape(h * w, n * c)).view(h, w, n, c)
-
-
-def _column_sums(planes: torch.Tensor) -> torch.Tensor:
-    """Column sums of `(R, P)` by pairwise halving of the rows: element-wise additions only, so a column's sum is
-    the same bits whatever P, the thread count or the device (library reductions vary with all three)."""
-    while planes.shape[0] > 1:
-        half = planes.shape[0] // 2
-        pairs = planes[:half] + planes[half:2 * half]
-        planes = torch.cat([pairs, planes[2 * half:]]) if planes.shape[0] % 2 else pairs
-    return planes[0]
-
-
-@functools.lru_cache(maxsize=32)
-def _rotation_rows(size: int, device: torch.device) -> torch.Tensor:
-    """Source pixel of every output pixel of Rotate90: one row gather, contiguous (torch.rot90 leaves a
-    transposed view that costs a slow strided copy later)."""
-    return torch.rot90(torch.arange(size * size).view(size, size), 1, dims=(0, 1)).reshape(-1).to(device)
-
-
-@functools.lru_cache(maxsize=32)
-def _blur_matrix(size: int, sigma: float, device: torch.device) -> torch.Tensor:
-    """(size, size) matrix of a 1-D Gaussian blur along one axis, edges extended (scipy mode 'nearest').
-
-    Blurring as two small matrix products is exact and far faster than a 1-channel convolution on CPU.
-    """
-    radius = int(4.0 * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    weights /= weights.sum()
-    matrix = np.zeros((size, size))
-    for row in range(size):
-        np.add.at(matrix[row], np.clip(row + offsets, 0, size - 1), weights)
-    return torch.tensor(matrix, dtype=torch.float32, device=device)
-
-
-def _mirror(index: np.ndarray, size: int) -> np.ndarray:
-    """Reflect integer indices into [0, size) about the edge pixels (scipy.ndimage mode 'mirror')."""
-    if size == 1:
-        return np.zeros_like(index)
-    period = 2 * size - 2
-    index = np.mod(index, period)
-    return np.where(index >= size, period - index, index)
-
-
-@functools.lru_cache(maxsize=32)
-def _swirl_matrix(h: int, w: int, strength: float, device: torch.device) -> torch.Tensor:
-    """Sparse (H*W, H*W) matrix: row p holds the bilinear weights of output pixel p's 4 source neighbours."""
-    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    x0, y0 = w / 2.0, h / 2.0
-    radius = math.sqrt(2.0) * h / 2.0 / 5.0 * math.log(2.0)
-    rho = np.hypot(cols - x0, rows - y0)
-    theta = strength * np.exp(-rho / radius) + np.arctan2(rows - y0, cols - x0)
-    src_col = x0 + rho * np.cos(theta)
-    src_row = y0 + rho * np.sin(theta)
-    row0, col0 = np.floor(src_row), np.floor(src_col)
-    frac_r, frac_c = src_row - row0, src_col - col0
-    row0, col0 = row0.astype(np.int64), col0.astype(np.int64)
-    neighbours, weights = [], []
-    for d_row, w_row in ((0, 1.0 - frac_r), (1, frac_r)):
-        for d_col, w_col in ((0, 1.0 - frac_c), (1, frac_c)):
-            neighbours.append(_mirror(row0 + d_row, h) * w + _mirror(col0 + d_col, w))
-            weights.append(w_row * w_col)
-    out_index = np.repeat(np.arange(h * w), 4)
-    in_index = np.stack(neighbours, axis=-1).reshape(-1)
-    values = np.stack(weights, axis=-1).reshape(-1)
-    matrix = scipy.sparse.csr_matrix((values, (out_index, in_index)), shape=(h * w, h * w))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch calls sparse CSR "beta"; the product below is all we use
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data.astype(np.float32)),
-            size=(h * w, h * w),
-            device=device,
-        )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reproducible randomness: counter-based hashing (splitmix64), so the noise of image i under a composition
-# depends only on (seed, composition, step, i) and never on batch size or process split.
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_NO_KEYS = np.zeros(0, dtype=np.uint64)
-
-
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser of z + golden, element-wise (in place on one fresh array)."""
-    z = z + _GOLDEN
-    shifted = np.empty_like(z)
-    with np.errstate(over="ignore"):
-        for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
-            z ^= np.right_shift(z, np.uint64(shift), out=shifted)
-            z *= np.uint64(multiplier)
-        z ^= np.right_shift(z, np.uint64(31), out=shifted)
-    return z
-
-
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
-def noise_keys(seed: int, prefix: tuple[str, ...], indices: np.ndarray) -> np.ndarray:
-    """One uint64 key per image for the last step of `prefix` (the corruptions applied so far, in order).
-
-    A pure function of (seed, prefix, image index): the noise of an image never depends on its batch, on how a
-    test set is split across processes, or on which other compositions are evaluated alongside.
-    """
-    base = _splitmix64(np.array([_stable_hash(f"{seed}/{'-'.join(prefix)}")], np.uint64))
-    return _splitmix64(base ^ _splitmix64(np.asarray(indices, dtype=np.uint64)))
-
-
-def _element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
-    """(pixels, N, channels) pseudo-random uint16 values in planes-last order, one independent stream per key.
-
-    Element `channel * pixels + pixel` of image n takes 16-bit lane `element % 4` of the splitmix64 hash of
-    `keys[n] ^ (element // 4) * golden`: each hash feeds four elements, so hashing costs a quarter of a pass per
-    element, and the stream is that of the image's (C, H, W) elements in order, whatever the layout.
-    """
-    n = len(keys)
-    keys = keys.astype(np.uint64)
-    if pixels % 4:  # quads straddle channels: hash in (C, H, W) order, then move the channels last
-        quads = (channels * pixels + 3) // 4
-        hashes = _splitmix64(keys[:, None] ^ np.arange(quads, dtype=np.uint64)[None, :] * _GOLDEN)
-        bits = hashes.view(np.uint16).reshape(n, quads * 4)[:, :channels * pixels].reshape(n, channels, pixels)
-        return np.ascontiguousarray(bits.transpose(2, 0, 1))
-    quads = pixels // 4
-    with np.errstate(over="ignore"):
-        counters = (np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
-                    + np.arange(quads, dtype=np.uint64)[:, None]) * _GOLDEN
-    hashes = _splitmix64(keys[None, :, None] ^ counters[:, None, :])  # (quads, N, C)
-    lanes = hashes.view(np.uint16).reshape(quads, n, channels, 4)
-    return np.ascontiguousarray(lanes.transpose(0, 3, 1, 2)).reshape(pixels, n, channels)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -443,7 +284,7 @@ def corrupt_many(
                 continue
             corruption = corruptions[name]
             step = prefix + (name,)
-            keys = noise_keys(seed, step, indices) if corruption.uses_randomness else _NO_KEYS
+            keys = noise_keys(seed, step, indices) if corruption.uses_randomness else NO_KEYS
             with torch.autocast(x.device.type, enabled=False):  # float32 even inside a caller's autocast
                 corrupted = corruption.apply(x, keys)
             yield from walk(child, step, corrupted)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from comprobust import corruption_names as names
 from comprobust import corruptions as cr
+from comprobust.noise import element_bits16
 from comprobust.compositions import ordered_pairs, orderings_up_to, paper_compositions, resolve_compositions
 from comprobust.corruptions_reference import corrupt_image, corrupt_image_float
 from comprobust.errors import UserError
@@ -179,7 +181,8 @@ def test_user_registers_a_corruption_with_one_class() -> None:
         assert resolve_compositions(["PosterizeTest-Swirl"]) == [("PosterizeTest", "Swirl")]
     finally:
         cr._REGISTRY.pop("PosterizeTest")
-        cr._BY_ABBREVIATION.pop("POT")
+        names._ABBREVIATION.pop("PosterizeTest")
+        names._BY_ABBREVIATION.pop("POT")
 
 
 def test_composition_sets() -> None:
@@ -250,6 +253,6 @@ def test_a_callers_bf16_autocast_does_not_reach_the_corruptions() -> None:
 def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
     x = torch.rand(28, 28, 5, 3) * 255
     keys = cr.noise_keys(0, ("ImpulseNoise",), np.arange(5))
-    bits = torch.from_numpy(cr._element_bits16(keys, 28 * 28, 3).view(np.int16))
+    bits = torch.from_numpy(element_bits16(keys, 28 * 28, 3).view(np.int16))
     threshold = round(0.27 * 2**15)
     assert torch.equal(cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys))

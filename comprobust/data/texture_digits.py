@@ -19,7 +19,7 @@ sits. Conditions (the label is always the digit's class):
 | conflict   | label   | uniform over the 9 classes other than the label |
 
 Rendering is a pure function of (seed, image index, epoch): the phase and the random texture class come from a
-counter-based hash of them (`comprobust.corruptions.noise_keys`), so an image's bytes never depend on its batch.
+counter-based hash of them (`comprobust.noise.noise_keys`), so an image's bytes never depend on its batch.
 Honest summary: real shapes, synthetic texture classes; the cue-conflict metric is Geirhos's exactly.
 """
 
@@ -31,7 +31,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from comprobust.corruptions import noise_keys
+from comprobust.noise import noise_keys
 from comprobust.data.sources import read_mnist5k_arrays
 from comprobust.data.splits import split_pool
 
