@@ -10,6 +10,7 @@ both break and take the same lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -36,7 +37,11 @@ class FileLock:
     ) -> None:
         self.path = Path(path)
         self.timeout_s, self.stale_s, self.poll_s = timeout_s, stale_s, poll_s
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+
+    @functools.cached_property
+    def token(self) -> str:
+        """Who holds the lock when this object takes it (made on first use: a status check needs none)."""
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free or stale; never blocks."""
