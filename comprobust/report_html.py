@@ -3,13 +3,13 @@ scripts and no external resources, so the file can be mailed or opened offline."
 from __future__ import annotations
 
 import base64
-import html
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from comprobust.html_parts import esc, html_table, num
 
 HOW_TO_READ = {
     "boxplot": "Each box holds one point per composition (its accuracy averaged over seeds) for one method; "
@@ -64,26 +64,10 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(header: list[str], rows: Iterable[list[str]], left: int = 1) -> str:
-    """An HTML table; `rows` hold already-escaped cell HTML; the first `left` columns align left."""
-    head = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def _num(value: float, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if np.isfinite(value) else '<span class="na">n/a</span>'
-
-
 def headline_html(headline: pd.DataFrame) -> str:
     columns = list(headline.columns)
-    rows = [[_esc(method)] + [_num(row[c]) for c in columns] for method, row in headline.iterrows()]
-    return _table(["method"] + [_esc(c) for c in columns], rows)
+    rows = [[esc(method)] + [num(row[c]) for c in columns] for method, row in headline.iterrows()]
+    return html_table(["method"] + [esc(c) for c in columns], rows)
 
 
 def summary_html(summary: pd.DataFrame, methods: list[str]) -> str:
@@ -91,17 +75,17 @@ def summary_html(summary: pd.DataFrame, methods: list[str]) -> str:
     cells = {(r.method, r.length): r for r in summary.itertuples()}
     rows = []
     for method in methods:
-        row = [_esc(method)]
+        row = [esc(method)]
         for length in lengths:
             r = cells.get((method, length))
             if r is None:
                 row.append('<span class="na">n/a</span>')
             else:
-                std = _num(r.std) if r.seeds > 1 else '<span class="na">n/a</span>'
-                row.append(f"{_num(r.mean)} ± {std}")
+                std = num(r.std) if r.seeds > 1 else '<span class="na">n/a</span>'
+                row.append(f"{num(r.mean)} ± {std}")
         rows.append(row)
     seeds = int(summary["seeds"].max()) if len(summary) else 0
-    return _table(["method"] + [f"{n} corr." for n in lengths], rows) + \
+    return html_table(["method"] + [f"{n} corr." for n in lengths], rows) + \
         f"<p class=meta>Mean ± sample standard deviation over seeds (up to {seeds}) of each seed's mean " \
         "accuracy (%) over the compositions of that length; the std needs two or more seeds.</p>"
 
@@ -109,7 +93,7 @@ def summary_html(summary: pd.DataFrame, methods: list[str]) -> str:
 def correlations_html(correlations: pd.DataFrame, methods: list[str]) -> str:
     rows = []
     for (plot, length), part in correlations.groupby(["plot", "length"], sort=False):
-        row = [_esc(TITLES.get(plot, plot)), str(length)]
+        row = [esc(TITLES.get(plot, plot)), str(length)]
         for method in methods:
             match = part[part["method"] == method]
             if match.empty or int(match.iloc[0]["n"]) == 0:
@@ -117,20 +101,20 @@ def correlations_html(correlations: pd.DataFrame, methods: list[str]) -> str:
                 continue
             r = match.iloc[0]
             if not np.isfinite(r["r"]):
-                row.append(f'<span class="na">n/a ({_esc(r["note"])})</span>')
+                row.append(f'<span class="na">n/a ({esc(r["note"])})</span>')
             else:
                 row.append(f"r = {r['r']:.3f}, p = {r['p']:.3g} (n = {int(r['n'])})")
         rows.append(row)
-    return _table(["figure", "corruptions"] + [_esc(m) for m in methods], rows, left=2)
+    return html_table(["figure", "corruptions"] + [esc(m) for m in methods], rows, left=2)
 
 
 def runs_html(runs: pd.DataFrame) -> str:
     if runs.empty:
         return "<p>No evaluation runs.</p>"
     columns = ["run_id", "method", "system", "seed", "shard", "shards", "state"]
-    rows = [[_esc("" if v is None or pd.isna(v) else v) for v in row]
+    rows = [[esc("" if v is None or pd.isna(v) else v) for v in row]
             for row in runs.reindex(columns=columns).itertuples(index=False)]
-    return _table(columns, rows, left=3)
+    return html_table(columns, rows, left=3)
 
 
 def render_html(ctx: Any) -> str:
@@ -142,20 +126,20 @@ def render_html(ctx: Any) -> str:
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>comprobust report: {_esc(ctx.title)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>Compositional robustness: {_esc(ctx.title)}</h1>",
-        (f'<p class="meta"><b>Dataset</b> {_esc(ctx.dataset)} (chance {chance}) &middot; <b>Seeds</b> '
-         f"{_esc(', '.join(str(s) for s in ctx.seeds))} &middot; "
-         f"<b>Methods</b> {_esc(', '.join(ctx.methods))}"
-         f"<br><b>Evaluation runs</b> {len(runs)} ({_esc(state_text)}) &middot; "
-         f"<b>Source</b> {_esc(ctx.source)} &middot; <b>Generated</b> {_esc(ctx.generated)}</p>"),
+        f"<title>comprobust report: {esc(ctx.title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>Compositional robustness: {esc(ctx.title)}</h1>",
+        (f'<p class="meta"><b>Dataset</b> {esc(ctx.dataset)} (chance {chance}) &middot; <b>Seeds</b> '
+         f"{esc(', '.join(str(s) for s in ctx.seeds))} &middot; "
+         f"<b>Methods</b> {esc(', '.join(ctx.methods))}"
+         f"<br><b>Evaluation runs</b> {len(runs)} ({esc(state_text)}) &middot; "
+         f"<b>Source</b> {esc(ctx.source)} &middot; <b>Generated</b> {esc(ctx.generated)}</p>"),
     ]
     if ctx.problems:
-        items = "".join(f"<li>{_esc(p)}</li>" for p in ctx.problems)
+        items = "".join(f"<li>{esc(p)}</li>" for p in ctx.problems)
         parts.append(f'<div class="box problems"><b>Failed or missing runs (not in this report)</b>'
                      f"<ul>{items}</ul></div>")
     if ctx.notes:
-        items = "".join(f"<li>{_esc(n)}</li>" for n in ctx.notes)
+        items = "".join(f"<li>{esc(n)}</li>" for n in ctx.notes)
         parts.append(f'<div class="box notes"><b>Notes</b><ul>{items}</ul></div>')
     if ctx.claims is not None:
         from comprobust.report_statistics import claims_html
@@ -186,6 +170,6 @@ def render_html(ctx: Any) -> str:
 
 def _figure(ctx: Any, key: str, level: int = 2) -> str:
     path = ctx.figures[key]
-    return (f"<h{level}>{_esc(TITLES[key])}</h{level}><figure><img src=\"{data_uri(path)}\" "
-            f'alt="{_esc(TITLES[key])}" data-file="{_esc(Path(path).name)}">'
-            f"<figcaption><b>How to read:</b> {_esc(HOW_TO_READ[key])}</figcaption></figure>")
+    return (f"<h{level}>{esc(TITLES[key])}</h{level}><figure><img src=\"{data_uri(path)}\" "
+            f'alt="{esc(TITLES[key])}" data-file="{esc(Path(path).name)}">'
+            f"<figcaption><b>How to read:</b> {esc(HOW_TO_READ[key])}</figcaption></figure>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from comprobust.report_html import _esc, _num, _table
+from comprobust.html_parts import esc, html_table, num
 from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, RESOLVED_SE, Statistics, format_interval
 
 NA = '<span class="na">n/a</span>'
@@ -32,7 +32,7 @@ def statistics_html(stats: Statistics) -> str:
     """The statistics section of the report page."""
     parts = ["<h2>Statistics over seeds and sets of corruptions</h2>",
              '<p class="meta">Every table here is also a CSV next to this page (statistics-*.csv). Intervals '
-             f"are {CONFIDENCE:.0%} Student-t intervals over seeds; with one seed they read {_esc(ONE_SEED)}.</p>",
+             f"are {CONFIDENCE:.0%} Student-t intervals over seeds; with one seed they read {esc(ONE_SEED)}.</p>",
              "<h3>Mean accuracy (%) with its interval</h3>", _interval_html(stats.lengths),
              "<h3>Seed-paired differences (pp)</h3>", _differences_html(stats.differences),
              "<h3>Sets of corruptions as units</h3>", _sets_html(stats.sets),
@@ -45,9 +45,9 @@ def _interval_html(lengths: pd.DataFrame) -> str:
     if lengths.empty:
         return "<p>No results.</p>"
     table = interval_table(lengths)
-    rows = [[_esc(method)] + [_esc(v) if isinstance(v, str) else NA for v in row]
+    rows = [[esc(method)] + [esc(v) if isinstance(v, str) else NA for v in row]
             for method, row in table.iterrows()]
-    return _table(["method"] + [f"{c} corr." for c in table.columns], rows)
+    return html_table(["method"] + [f"{c} corr." for c in table.columns], rows)
 
 
 def _pairs_table(frame: pd.DataFrame, column: str, cell) -> str:
@@ -58,14 +58,14 @@ def _pairs_table(frame: pd.DataFrame, column: str, cell) -> str:
     rows = []
     for (method, baseline), part in frame.groupby(["method", "baseline"], sort=False):
         by_label = {getattr(r, column): r for r in part.itertuples()}
-        rows.append([_esc(f"{method} − {baseline}")]
+        rows.append([esc(f"{method} − {baseline}")]
                     + [cell(by_label[label]) if label in by_label else NA for label in labels])
-    return _table(["comparison"] + [_esc(f"{label} corr.") for label in labels], rows)
+    return html_table(["comparison"] + [esc(f"{label} corr.") for label in labels], rows)
 
 
 def _differences_html(differences: pd.DataFrame) -> str:
     def cell(r) -> str:
-        return _esc(f"{format_interval(r.mean, r.ci_low, r.ci_high, signed=True)}; won {r.seeds_won}/{r.seeds}")
+        return esc(f"{format_interval(r.mean, r.ci_low, r.ci_high, signed=True)}; won {r.seeds_won}/{r.seeds}")
 
     return _pairs_table(differences, "length", cell) + \
         '<p class="meta">Per seed, the method\'s mean accuracy over the compositions of that length minus the ' \
@@ -75,7 +75,7 @@ def _differences_html(differences: pd.DataFrame) -> str:
 def _sets_html(sets: pd.DataFrame) -> str:
     def cell(r) -> str:
         p = f"p = {r.p:.3g}" if np.isfinite(r.p) else f"p n/a ({r.note})"
-        return _esc(f"{r.mean_diff:+.1f}; won {r.share_won:.0%} of {r.sets} sets; {p}")
+        return esc(f"{r.mean_diff:+.1f}; won {r.share_won:.0%} of {r.sets} sets; {p}")
 
     return _pairs_table(sets, "lengths", cell) + \
         '<p class="meta">Each unordered set of corruptions is one unit: its orderings and seeds are averaged. ' \
@@ -89,11 +89,11 @@ def _invariance_html(tests: pd.DataFrame) -> str:
     rows = []
     for (x, y, length), part in tests.groupby(["x", "y", "length"], sort=False):
         by_method = {r.method: r for r in part.itertuples()}
-        rows.append([_esc(PAIR_TITLES.get((x, y), f"{x} vs {y}")), str(length)]
+        rows.append([esc(PAIR_TITLES.get((x, y), f"{x} vs {y}")), str(length)]
                     + [_test_cell(by_method[m]) if m in by_method else NA for m in methods])
     tested = int(tests["p"].notna().sum())
     significant = int((tests["significant"] == True).sum())  # noqa: E712  (NaN means untested)
-    return _table(["test", "corruptions"] + [_esc(m) for m in methods], rows, left=2) + \
+    return html_table(["test", "corruptions"] + [esc(m) for m in methods], rows, left=2) + \
         f'<p class="meta">{tested} tests, {significant} significant at {ALPHA} after Holm\'s correction over ' \
         "all of them. One point per unordered set (elemental invariance depends only on the set), scores and " \
         "accuracy averaged over orderings and seeds. r: Pearson; partial r: controlling for the mean accuracy " \
@@ -103,9 +103,9 @@ def _invariance_html(tests: pd.DataFrame) -> str:
 
 def _test_cell(r) -> str:
     if not np.isfinite(r.partial_r):
-        return f'<span class="na">n/a ({_esc(r.note)})</span>'
+        return f'<span class="na">n/a ({esc(r.note)})</span>'
     star = " *" if r.significant == True else ""  # noqa: E712
-    return _esc(f"r = {r.r:.2f}; partial {r.partial_r:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}], "
+    return esc(f"r = {r.r:.2f}; partial {r.partial_r:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}], "
                 f"p_Holm = {r.p_holm:.3g}{star} ({r.sets} sets)")
 
 
@@ -115,13 +115,13 @@ def _training_html(training: pd.DataFrame) -> str:
     stalled = training[training["converged"] == False]  # noqa: E712
     columns = ["run_id", "stage", "corruption", "seed", "best_epoch", "last_epoch", "converged", "level",
                "runner_up", "level_margin", "margin_se"]
-    rows = [[_esc(r.run_id), _esc(r.stage), _esc(r.corruption or ""), _esc(r.seed), _num(r.best_epoch, 0),
-             _num(r.last_epoch, 0), "yes" if r.converged else ("not converged" if r.converged is False else NA),
-             _num(r.level, 0), _num(r.runner_up, 0), _num(r.level_margin), _num(r.margin_se)]
+    rows = [[esc(r.run_id), esc(r.stage), esc(r.corruption or ""), esc(r.seed), num(r.best_epoch, 0),
+             num(r.last_epoch, 0), "yes" if r.converged else ("not converged" if r.converged is False else NA),
+             num(r.level, 0), num(r.runner_up, 0), num(r.level_margin), num(r.margin_se)]
             for r in training.reindex(columns=columns).itertuples()]
     return (f"<p><b>{len(stalled)} of {len(training)} training runs did not converge</b>: their best "
             "validation epoch is their last, so more epochs might still help.</p>" + _levels_html(training)
-            + f"<details><summary>{len(training)} training runs</summary>{_table(columns, rows, left=4)}</details>")
+            + f"<details><summary>{len(training)} training runs</summary>{html_table(columns, rows, left=4)}</details>")
 
 
 def levels_table(training: pd.DataFrame) -> pd.DataFrame:
@@ -155,14 +155,14 @@ def _levels_html(training: pd.DataFrame) -> str:
     table = levels_table(training)
     if table.empty:
         return ""
-    rows = [[_esc(corruption)] + [_esc(v) if isinstance(v, str) else NA for v in row]
+    rows = [[esc(corruption)] + [esc(v) if isinstance(v, str) else NA for v in row]
             for corruption, row in table.iterrows()]
     unresolved = int((training["level_resolved"] == False).sum())  # noqa: E712
     return ("<p>Module level chosen per corruption and seed, with its search margin over the runner-up level "
             "(validation accuracy, pp) ± the standard error of that paired difference over validation images; "
             f"<b>{unresolved}</b> level choices (marked ?) are within {RESOLVED_SE:.0f} standard errors, i.e. "
             "decided by noise as much as by the data.</p>"
-            + _table(["corruption"] + [f"seed {_esc(s)}" for s in table.columns], rows))
+            + html_table(["corruption"] + [f"seed {esc(s)}" for s in table.columns], rows))
 
 
 def _commuting_html(commuting: pd.DataFrame) -> str:
@@ -173,9 +173,9 @@ def _commuting_html(commuting: pd.DataFrame) -> str:
     rows = []
     for method, part in summary.groupby("method", sort=False):
         by_pair = {r.pair: r for r in part.itertuples()}
-        rows.append([_esc(method)] + [f"{_num(by_pair[p].mean)} (max {_num(by_pair[p].max)})" if p in by_pair
+        rows.append([esc(method)] + [f"{num(by_pair[p].mean)} (max {num(by_pair[p].max)})" if p in by_pair
                                       else NA for p in pairs])
-    return _table(["method"] + [_esc(p) for p in pairs], rows) + \
+    return html_table(["method"] + [esc(p) for p in pairs], rows) + \
         '<p class="meta">|A(AB) − A(BA)| in pp, mean over seeds (max), on pairs whose two orders give identical ' \
         "images: a monolithic network scores them identically, so anything but 0 measures order sensitivity " \
         "(e.g. modules applied in composition order).</p>"
@@ -184,8 +184,8 @@ def _commuting_html(commuting: pd.DataFrame) -> str:
 def claims_html(verdicts: list) -> str:
     """The "paper's claims" section: one verdict per claim (`comprobust.claims.Verdict`) with its numbers."""
     colours = {"supported": "#166534", "refuted": "#991b1b", "inconclusive": "#92400e"}
-    items = "".join(f'<li><b>{_esc(v.claim)} <span style="color:{colours.get(v.verdict, "#000")}">'
-                    f"{_esc(v.verdict)}</span></b>: {_esc(v.statement)}<ul>"
-                    + "".join(f"<li>{_esc(line)}</li>" for line in v.evidence) + "</ul></li>" for v in verdicts)
+    items = "".join(f'<li><b>{esc(v.claim)} <span style="color:{colours.get(v.verdict, "#000")}">'
+                    f"{esc(v.verdict)}</span></b>: {esc(v.statement)}<ul>"
+                    + "".join(f"<li>{esc(line)}</li>" for line in v.evidence) + "</ul></li>" for v in verdicts)
     return ("<h2>The paper's claims</h2><p class=\"meta\">Criteria fixed in the experiment's <code>claims:</code> "
             "block before the run (see comprobust/claims.py); also in claims.csv.</p>" f"<ul>{items}</ul>")
