@@ -8,6 +8,7 @@ Goals: >= 150x (grey) and >= 100x (colour) at one thread, the thread count of a 
 
     .venv/bin/python benchmarks/corruptions.py [--loop-images 24] [--threads 1] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,21 +69,32 @@ def measure(label: str, images: np.ndarray, loop_images: int, repeats: int) -> t
     row = {
         "benchmark": f"`corruptions.py`: all 167 compositions on {len(images):,} {label} images",
         "baseline": f"the paper's per-image scikit-image loop: {lp['median']:.0f} s (timed on {len(subset)}, scaled)",
-        "measured": (f"{b['median']:.2f} s ({count / b['median']:,.0f} images/s), **{speedup['median']:.0f}x** "
-                     f"(min {speedup['min']:.0f}x); within 1 grey level: {100 * within:.2f}%"),
+        "measured": (
+            f"{b['median']:.2f} s ({count / b['median']:,.0f} images/s), **{speedup['median']:.0f}x** "
+            f"(min {speedup['min']:.0f}x); within 1 grey level: {100 * within:.2f}%"
+        ),
         "goal": f">= {GOALS[label]:.0f}x",
     }
-    goal = Goal(f"corruptions {label}: speed-up over the per-image loop (median)", speedup["median"], ">=",
-                GOALS[label], "x")
+    goal = Goal(
+        f"corruptions {label}: speed-up over the per-image loop (median)",
+        speedup["median"],
+        ">=",
+        GOALS[label],
+        "x",
+    )
     fidelity = Goal(f"corruptions {label}: pixels within 1 grey level", 100 * within, ">=", 99.5, "%")
-    print(f"{label}: batched {b['min']:.2f}/{b['median']:.2f} s (min/median of {repeats}), loop {lp['median']:.1f} s "
-          f"scaled, speed-up {speedup['min']:.1f}x/{speedup['median']:.1f}x, within 1 grey level {100 * within:.3f}%")
+    print(
+        f"{label}: batched {b['min']:.2f}/{b['median']:.2f} s (min/median of {repeats}), loop {lp['median']:.1f} s "
+        f"scaled, speed-up {speedup['min']:.1f}x/{speedup['median']:.1f}x, within 1 grey level {100 * within:.3f}%"
+    )
     figures = {"batched_s": b, "loop_s": lp, "speedup": speedup, "within_1": within, "images": count}
     return row, goal, {"fidelity": fidelity, **figures}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--loop-images", type=int, default=24, help="images timed in the per-image loop")
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV CPU threads")
     parser.add_argument("--repeats", type=int, default=REPEATS)

@@ -149,13 +149,25 @@ def main() -> int:
     row = {
         "benchmark": f"`data.py`: paired loader ({len(VIEWS)} views, on-the-fly corruption)",
         "baseline": f"iterating pre-materialised tensors: {per_batch_images / pre_s:,.0f} images/s",
-        "measured": (f"{per_batch_images / paired_s:,.0f} images/s; **data {worst:.1%} of an EMNIST-network SGD "
-                     f"step** (worst loader, {THREADS} threads)"),
+        "measured": (
+            f"{per_batch_images / paired_s:,.0f} images/s; **data {worst:.1%} of an EMNIST-network SGD "
+            f"step** (worst loader, {THREADS} threads)"
+        ),
         "goal": "data < 10% of the step",
     }
     goal = Goal("data: share of an EMNIST-network training step (worst loader)", 100 * worst, "<", 10.0, "%")
-    record("data", environment, [row], [goal], {"paired_s_per_batch": paired_s, "materialised_s_per_batch": pre_s,
-                                                "erm_s_per_batch": erm_s, "shares": shares})
+    record(
+        "data",
+        environment,
+        [row],
+        [goal],
+        {
+            "paired_s_per_batch": paired_s,
+            "materialised_s_per_batch": pre_s,
+            "erm_s_per_batch": erm_s,
+            "shares": shares,
+        },
+    )
     return 0
 
 

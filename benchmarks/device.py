@@ -7,6 +7,7 @@ them), the data share of a step (corrupt + normalise vs the whole step, synchron
 and evaluation of all 167 compositions vs the forward passes alone on pre-corrupted tensors (goal <= 1.05x).
 The images are bundled samples (digits, photo patches), so nothing is downloaded; sizes grow on a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,17 @@ DATASETS = {"emnist": "emnist", "cifar": "cifar10"}
 def synthetic(arch: str, count: int) -> LoadedDataset:
     """`count` bundled sample images as the test split of the network's dataset (labels cycle the classes)."""
     spec = get_dataset_spec(DATASETS[arch])
-    images = sample_digits(count)[:, None] if spec.channels == 1 else sample_photo_patches(count).transpose(0, 3, 1, 2)
-    split = ImageSplit("test", torch.from_numpy(np.ascontiguousarray(images)),
-                       torch.arange(count) % spec.num_classes)
-    return LoadedDataset(spec, split, split, split, (0.5,) * spec.channels, (0.25,) * spec.channels, Path("."), {})
+    images = (
+        sample_digits(count)[:, None]
+        if spec.channels == 1
+        else sample_photo_patches(count).transpose(0, 3, 1, 2)
+    )
+    split = ImageSplit(
+        "test", torch.from_numpy(np.ascontiguousarray(images)), torch.arange(count) % spec.num_classes
+    )
+    return LoadedDataset(
+        spec, split, split, split, (0.5,) * spec.channels, (0.25,) * spec.channels, Path("."), {}
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -45,8 +53,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def training(network: torch.nn.Module, data: LoadedDataset, device: torch.device, precision: Precision,
-             batch: int, steps: int) -> tuple[float, float]:
+def training(
+    network: torch.nn.Module,
+    data: LoadedDataset,
+    device: torch.device,
+    precision: Precision,
+    batch: int,
+    steps: int,
+) -> tuple[float, float]:
     """(images/s of SGD steps fed by on-device corruption, data share of a step): medians over `steps`."""
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     images, labels = data.test.images[:batch].to(device), data.test.labels[:batch].to(device)
@@ -71,15 +85,27 @@ def training(network: torch.nn.Module, data: LoadedDataset, device: torch.device
     return batch / step, statistics.median(data_s) / step
 
 
-def evaluation(network: torch.nn.Module, data: LoadedDataset, device: torch.device, precision: Precision,
-               batch: int, repeats: int) -> tuple[dict, dict, int]:
+def evaluation(
+    network: torch.nn.Module,
+    data: LoadedDataset,
+    device: torch.device,
+    precision: Precision,
+    batch: int,
+    repeats: int,
+) -> tuple[dict, dict, int]:
     """Paired ratios of evaluate() over forward passes alone, seconds of both, and the image count."""
     network.eval()
     compositions = paper_compositions()
     images = data.test.images.to(device)
-    materialised = [precision.inputs(data.normalize(x)) for start in range(0, len(images), batch)
-                    for _, x in corrupt_many(images[start:start + batch], compositions,
-                                             indices=np.arange(start, min(start + batch, len(images))))]
+    materialised = [
+        precision.inputs(data.normalize(x))
+        for start in range(0, len(images), batch)
+        for _, x in corrupt_many(
+            images[start : start + batch],
+            compositions,
+            indices=np.arange(start, min(start + batch, len(images))),
+        )
+    ]
 
     def forward() -> None:
         with torch.no_grad(), precision.autocast(device):
@@ -88,7 +114,9 @@ def evaluation(network: torch.nn.Module, data: LoadedDataset, device: torch.devi
         sync(device)
 
     def full() -> None:
-        evaluate(monolithic(network), data, compositions, batch_size=batch, device=device, precision=precision)
+        evaluate(
+            monolithic(network), data, compositions, batch_size=batch, device=device, precision=precision
+        )
         sync(device)
 
     forward()
@@ -98,7 +126,9 @@ def evaluation(network: torch.nn.Module, data: LoadedDataset, device: torch.devi
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default=str(best_device()))
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true")
@@ -115,26 +145,44 @@ def main() -> None:
     for arch in DATASETS:
         data = synthetic(arch, max(batch, test_images))
         data.test = ImageSplit("test", data.test.images[:test_images], data.test.labels[:test_images])
-        network = precision.prepare(build_network(arch, data.spec.num_classes, in_channels=data.spec.channels,
-                                                  image_size=data.spec.image_size).to(device))
+        network = precision.prepare(
+            build_network(
+                arch, data.spec.num_classes, in_channels=data.spec.channels, image_size=data.spec.image_size
+            ).to(device)
+        )
         train_rate, share = training(network, synthetic(arch, batch), device, precision, batch, steps)
         overhead, forward_s, count = evaluation(network, data, device, precision, batch, args.repeats)
-        print(f"{arch} on {environment['device']}: training {train_rate:,.0f} images/s (batch {batch}), data "
-              f"{share:.1%} of a step; evaluation {overhead['median']:.3f}x the forward passes "
-              f"({count / forward_s['median']:,.0f} images/s forward)")
-        rows.append({
-            "benchmark": f"`device.py`: the paper's {arch.upper()} network on {environment['device']} "
-                         f"({'bf16' if args.bf16 else 'fp32'}{', channels_last' if args.channels_last else ''})",
-            "baseline": f"forward passes alone: {count / forward_s['median']:,.0f} images/s",
-            "measured": (f"training {train_rate:,.0f} images/s, data **{share:.1%}** of a step; evaluation "
-                         f"**{overhead['median']:.3f}x** the forward passes"),
-            "goal": "data < 5%; <= 1.05x",
-        })
-        goals += [Goal(f"device {arch}: data share of a training step (median)", 100 * share, "<", 5.0, "%"),
-                  Goal(f"device {arch}: evaluation over forward passes (median)", overhead["median"], "<=", 1.05,
-                       "x")]
-        figures[arch] = {"train_images_per_s": train_rate, "data_share": share, "eval_ratio": overhead,
-                         "forward_s": forward_s, "images": count, "batch": batch}
+        print(
+            f"{arch} on {environment['device']}: training {train_rate:,.0f} images/s (batch {batch}), data "
+            f"{share:.1%} of a step; evaluation {overhead['median']:.3f}x the forward passes "
+            f"({count / forward_s['median']:,.0f} images/s forward)"
+        )
+        rows.append(
+            {
+                "benchmark": f"`device.py`: the paper's {arch.upper()} network on {environment['device']} "
+                f"({'bf16' if args.bf16 else 'fp32'}{', channels_last' if args.channels_last else ''})",
+                "baseline": f"forward passes alone: {count / forward_s['median']:,.0f} images/s",
+                "measured": (
+                    f"training {train_rate:,.0f} images/s, data **{share:.1%}** of a step; evaluation "
+                    f"**{overhead['median']:.3f}x** the forward passes"
+                ),
+                "goal": "data < 5%; <= 1.05x",
+            }
+        )
+        goals += [
+            Goal(f"device {arch}: data share of a training step (median)", 100 * share, "<", 5.0, "%"),
+            Goal(
+                f"device {arch}: evaluation over forward passes (median)", overhead["median"], "<=", 1.05, "x"
+            ),
+        ]
+        figures[arch] = {
+            "train_images_per_s": train_rate,
+            "data_share": share,
+            "eval_ratio": overhead,
+            "forward_s": forward_s,
+            "images": count,
+            "batch": batch,
+        }
     record("device", environment, rows, goals, figures)
 
 

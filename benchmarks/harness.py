@@ -5,6 +5,7 @@ alternating order, so load hits both alike) and ends with `record()`, which merg
 results file (`benchmarks/results.json`, written atomically). `scripts/bench_table.py` turns that file into the
 README's performance table and prints every goal as met / not met.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -15,9 +16,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("COMPROBUST_BENCH_RESULTS", REPO / "benchmarks" / "results.json"))
@@ -36,11 +38,17 @@ class Goal:
 
     @property
     def met(self) -> bool:
-        return {"<=": self.value <= self.target, ">=": self.value >= self.target, "<": self.value < self.target}[self.op]
+        return {
+            "<=": self.value <= self.target,
+            ">=": self.value >= self.target,
+            "<": self.value < self.target,
+        }[self.op]
 
     def line(self) -> str:
-        return (f"{self.name}: {self.value:.4g}{self.unit} (goal {self.op} {self.target:g}{self.unit}): "
-                f"{'met' if self.met else 'NOT met'}")
+        return (
+            f"{self.name}: {self.value:.4g}{self.unit} (goal {self.op} {self.target:g}{self.unit}): "
+            f"{'met' if self.met else 'NOT met'}"
+        )
 
 
 def setup(threads: int) -> dict[str, Any]:
@@ -63,9 +71,15 @@ def versions() -> dict[str, Any]:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return {
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-        "scipy": scipy.__version__, "scikit-image": skimage.__version__, "opencv": cv2.__version__,
-        "cpus": os.cpu_count(), "machine": platform.machine(), "commit": commit.stdout.strip() or "unknown",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "opencv": cv2.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "commit": commit.stdout.strip() or "unknown",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -102,12 +116,19 @@ def ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
     return spread([a / b for a, b in zip(numerator, denominator)])
 
 
-def record(name: str, environment: Mapping[str, Any], rows: list[dict[str, Any]], goals: list[Goal],
-           figures: Mapping[str, Any] | None = None) -> None:
+def record(
+    name: str,
+    environment: Mapping[str, Any],
+    rows: list[dict[str, Any]],
+    goals: list[Goal],
+    figures: Mapping[str, Any] | None = None,
+) -> None:
     """Merge benchmark `name` into the results file: its rows (README table), goals, raw figures, load."""
     section = {
         "environment": {**environment, "load_after": os.getloadavg()},
-        "rows": rows, "goals": [{**asdict(goal), "met": goal.met} for goal in goals], "figures": dict(figures or {}),
+        "rows": rows,
+        "goals": [{**asdict(goal), "met": goal.met} for goal in goals],
+        "figures": dict(figures or {}),
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = section
@@ -115,7 +136,10 @@ def record(name: str, environment: Mapping[str, Any], rows: list[dict[str, Any]]
     tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, RESULTS)
     load = ", ".join(f"{value:.2f}" for value in section["environment"]["load_after"])
-    print(f"[{name}] {environment['threads']} thread(s), load average {load} on {os.cpu_count()} CPUs; "
-          f"written to {RESULTS}", file=sys.stderr)
+    print(
+        f"[{name}] {environment['threads']} thread(s), load average {load} on {os.cpu_count()} CPUs; "
+        f"written to {RESULTS}",
+        file=sys.stderr,
+    )
     for goal in goals:
         print(f"  {goal.line()}")

@@ -7,6 +7,7 @@ Each round starts a new interpreter that loads, plans and lists the grid (as `la
 alternating with a bare interpreter start (the baseline) so load hits both. Submitting a 100-task array to the
 local Slurm: benchmarks/slurm_submit.py; the offline sweep controller's latency: benchmarks/sweeps.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,24 +34,33 @@ PLAN_AND_LIST = textwrap.dedent(f"""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args()
     environment = setup(1)
-    timings = interleave({
-        "interpreter": lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
-        "plan": lambda: subprocess.run([sys.executable, "-c", PLAN_AND_LIST], check=True),
-    }, args.repeats)
+    timings = interleave(
+        {
+            "interpreter": lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
+            "plan": lambda: subprocess.run([sys.executable, "-c", PLAN_AND_LIST], check=True),
+        },
+        args.repeats,
+    )
     start, total = spread(timings.wall["interpreter"]), spread(timings.wall["plan"])
-    print(f"999 runs: load + validate + plan + dry-run listing in a fresh interpreter {total['min']:.3f} / "
-          f"{total['median']:.3f} s (min / median of {args.repeats}); bare interpreter start {start['median']:.3f} s")
+    print(
+        f"999 runs: load + validate + plan + dry-run listing in a fresh interpreter {total['min']:.3f} / "
+        f"{total['median']:.3f} s (min / median of {args.repeats}); bare interpreter start {start['median']:.3f} s"
+    )
     row = {
         "benchmark": "`launch.py`: plan and dry-run a 999-run grid (emnist.yaml, 27 seeds), fresh interpreter",
         "baseline": f"bare interpreter start: {start['median']:.2f} s",
         "measured": f"**{total['median']:.2f} s** (min {total['min']:.2f} s) including interpreter start",
         "goal": "< 0.5 s",
     }
-    goal = Goal("launch: plan + dry-run of 999 runs incl. interpreter start (median)", total["median"], "<", 0.5, " s")
+    goal = Goal(
+        "launch: plan + dry-run of 999 runs incl. interpreter start (median)", total["median"], "<", 0.5, " s"
+    )
     record("launch", environment, [row], [goal], {"interpreter_s": start, "plan_s": total})
 
 

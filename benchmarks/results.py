@@ -13,6 +13,7 @@ Each timing is the median of --repeat interleaved rounds (imports excluded).
 
     .venv/bin/python benchmarks/results.py [--runs 100] [--dir /tmp/comprobust-bench-runs] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,19 +47,57 @@ def write_runs(out: Path, count: int) -> Path:
     for index in range(count):
         method, seed = methods[index % len(methods)], index // len(methods)
         run_id = f"eval-{method.lower()}-s{seed}-{index:010d}"
-        config = {"system": "monolithic", "label": method, "seed": seed, "dataset": {"name": "mnist5k"},
-                  "compositions": ["-".join(c) for c in compositions], "shard": 0, "shards": 1,
-                  "kind": "evaluate", "experiment": "bench", "run_id": run_id, "stage": method}
-        rows = [["-".join(c), abbreviate(c), len(c), " ".join(c), 90.0 - 10 * len(c) + (i % 7), 0.5 + i / 1000,
-                 1000] for i, c in enumerate(compositions)]
-        invariance = [["-".join(c), len(c), 0.5 + (i % 11) / 30, 0.6 + (i % 13) / 40, 512]
-                      for i, c in enumerate(compositions) if len(c) >= 2]
-        with start_run(out_dir=out, project="comprobust-bench", group="bench", job_type="evaluate",
-                       name=run_id, run_id=run_id, config=config, tags=["bench"], mode="offline") as run:
-            run.log_table("compositions", ["composition", "abbreviation", "length", "elements", "accuracy",
-                                           "loss", "images"], rows)
-            run.log_table("invariance", ["composition", "length", "elemental_invariance",
-                                         "composition_invariance", "units"], invariance)
+        config = {
+            "system": "monolithic",
+            "label": method,
+            "seed": seed,
+            "dataset": {"name": "mnist5k"},
+            "compositions": ["-".join(c) for c in compositions],
+            "shard": 0,
+            "shards": 1,
+            "kind": "evaluate",
+            "experiment": "bench",
+            "run_id": run_id,
+            "stage": method,
+        }
+        rows = [
+            [
+                "-".join(c),
+                abbreviate(c),
+                len(c),
+                " ".join(c),
+                90.0 - 10 * len(c) + (i % 7),
+                0.5 + i / 1000,
+                1000,
+            ]
+            for i, c in enumerate(compositions)
+        ]
+        invariance = [
+            ["-".join(c), len(c), 0.5 + (i % 11) / 30, 0.6 + (i % 13) / 40, 512]
+            for i, c in enumerate(compositions)
+            if len(c) >= 2
+        ]
+        with start_run(
+            out_dir=out,
+            project="comprobust-bench",
+            group="bench",
+            job_type="evaluate",
+            name=run_id,
+            run_id=run_id,
+            config=config,
+            tags=["bench"],
+            mode="offline",
+        ) as run:
+            run.log_table(
+                "compositions",
+                ["composition", "abbreviation", "length", "elements", "accuracy", "loss", "images"],
+                rows,
+            )
+            run.log_table(
+                "invariance",
+                ["composition", "length", "elemental_invariance", "composition_invariance", "units"],
+                invariance,
+            )
             run.summary_update({"acc/mean": sum(r[4] for r in rows) / len(rows), "label": method})
         if index % 20 == 19:
             print(f"  setup: {index + 1}/{count} runs written ({time.perf_counter() - started:.0f} s)")
@@ -89,7 +128,9 @@ def store_read(wandb_dir: Path, cache: Path) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--dir", help="keep the generated runs here (reused when present)")
     parser.add_argument("--repeat", type=int, default=REPEATS, help="timings: min and median of this many")
@@ -119,17 +160,28 @@ def main() -> None:
         cold_s, warm_s = statistics.median(c[0] for c in cold), statistics.median(w[0] for w in warm)
         assert (runs, rows) == (runs_warm, rows_warm) and rows == 167 * args.runs, (runs, rows)
         print(f"baseline (decode logs + {table_rows} table rows, no pandas): {base_s:6.2f} s")
-        print(f"cold read into pandas ({runs} runs, {rows} result rows, no cache): {cold_s:6.2f} s "
-              f"= {cold_s / base_s:.2f}x the baseline, {cold_s / GOAL_S:.3f} of the {GOAL_S:.0f} s goal")
-        print(f"warm read (cache of unchanged runs):                      {warm_s:6.2f} s "
-              f"= {warm_s / base_s:.2f}x the baseline, {warm_s / GOAL_S:.3f} of the goal, "
-              f"{cold_s / warm_s:.1f}x faster than cold")
-        row = {"benchmark": f"`results.py`: {runs} offline runs, each with a 167-row table, into pandas",
-               "baseline": f"decoding the logs alone: {base_s:.2f} s",
-               "measured": f"**{cold_s:.2f} s** cold, {warm_s:.2f} s from the cache (medians of {args.repeat})",
-               "goal": f"< {GOAL_S:.0f} s"}
-        record("results", environment, [row], [Goal("results: cold read of 100 runs (median)", cold_s, "<", GOAL_S,
-                                                    " s")], {"baseline_s": base_s, "cold_s": cold_s, "warm_s": warm_s})
+        print(
+            f"cold read into pandas ({runs} runs, {rows} result rows, no cache): {cold_s:6.2f} s "
+            f"= {cold_s / base_s:.2f}x the baseline, {cold_s / GOAL_S:.3f} of the {GOAL_S:.0f} s goal"
+        )
+        print(
+            f"warm read (cache of unchanged runs):                      {warm_s:6.2f} s "
+            f"= {warm_s / base_s:.2f}x the baseline, {warm_s / GOAL_S:.3f} of the goal, "
+            f"{cold_s / warm_s:.1f}x faster than cold"
+        )
+        row = {
+            "benchmark": f"`results.py`: {runs} offline runs, each with a 167-row table, into pandas",
+            "baseline": f"decoding the logs alone: {base_s:.2f} s",
+            "measured": f"**{cold_s:.2f} s** cold, {warm_s:.2f} s from the cache (medians of {args.repeat})",
+            "goal": f"< {GOAL_S:.0f} s",
+        }
+        record(
+            "results",
+            environment,
+            [row],
+            [Goal("results: cold read of 100 runs (median)", cold_s, "<", GOAL_S, " s")],
+            {"baseline_s": base_s, "cold_s": cold_s, "warm_s": warm_s},
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

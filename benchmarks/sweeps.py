@@ -10,6 +10,7 @@ Run: `.venv/bin/python benchmarks/sweeps.py` (no network, a few seconds to a min
    (lock + append + fsync) as the baseline. The folder is on the local disk here; on NFS each transaction costs a
    few round trips more (lock create, journal open/read/write/fsync, lock unlink).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ from comprobust.sweeps.engine import suggest_params, sweeps_engine  # noqa: E402
 from comprobust.sweeps.folder import create_sweep  # noqa: E402
 from comprobust.sweeps.store import FINISHED, HOST, RunRecord, SweepStore  # noqa: E402
 
-PARAMETERS = {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
-              "weight": {"distribution": "uniform", "min": 0.0, "max": 1.0}}
+PARAMETERS = {
+    "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
+    "weight": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+}
 METRIC = {"name": "val_acc", "goal": "maximize"}
 FORK = multiprocessing.get_context("fork")
 
@@ -48,8 +51,11 @@ def finished_runs(n: int) -> list[RunRecord]:
     runs = []
     for i in range(n):
         params = {"lr": 10 ** rng.uniform(-3, 0), "weight": rng.uniform(0, 1)}
-        runs.append(RunRecord(run_id=f"r{i}", index=i, params=params, state=FINISHED,
-                              summary={"val_acc": score(params)}))
+        runs.append(
+            RunRecord(
+                run_id=f"r{i}", index=i, params=params, state=FINISHED, summary={"val_acc": score(params)}
+            )
+        )
     return runs
 
 
@@ -68,8 +74,17 @@ def bare_transactions(folder: Path, n: int) -> float:
     start = time.perf_counter()
     for i in range(n):
         with store.transaction() as s:
-            s.append({"op": "issue", "run_id": f"b{i}", "index": i, "params": {}, "agent": "x", "host": HOST,
-                      "pid": os.getpid()})
+            s.append(
+                {
+                    "op": "issue",
+                    "run_id": f"b{i}",
+                    "index": i,
+                    "params": {},
+                    "agent": "x",
+                    "host": HOST,
+                    "pid": os.getpid(),
+                }
+            )
     return n / (time.perf_counter() - start)
 
 
@@ -83,8 +98,11 @@ def _agent_loop(folder: str, n: int) -> None:
 
 
 def throughput(root: Path, agents: int, per_agent: int) -> float:
-    folder = create_sweep({"method": "random", "metric": METRIC, "parameters": PARAMETERS,
-                           "command": ["true"]}, root / f"agents{agents}", f"tp{agents}")
+    folder = create_sweep(
+        {"method": "random", "metric": METRIC, "parameters": PARAMETERS, "command": ["true"]},
+        root / f"agents{agents}",
+        f"tp{agents}",
+    )
     start = time.perf_counter()
     if agents == 1:
         _agent_loop(str(folder), per_agent)
@@ -118,16 +136,36 @@ def main() -> None:
     print("store throughput (local disk):")
     print(f"  bare transaction (lock + append + fsync)  {bare:7.0f} /s   (baseline)")
     print(f"  next_run + finish, 1 agent                {one:7.0f} /s   = {one / bare:.2f}x baseline")
-    print(f"  next_run + finish, 8 agents (processes)   {eight:7.0f} /s   = {eight / bare:.2f}x baseline, "
-          f"{eight / one:.2f}x one agent")
-    record("sweeps", environment, [
-        {"benchmark": "`sweeps.py`: offline controller's bayes suggestion with 100 finished runs",
-         "baseline": f"random suggestion: {random_s * 1e3:.1f} ms", "measured": f"**{bayes_s * 1e3:.0f} ms** "
-         f"(median of {REPEATS})", "goal": "-"},
-        {"benchmark": "same: sweep store, `next_run` + `finish` pairs per second",
-         "baseline": f"bare lock + append + fsync: {bare:,.0f}/s", "measured": f"{one:,.0f}/s with 1 agent, "
-         f"{eight:,.0f}/s with 8 concurrent agents", "goal": "-"},
-    ], [], {"random_s": random_s, "bayes_s": bayes_s, "bare_per_s": bare, "one_per_s": one, "eight_per_s": eight})
+    print(
+        f"  next_run + finish, 8 agents (processes)   {eight:7.0f} /s   = {eight / bare:.2f}x baseline, "
+        f"{eight / one:.2f}x one agent"
+    )
+    record(
+        "sweeps",
+        environment,
+        [
+            {
+                "benchmark": "`sweeps.py`: offline controller's bayes suggestion with 100 finished runs",
+                "baseline": f"random suggestion: {random_s * 1e3:.1f} ms",
+                "measured": f"**{bayes_s * 1e3:.0f} ms** (median of {REPEATS})",
+                "goal": "-",
+            },
+            {
+                "benchmark": "same: sweep store, `next_run` + `finish` pairs per second",
+                "baseline": f"bare lock + append + fsync: {bare:,.0f}/s",
+                "measured": f"{one:,.0f}/s with 1 agent, {eight:,.0f}/s with 8 concurrent agents",
+                "goal": "-",
+            },
+        ],
+        [],
+        {
+            "random_s": random_s,
+            "bayes_s": bayes_s,
+            "bare_per_s": bare,
+            "one_per_s": one,
+            "eight_per_s": eight,
+        },
+    )
 
 
 if __name__ == "__main__":

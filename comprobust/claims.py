@@ -18,6 +18,7 @@
   95% interval excludes |r| >= `max_abs_r` (a strong correlation is ruled out); otherwise inconclusive: a
   non-significant test on few sets is not evidence of no correlation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,9 +73,15 @@ def tost(diff: np.ndarray, margin: float, alpha: float) -> Tost:
         return Tost(interval.mean, interval.low, interval.high, nan, nan, nan, len(diff))
     p_lower = stats.ttest_1samp(diff, -margin, alternative="greater").pvalue  # H0: mean <= -margin
     p_upper = stats.ttest_1samp(diff, margin, alternative="less").pvalue  # H0: mean >= +margin
-    return Tost(interval.mean, interval.low, interval.high, float(max(p_lower, p_upper)),
-                float(stats.ttest_1samp(diff, margin, alternative="greater").pvalue),
-                float(stats.ttest_1samp(diff, -margin, alternative="less").pvalue), len(diff))
+    return Tost(
+        interval.mean,
+        interval.low,
+        interval.high,
+        float(max(p_lower, p_upper)),
+        float(stats.ttest_1samp(diff, margin, alternative="greater").pvalue),
+        float(stats.ttest_1samp(diff, -margin, alternative="less").pvalue),
+        len(diff),
+    )
 
 
 def one_sided_p(diff: np.ndarray, alternative: str) -> float:
@@ -120,8 +127,10 @@ def judge_c1(results: pd.DataFrame, criteria: ClaimCriteria) -> Verdict:
     ]
     if criteria.control is not None:
         term = tost(paired(table, criteria.invariance, criteria.control), margin, a)
-        evidence.append(f"{criteria.invariance} - {criteria.control} (the contrastive term alone): "
-                        f"{_interval(term.mean, term.low, term.high, 1 - 2 * a)}; TOST p = {_p(term.p)}")
+        evidence.append(
+            f"{criteria.invariance} - {criteria.control} (the contrastive term alone): "
+            f"{_interval(term.mean, term.low, term.high, 1 - 2 * a)}; TOST p = {_p(term.p)}"
+        )
     if min(gain.p_above, gain.p_below) < a or p_modular_less < a:
         verdict = REFUTED
     elif gain.p < a and p_modular_more < a:
@@ -132,11 +141,13 @@ def judge_c1(results: pd.DataFrame, criteria: ClaimCriteria) -> Verdict:
 
 
 def judge_c2(results: pd.DataFrame, criteria: ClaimCriteria) -> Verdict:
-    per_length = per_seed_length_means(results).pivot_table(index=["length", "seed"], columns="method",
-                                                            values="accuracy")
+    per_length = per_seed_length_means(results).pivot_table(
+        index=["length", "seed"], columns="method", values="accuracy"
+    )
     sets = set_means(results)
-    sets = sets[sets["length"].isin(criteria.lengths)].pivot_table(index="set", columns="method",
-                                                                    values="accuracy")
+    sets = sets[sets["length"].isin(criteria.lengths)].pivot_table(
+        index="set", columns="method", values="accuracy"
+    )
     others = [o for o in (criteria.baseline, criteria.invariance, criteria.control) if o is not None]
     evidence, above, below, shares = [], [], [], []
     for other in others:
@@ -150,24 +161,31 @@ def judge_c2(results: pd.DataFrame, criteria: ClaimCriteria) -> Verdict:
         diff = paired(sets, criteria.modular, other)
         share = float((diff > 0).mean()) if len(diff) else float("nan")
         shares.append(share)
-        evidence.append(f"{criteria.modular} - {other} by length: " + "; ".join(cells)
-                        + f". Sets won: {share:.0%} of {len(diff)}")
+        evidence.append(
+            f"{criteria.modular} - {other} by length: "
+            + "; ".join(cells)
+            + f". Sets won: {share:.0%} of {len(diff)}"
+        )
     if any(below) or any(s <= 0.5 for s in shares):
         verdict = REFUTED
     elif all(above) and all(s >= criteria.share_of_sets for s in shares):
         verdict = SUPPORTED
     else:
         verdict = INCONCLUSIVE
-    evidence.append(f"criteria: every {CONFIDENCE:.0%} interval above 0 and at least {criteria.share_of_sets:.0%} "
-                    "of sets won against each; refuted by an interval below 0 or at most half the sets")
+    evidence.append(
+        f"criteria: every {CONFIDENCE:.0%} interval above 0 and at least {criteria.share_of_sets:.0%} "
+        "of sets won against each; refuted by an interval below 0 or at most half the sets"
+    )
     return Verdict("C2", verdict, evidence)
 
 
 def c3_tests(invariance_tests: pd.DataFrame, criteria: ClaimCriteria) -> pd.DataFrame:
     """The C3 family: elemental invariance vs accuracy per method and claim length, Holm within the family."""
-    family = invariance_tests[(invariance_tests["x"] == "elemental_invariance")
-                              & (invariance_tests["y"] == "accuracy")
-                              & invariance_tests["length"].isin(criteria.lengths)].copy()
+    family = invariance_tests[
+        (invariance_tests["x"] == "elemental_invariance")
+        & (invariance_tests["y"] == "accuracy")
+        & invariance_tests["length"].isin(criteria.lengths)
+    ].copy()
     family["p_holm_family"] = holm(family["p"])
     return family
 
@@ -176,8 +194,14 @@ def judge_c3(invariance_tests: pd.DataFrame, criteria: ClaimCriteria) -> Verdict
     family = c3_tests(invariance_tests, criteria)
     tested = family[family["p_holm_family"].notna()]
     if tested.empty:
-        return Verdict("C3", INCONCLUSIVE, ["no partial correlation could be computed (invariance scores missing "
-                                            "or fewer than 4 sets per length)"])
+        return Verdict(
+            "C3",
+            INCONCLUSIVE,
+            [
+                "no partial correlation could be computed (invariance scores missing "
+                "or fewer than 4 sets per length)"
+            ],
+        )
     significant = tested[tested["p_holm_family"] < criteria.alpha]
     bound = criteria.max_abs_r
     ruled_out = tested[(tested["ci_low"] > -bound) & (tested["ci_high"] < bound)]
@@ -190,8 +214,11 @@ def judge_c3(invariance_tests: pd.DataFrame, criteria: ClaimCriteria) -> Verdict
         f"p_Holm = {_p(strongest['p_holm_family'])} ({strongest['sets']} sets)",
         f"{len(ruled_out)} of {len(tested)} bootstrap intervals exclude |r| >= {bound:g}",
     ]
-    evidence += [f"significant: {r.method}, length {r.length}: partial r = {r.partial_r:+.2f}, p_Holm = "
-                 f"{_p(r.p_holm_family)}" for r in significant.itertuples()]
+    evidence += [
+        f"significant: {r.method}, length {r.length}: partial r = {r.partial_r:+.2f}, p_Holm = "
+        f"{_p(r.p_holm_family)}"
+        for r in significant.itertuples()
+    ]
     if len(significant):
         verdict = REFUTED
     elif len(ruled_out) == len(tested):
@@ -208,21 +235,40 @@ def _lengths(criteria: ClaimCriteria) -> str:
 def judge_claims(results: pd.DataFrame, statistics: Statistics, criteria: ClaimCriteria) -> list[Verdict]:
     """The three verdicts from a report's results and statistics; all inconclusive, naming what is missing,
     when a system the claims name has no results (an evaluation failed or has not run)."""
-    roles = {"baseline": criteria.baseline, "invariance": criteria.invariance, "control": criteria.control,
-             "modular": criteria.modular}
+    roles = {
+        "baseline": criteria.baseline,
+        "invariance": criteria.invariance,
+        "control": criteria.control,
+        "modular": criteria.modular,
+    }
     have = set(results["method"])
-    missing = [f"{role} {label!r}" for role, label in roles.items() if label is not None and label not in have]
+    missing = [
+        f"{role} {label!r}" for role, label in roles.items() if label is not None and label not in have
+    ]
     if missing:
         reason = f"no results for {', '.join(missing)}: finish those evaluations (launch.py run) first"
         return [Verdict(claim, INCONCLUSIVE, [reason]) for claim in STATEMENTS]
-    return [judge_c1(results, criteria), judge_c2(results, criteria), judge_c3(statistics.invariance, criteria)]
+    return [
+        judge_c1(results, criteria),
+        judge_c2(results, criteria),
+        judge_c3(statistics.invariance, criteria),
+    ]
 
 
 def claims_frame(verdicts: list[Verdict]) -> pd.DataFrame:
     """One row per claim (the report's claims.csv)."""
-    return pd.DataFrame([{"claim": v.claim, "statement": v.statement, "verdict": v.verdict,
-                          "evidence": " | ".join(v.evidence)} for v in verdicts],
-                        columns=["claim", "statement", "verdict", "evidence"])
+    return pd.DataFrame(
+        [
+            {
+                "claim": v.claim,
+                "statement": v.statement,
+                "verdict": v.verdict,
+                "evidence": " | ".join(v.evidence),
+            }
+            for v in verdicts
+        ],
+        columns=["claim", "statement", "verdict", "evidence"],
+    )
 
 
 def format_claims(verdicts: list[Verdict]) -> str:

@@ -14,10 +14,12 @@ the YAML before the run (see experiments/claims.yaml and `comprobust.claims` for
 
 Kept light (no numpy, scipy or torch) because validating an experiment must stay fast.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from comprobust.errors import UserError
 from comprobust.validation import check_keys, check_range, expect
@@ -46,16 +48,22 @@ def load_claims(raw: Any, where: str, systems: Iterable[str]) -> ClaimCriteria |
         return None
     expect(raw, dict, where)
     defaults = ClaimCriteria("", "", "")
-    check_keys(raw, [*ROLES, "equivalence_margin", "alpha", "share_of_sets", "max_abs_r", "lengths"], where,
-               required=("baseline", "invariance", "modular"))
+    check_keys(
+        raw,
+        [*ROLES, "equivalence_margin", "alpha", "share_of_sets", "max_abs_r", "lengths"],
+        where,
+        required=("baseline", "invariance", "modular"),
+    )
     labels = list(systems)
     roles = {}
     for role in ROLES:
         if role in raw:
             label = expect(raw[role], str, f"{where}.{role}")
             if label not in labels:
-                raise UserError(f"{where}.{role}: {label!r} is not an evaluation system; use one of "
-                                f"{', '.join(labels) or '(none defined under evaluation.systems)'}")
+                raise UserError(
+                    f"{where}.{role}: {label!r} is not an evaluation system; use one of "
+                    f"{', '.join(labels) or '(none defined under evaluation.systems)'}"
+                )
             roles[role] = label
     if len(set(roles.values())) != len(roles):
         raise UserError(f"{where}: each role needs its own system, got {roles}")
@@ -69,6 +77,11 @@ def load_claims(raw: Any, where: str, systems: Iterable[str]) -> ClaimCriteria |
         check_range(expect(length, int, f"{where}.lengths[{i}]"), f"{where}.lengths[{i}]", 2, 6)
     if not lengths or len(set(lengths)) != len(lengths):
         raise UserError(f"{where}.lengths: give distinct composition lengths from 2 to 6, got {lengths}")
-    return ClaimCriteria(**roles, equivalence_margin=number("equivalence_margin", 0.0, 100.0),
-                         alpha=number("alpha", 0.0, 0.5), share_of_sets=number("share_of_sets", 0.5, 1.0, False),
-                         max_abs_r=number("max_abs_r", 0.0, 1.0), lengths=tuple(sorted(lengths)))
+    return ClaimCriteria(
+        **roles,
+        equivalence_margin=number("equivalence_margin", 0.0, 100.0),
+        alpha=number("alpha", 0.0, 0.5),
+        share_of_sets=number("share_of_sets", 0.5, 1.0, False),
+        max_abs_r=number("max_abs_r", 0.0, 1.0),
+        lengths=tuple(sorted(lengths)),
+    )

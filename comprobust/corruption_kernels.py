@@ -1,6 +1,7 @@
 """The matrices and reductions the corruption engine is built from, each cached per size and device: exact
 pairwise column sums, the rotation as a row permutation, the Gaussian blur as a dense matrix with `nearest`
 edges, and the swirl as a sparse bilinear sampling matrix (scikit-image's mapping, mirrored edges)."""
+
 from __future__ import annotations
 
 import functools
@@ -11,13 +12,14 @@ import numpy as np
 import scipy.sparse
 import torch
 
+
 def column_sums(planes: torch.Tensor) -> torch.Tensor:
     """Column sums of `(R, P)` by pairwise halving of the rows: element-wise additions only, so a column's sum is
     the same bits whatever P, the thread count or the device (library reductions vary with all three)."""
     while planes.shape[0] > 1:
         half = planes.shape[0] // 2
-        pairs = planes[:half] + planes[half:2 * half]
-        planes = torch.cat([pairs, planes[2 * half:]]) if planes.shape[0] % 2 else pairs
+        pairs = planes[:half] + planes[half : 2 * half]
+        planes = torch.cat([pairs, planes[2 * half :]]) if planes.shape[0] % 2 else pairs
     return planes[0]
 
 

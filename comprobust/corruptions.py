@@ -20,15 +20,18 @@ Adding a corruption is one class and one decorator line::
             step = 2 ** (8 - self.parameter)
             return torch.floor(x / step) * step
 """
+
 from __future__ import annotations
 
 import abc
 import functools
-from typing import ClassVar, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import ClassVar, TypeVar, cast
 
 import numpy as np
 import torch
 
+from comprobust.corruption_kernels import blur_matrix, column_sums, rotation_rows, swirl_matrix
 from comprobust.corruption_names import (
     BUILT_IN,
     ELEMENTALS,
@@ -41,14 +44,24 @@ from comprobust.corruption_names import (
     parse_composition,
 )
 from comprobust.errors import UserError
-from comprobust.corruption_kernels import blur_matrix, column_sums, rotation_rows, swirl_matrix
 from comprobust.noise import NO_KEYS, element_bits16, noise_keys
 
 Images = TypeVar("Images", np.ndarray, torch.Tensor)
 
 __all__ = [  # the engine, and the names it implements (from `comprobust.corruption_names`)
-    "ELEMENTALS", "CompositionLike", "Corruption", "abbreviate", "composition_name", "corrupt", "corrupt_batch",
-    "corrupt_many", "get_corruption", "known_names", "noise_keys", "parse_composition", "register",
+    "ELEMENTALS",
+    "CompositionLike",
+    "Corruption",
+    "abbreviate",
+    "composition_name",
+    "corrupt",
+    "corrupt_batch",
+    "corrupt_many",
+    "get_corruption",
+    "known_names",
+    "noise_keys",
+    "parse_composition",
+    "register",
 ]
 
 
@@ -78,7 +91,16 @@ class Corruption(abc.ABC):
     @property
     def parameter(self) -> float | None:
         """The corruption's strength at this severity (None for corruptions without one)."""
-        return self.severities[self.severity - 1] if self.severities else None
+        if not self.severities or self.severity is None:
+            return None
+        return self.severities[self.severity - 1]
+
+    @property
+    def strength(self) -> float:
+        """`parameter` of a corruption that has one."""
+        if self.parameter is None:
+            raise TypeError(f"{self.name} has no strength parameter")
+        return self.strength
 
     @abc.abstractmethod
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
@@ -141,7 +163,7 @@ class Contrast(Corruption):
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, channels = x.shape
-        c = float(self.parameter)
+        c = self.strength
         planes = x.reshape(h * w, n * channels)
         pulled_means = column_sums(planes).mul_((1.0 - c) / (h * w))
         return torch.add(pulled_means, planes, alpha=c).view(h, w, n, channels)
@@ -157,7 +179,7 @@ class GaussianBlur(Corruption):
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape
-        sigma = float(self.parameter)
+        sigma = self.strength
         along_h = torch.matmul(blur_matrix(h, sigma, x.device), x.reshape(h, w * n * c)).view(h, w, n * c)
         return torch.matmul(blur_matrix(w, sigma, x.device), along_h).view(h, w, n, c)
 
@@ -176,7 +198,7 @@ class ImpulseNoise(Corruption):
         bits = element_bits16(keys, h * w, c)
         # Bits 0..14 decide whether an element flips (resolution 2**-15), bit 15 whether it becomes 255 or 0:
         # as unsigned, [0, threshold) becomes 0; as signed, [-2**15, threshold - 2**15) becomes 255.
-        threshold = round(float(self.parameter) * 2**15)
+        threshold = round(self.strength * 2**15)
         if x.device.type != "cpu":
             return _impulse_on_device(x, torch.from_numpy(bits.view(np.int16)).to(x.device), threshold)
         planes, bits = x.numpy().reshape(h * w, -1), bits.reshape(h * w, -1)
@@ -231,7 +253,7 @@ class Swirl(Corruption):
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape
-        sampling = swirl_matrix(h, w, float(self.parameter), x.device)
+        sampling = swirl_matrix(h, w, self.strength, x.device)
         return torch.sparse.mm(sampling, x.reshape(h * w, n * c)).view(h, w, n, c)
 
 
@@ -248,7 +270,9 @@ def _check_batch(images: torch.Tensor, indices: np.ndarray | Sequence[int] | Non
         )
     indices = np.arange(images.shape[0]) if indices is None else np.asarray(indices)
     if indices.shape != (images.shape[0],):
-        raise UserError(f"indices must have one entry per image ({images.shape[0]}), got shape {indices.shape}")
+        raise UserError(
+            f"indices must have one entry per image ({images.shape[0]}), got shape {indices.shape}"
+        )
     return indices
 
 
@@ -276,7 +300,9 @@ def corrupt_many(
 
     n, c, h, w = images.shape
 
-    def walk(node: dict, prefix: tuple[str, ...], x: torch.Tensor) -> Iterator[tuple[tuple[str, ...], torch.Tensor]]:
+    def walk(
+        node: dict, prefix: tuple[str, ...], x: torch.Tensor
+    ) -> Iterator[tuple[tuple[str, ...], torch.Tensor]]:
         for name, child in node.items():
             if name is None:
                 # truncation toward zero == the paper's np.uint8 on [0, 255]
@@ -367,4 +393,4 @@ def corrupt(
     nchw = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
     out = corrupt_batch(nchw.contiguous(), composition, seed=seed, indices=indices, severities=severities)
     out = out[:, 0] if tensor.dim() == 3 else out.permute(0, 2, 3, 1).contiguous()
-    return out.numpy() if is_numpy else out
+    return cast(Images, out.numpy() if is_numpy else out)

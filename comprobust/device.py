@@ -3,11 +3,11 @@
 Both options are off by default, so the default path is plain float32 and bit-for-bit the one the tests pin;
 they are meant for GPUs (bf16 tensor cores, NHWC convolutions) and are tested on CPU for equivalence only.
 """
+
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -33,8 +33,12 @@ class Precision:
         """A 4-D image batch in the chosen memory format."""
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
-    def autocast(self, device: torch.device) -> ContextManager:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """bf16 autocast on `device` when enabled, else a no-op context."""
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+FP32 = Precision()
+"""The default: float32, contiguous (the exact path)."""

@@ -1,6 +1,7 @@
 """Reproducible noise for corruptions and stimuli: counter-based hashing (splitmix64), so the noise of an image
 is a pure function of (seed, what was applied so far, image index) and never depends on its batch, on how a
 test set is split across processes, or on which other compositions are evaluated alongside."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,12 +50,16 @@ def element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
     if pixels % 4:  # quads straddle channels: hash in (C, H, W) order, then move the channels last
         quads = (channels * pixels + 3) // 4
         hashes = _splitmix64(keys[:, None] ^ np.arange(quads, dtype=np.uint64)[None, :] * _GOLDEN)
-        bits = hashes.view(np.uint16).reshape(n, quads * 4)[:, :channels * pixels].reshape(n, channels, pixels)
+        bits = (
+            hashes.view(np.uint16).reshape(n, quads * 4)[:, : channels * pixels].reshape(n, channels, pixels)
+        )
         return np.ascontiguousarray(bits.transpose(2, 0, 1))
     quads = pixels // 4
     with np.errstate(over="ignore"):
-        counters = (np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
-                    + np.arange(quads, dtype=np.uint64)[:, None]) * _GOLDEN
+        counters = (
+            np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
+            + np.arange(quads, dtype=np.uint64)[:, None]
+        ) * _GOLDEN
     hashes = _splitmix64(keys[None, :, None] ^ counters[:, None, :])  # (quads, N, C)
     lanes = hashes.view(np.uint16).reshape(quads, n, channels, 4)
     return np.ascontiguousarray(lanes.transpose(0, 3, 1, 2)).reshape(pixels, n, channels)

@@ -21,6 +21,7 @@ each composition over the seeds (one point per composition and method); the mean
 the per-seed means. The paper's ceiling line is hard-coded (89 % EMNIST, 92 % CIFAR, 96 % FaceScrub); here it
 is the best Identity accuracy of any evaluated method.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,13 @@ PAPER_CEILINGS = {"emnist": 89.0, "cifar10": 92.0, "facescrub": 96.0}
 def composition_means(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, composition): accuracy and loss averaged over seeds, and the number of seeds."""
     grouped = results.groupby(["method", "composition"], sort=False)
-    out = grouped.agg(abbreviation=("abbreviation", "first"), length=("length", "first"),
-                      accuracy=("accuracy", "mean"), loss=("loss", "mean"), seeds=("seed", "nunique"))
+    out = grouped.agg(
+        abbreviation=("abbreviation", "first"),
+        length=("length", "first"),
+        accuracy=("accuracy", "mean"),
+        loss=("loss", "mean"),
+        seeds=("seed", "nunique"),
+    )
     return out.reset_index()
 
 
@@ -94,18 +100,29 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
 def invariance_means(invariance: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, composition): invariance scores and accuracy averaged over seeds."""
     if invariance.empty:
-        return pd.DataFrame(columns=["method", "composition", "length", "elemental_invariance",
-                                     "composition_invariance", "accuracy"])
+        return pd.DataFrame(
+            columns=[
+                "method",
+                "composition",
+                "length",
+                "elemental_invariance",
+                "composition_invariance",
+                "accuracy",
+            ]
+        )
     return invariance.groupby(["method", "composition"], as_index=False, sort=False).agg(
-        length=("length", "first"), elemental_invariance=("elemental_invariance", "mean"),
-        composition_invariance=("composition_invariance", "mean"), accuracy=("accuracy", "mean"))
+        length=("length", "first"),
+        elemental_invariance=("elemental_invariance", "mean"),
+        composition_invariance=("composition_invariance", "mean"),
+        accuracy=("accuracy", "mean"),
+    )
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, str]:
+def pearson(x_values: Sequence[float], y_values: Sequence[float]) -> tuple[float, float, str]:
     """(r, two-sided p, note) from scipy.stats.pearsonr; NaN with a reason when it is undefined."""
     from scipy import stats
 
-    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = np.asarray(x_values, float), np.asarray(y_values, float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(x) < 3:
@@ -125,8 +142,19 @@ def correlation_table(means: pd.DataFrame, methods: Sequence[str]) -> pd.DataFra
                 part = means[(means["method"] == method) & (means["length"] == length)]
                 part = part[[x, y]].dropna()
                 r, p, note = pearson(part[x], part[y])
-                rows.append({"plot": plot, "x": x, "y": y, "length": length, "method": method,
-                             "n": len(part), "r": r, "p": p, "note": note})
+                rows.append(
+                    {
+                        "plot": plot,
+                        "x": x,
+                        "y": y,
+                        "length": length,
+                        "method": method,
+                        "n": len(part),
+                        "r": r,
+                        "p": p,
+                        "note": note,
+                    }
+                )
     return pd.DataFrame(rows, columns=["plot", "x", "y", "length", "method", "n", "r", "p", "note"])
 
 
@@ -173,8 +201,13 @@ class ReportContext:
     claims: list[Verdict] | None = None  # the paper's claims, when the experiment fixes criteria for them
 
 
-def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | Path | None = None,
-                 log_to_wandb: bool = True, source: str = "auto") -> Path:
+def build_report(
+    experiment: Any,
+    store: RunStore | None = None,
+    out_dir: str | Path | None = None,
+    log_to_wandb: bool = True,
+    source: str = "auto",
+) -> Path:
     """Build the experiment's report (see the module docstring); returns `<out_dir>/index.html`.
 
     `store` defaults to `comprobust.results.open_store(experiment, source=source)`; `out_dir` to
@@ -188,18 +221,37 @@ def build_report(experiment: Any, store: RunStore | None = None, out_dir: str | 
     compositions = ["-".join(c) for c in experiment.compositions]
     log_target = None
     if log_to_wandb:
-        log_target = {"out_dir": experiment.output_dir, "project": experiment.wandb.project,
-                      "group": experiment.name, "mode": experiment.wandb.mode}
-    return render_report(store, out, title=experiment.name, dataset=experiment.dataset.name,
-                         expected=expected, compositions=compositions, log_target=log_target,
-                         hint=f"run the experiment first: python launch.py run {experiment.path}",
-                         claims=experiment.claims)
+        log_target = {
+            "out_dir": experiment.output_dir,
+            "project": experiment.wandb.project,
+            "group": experiment.name,
+            "mode": experiment.wandb.mode,
+        }
+    return render_report(
+        store,
+        out,
+        title=experiment.name,
+        dataset=experiment.dataset.name,
+        expected=expected,
+        compositions=compositions,
+        log_target=log_target,
+        hint=f"run the experiment first: python launch.py run {experiment.path}",
+        claims=experiment.claims,
+    )
 
 
-def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | None = None,
-                  expected: set[tuple[str, Any]] | None = None, compositions: Sequence[str] | None = None,
-                  log_target: dict[str, Any] | None = None, hint: str = "",
-                  claims: ClaimCriteria | None = None) -> Path:
+def render_report(
+    store: RunStore,
+    out_dir: Path,
+    *,
+    title: str,
+    dataset: str | None = None,
+    expected: set[tuple[str, Any]] | None = None,
+    compositions: Sequence[str] | None = None,
+    log_target: dict[str, Any] | None = None,
+    hint: str = "",
+    claims: ClaimCriteria | None = None,
+) -> Path:
     """Build the report from any store. `expected`: the (method, seed) pairs that should have results;
     `compositions`: the compositions each should cover; `log_target`: start_run arguments (out_dir, project,
     group, mode) for the W&B report run, or None to log nothing; `claims`: criteria to judge the paper's
@@ -213,10 +265,13 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
     results = store.results()
     problems = _run_problems(runs)
     if results.empty:
-        reasons = problems + list(dict.fromkeys(store.warnings))  # e.g. a damaged log, which the store skipped
+        reasons = problems + list(
+            dict.fromkeys(store.warnings)
+        )  # e.g. a damaged log, which the store skipped
         detail = f" ({'; '.join(reasons)})" if reasons else ""
-        raise UserError(f"no finished evaluation runs in {store.describe()}{detail}; "
-                        f"{hint or 'nothing to report'}")
+        raise UserError(
+            f"no finished evaluation runs in {store.describe()}{detail}; {hint or 'nothing to report'}"
+        )
     invariance = store.invariance()
     dataset = dataset or ", ".join(sorted(set(results["dataset"].astype(str))))
     methods = method_order(results["method"])
@@ -242,15 +297,24 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
     figures.boxplot(means, methods, chance, ceiling, paths["boxplot"])
     figures.heatmap(means, methods, paths["heatmap"])
     if inv_means.empty:
-        notes.append("no invariance scores were found (no 'invariance' tables and no activation statistics), "
-                     "so the invariance figures are empty")
+        notes.append(
+            "no invariance scores were found (no 'invariance' tables and no activation statistics), "
+            "so the invariance figures are empty"
+        )
     for key, (x, y) in PAIRS.items():
-        figures.invariance_plot(inv_means, x, y, methods, correlations[correlations["plot"] == key],
-                                paths[key])
+        figures.invariance_plot(
+            inv_means, x, y, methods, correlations[correlations["plot"] == key], paths[key]
+        )
 
-    tables = (("headline.csv", headline), ("summary.csv", summary), ("correlations.csv", correlations),
-              ("results.csv", results), ("invariance.csv", invariance), *statistics.tables().items(),
-              *((("claims.csv", claims_frame(verdicts)),) if verdicts is not None else ()))
+    tables = (
+        ("headline.csv", headline),
+        ("summary.csv", summary),
+        ("correlations.csv", correlations),
+        ("results.csv", results),
+        ("invariance.csv", invariance),
+        *statistics.tables().items(),
+        *((("claims.csv", claims_frame(verdicts)),) if verdicts is not None else ()),
+    )
     for name, frame in tables:
         buffer = io.StringIO()
         frame.to_csv(buffer, index=name == "headline.csv")
@@ -258,10 +322,23 @@ def render_report(store: RunStore, out_dir: Path, *, title: str, dataset: str | 
 
     evaluation_runs = runs[runs["job_type"] == "evaluate"] if not runs.empty else runs
     context = ReportContext(
-        title=title, dataset=dataset, source=store.describe(), seeds=seeds, methods=methods, chance=chance,
-        ceiling=ceiling, headline=headline, summary=summary, correlations=correlations, figures=paths,
-        runs=evaluation_runs, notes=notes, problems=problems,
-        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), statistics=statistics, claims=verdicts,
+        title=title,
+        dataset=dataset,
+        source=store.describe(),
+        seeds=seeds,
+        methods=methods,
+        chance=chance,
+        ceiling=ceiling,
+        headline=headline,
+        summary=summary,
+        correlations=correlations,
+        figures=paths,
+        runs=evaluation_runs,
+        notes=notes,
+        problems=problems,
+        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        statistics=statistics,
+        claims=verdicts,
     )
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(context))
@@ -307,13 +384,15 @@ def _run_problems(runs: pd.DataFrame) -> list[str]:
     out = []
     for row in bad.itertuples():
         state = "still running or killed (no exit record)" if row.state == "running" else row.state
-        out.append(f"run {row.run_id} ({row.method or '?'}, seed {row.seed}) is {state}: "
-                   "its results are excluded")
+        out.append(
+            f"run {row.run_id} ({row.method or '?'}, seed {row.seed}) is {state}: its results are excluded"
+        )
     return out
 
 
-def _coverage_problems(results: pd.DataFrame, expected: set[tuple[str, Any]] | None,
-                       compositions: Sequence[str] | None) -> list[str]:
+def _coverage_problems(
+    results: pd.DataFrame, expected: set[tuple[str, Any]] | None, compositions: Sequence[str] | None
+) -> list[str]:
     out = []
     have = results.groupby(["method", "seed"])["composition"].nunique().to_dict()
     for method, seed in sorted(expected or (), key=lambda p: (method_order([p[0]]), str(p[1]))):
@@ -324,9 +403,11 @@ def _coverage_problems(results: pd.DataFrame, expected: set[tuple[str, Any]] | N
         for (method, seed), part in results.groupby(["method", "seed"]):
             missing = wanted - set(part["composition"])
             if missing:
-                out.append(f"{method} seed {seed}: {len(wanted) - len(missing)} of {len(wanted)} "
-                           f"compositions (missing e.g. {min(missing)}; an evaluation shard may be "
-                           "missing)")
+                out.append(
+                    f"{method} seed {seed}: {len(wanted) - len(missing)} of {len(wanted)} "
+                    f"compositions (missing e.g. {min(missing)}; an evaluation shard may be "
+                    "missing)"
+                )
     return out
 
 
@@ -341,12 +422,23 @@ def report_run_id(title: str, results: pd.DataFrame, invariance: pd.DataFrame) -
 
 def _plain_rows(frame: pd.DataFrame) -> list[list[Any]]:
     """Rows of plain Python values, NaN as None (W&B tables are JSON)."""
-    return [[None if isinstance(v, float) and not np.isfinite(v) else (v.item() if hasattr(v, "item") else v)
-             for v in row] for row in frame.itertuples(index=False)]
+    return [
+        [
+            None if isinstance(v, float) and not np.isfinite(v) else (v.item() if hasattr(v, "item") else v)
+            for v in row
+        ]
+        for row in frame.itertuples(index=False)
+    ]
 
 
-def _log_to_wandb(target: dict[str, Any], store: RunStore, context: ReportContext, results: pd.DataFrame,
-                  invariance: pd.DataFrame, index: Path) -> None:
+def _log_to_wandb(
+    target: dict[str, Any],
+    store: RunStore,
+    context: ReportContext,
+    results: pd.DataFrame,
+    invariance: pd.DataFrame,
+    index: Path,
+) -> None:
     """Log figures, tables and the HTML to a W&B run of job_type "report" (skipped if already logged)."""
     from comprobust.tracking import start_run
 
@@ -358,27 +450,57 @@ def _log_to_wandb(target: dict[str, Any], store: RunStore, context: ReportContex
     try:
         import wandb
 
-        config = {"kind": "report", "experiment": context.title, "dataset": context.dataset,
-                  "seeds": list(context.seeds), "methods": context.methods,
-                  "evaluation_runs": sorted(set(results["run_id"])), "figures": sorted(FIGURES.values())}
-        with start_run(out_dir=target["out_dir"], project=target["project"], group=target["group"],
-                       job_type="report", name=f"report-{context.title}", run_id=run_id, config=config,
-                       tags=["report"], mode=target.get("mode", "auto"), resume=True) as run:
+        config = {
+            "kind": "report",
+            "experiment": context.title,
+            "dataset": context.dataset,
+            "seeds": list(context.seeds),
+            "methods": context.methods,
+            "evaluation_runs": sorted(set(results["run_id"])),
+            "figures": sorted(FIGURES.values()),
+        }
+        with start_run(
+            out_dir=target["out_dir"],
+            project=target["project"],
+            group=target["group"],
+            job_type="report",
+            name=f"report-{context.title}",
+            run_id=run_id,
+            config=config,
+            tags=["report"],
+            mode=target.get("mode", "auto"),
+            resume=True,
+        ) as run:
             if run.mode == "disabled":
                 return
             run.log({f"report/{key}": wandb.Image(str(path)) for key, path in context.figures.items()})
             headline = context.headline.reset_index()
             headline.columns = [str(c) for c in headline.columns]
-            for key, frame in (("headline", headline), ("summary", context.summary),
-                               ("correlations", context.correlations)):
+            for key, frame in (
+                ("headline", headline),
+                ("summary", context.summary),
+                ("correlations", context.correlations),
+            ):
                 run.log_table(f"report/{key}", [str(c) for c in frame.columns], _plain_rows(frame))
-            run.summary_update({f"headline/{method}/{column}": float(value)
-                                for method, row in context.headline.iterrows()
-                                for column, value in row.items() if np.isfinite(value)})
+            run.summary_update(
+                {
+                    f"headline/{method}/{column}": float(value)
+                    for method, row in context.headline.iterrows()
+                    for column, value in row.items()
+                    if np.isfinite(value)
+                }
+            )
             slug = run_id.removeprefix("report-").rsplit("-", 1)[0]
-            run.log_checkpoint(index, f"report-{slug}", metadata={"run_id": run_id}, aliases=("latest",),
-                               artifact_type="report")
+            run.log_checkpoint(
+                index,
+                f"report-{slug}",
+                metadata={"run_id": run_id},
+                aliases=("latest",),
+                artifact_type="report",
+            )
         print(f"W&B: logged the report as run {run_id} ({run.mode})")
     except Exception as err:  # noqa: BLE001  the HTML and figures are written; W&B is a copy
-        print(f"warning: could not log the report to W&B ({type(err).__name__}: {err}); the files in "
-              f"{index.parent} are complete")
+        print(
+            f"warning: could not log the report to W&B ({type(err).__name__}: {err}); the files in "
+            f"{index.parent} are complete"
+        )

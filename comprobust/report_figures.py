@@ -8,6 +8,7 @@ state, no display needed) and seaborn.
 * `invariance_plot`: one facet per composition length 2..6, a scatter and least-squares line (with its 95%
   confidence band) per method, and Pearson r and p per method and facet; the sixth panel holds the legend.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -26,9 +28,11 @@ from comprobust.results import METHOD_ORDER
 DPI = 110
 LENGTHS = (1, 2, 3, 4, 5, 6)
 INVARIANCE_LENGTHS = (2, 3, 4, 5, 6)
-AXIS_LABELS = {"elemental_invariance": "Elemental invariance (median over units)",
-               "composition_invariance": "Composition invariance (median over units)",
-               "accuracy": "Accuracy on the composition (%)"}
+AXIS_LABELS = {
+    "elemental_invariance": "Elemental invariance (median over units)",
+    "composition_invariance": "Composition invariance (median over units)",
+    "accuracy": "Accuracy on the composition (%)",
+}
 
 
 def palette(methods: Sequence[str]) -> dict[str, tuple]:
@@ -48,16 +52,19 @@ def palette(methods: Sequence[str]) -> dict[str, tuple]:
 
 def save(fig: Figure, path: Path) -> Path:
     """Write the figure as PNG atomically."""
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight",
-                                                 facecolor="white"))
+    atomic_write(
+        path,
+        lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight", facecolor="white"),
+    )
     return path
 
 
 # -------------------------------------------------------------------------------------------------- box plot
 
 
-def boxplot(means: pd.DataFrame, methods: Sequence[str], chance: float | None, ceiling: float | None,
-            path: Path) -> Path:
+def boxplot(
+    means: pd.DataFrame, methods: Sequence[str], chance: float | None, ceiling: float | None, path: Path
+) -> Path:
     """Accuracy (%) by number of corruptions, hue = method. `means`: one row per (method, composition)."""
     import seaborn as sns
 
@@ -65,17 +72,43 @@ def boxplot(means: pd.DataFrame, methods: Sequence[str], chance: float | None, c
     fig = Figure(figsize=(11, 5.6))
     ax = fig.subplots()
     lengths = [n for n in LENGTHS if n in set(means["length"])]
-    sns.boxplot(data=means, x="length", y="accuracy", hue="method", order=lengths, hue_order=list(methods),
-                palette=colours, ax=ax, fliersize=3, linewidth=1.0, saturation=1.0)
+    sns.boxplot(
+        data=means,
+        x="length",
+        y="accuracy",
+        hue="method",
+        order=lengths,
+        hue_order=list(methods),
+        palette=colours,
+        ax=ax,
+        fliersize=3,
+        linewidth=1.0,
+        saturation=1.0,
+    )
     if chance is not None:
         ax.axhline(chance, color="0.35", linestyle="--", linewidth=1.2, zorder=0)
-        ax.annotate(f"chance {chance:.1f}%", xy=(1.0, chance), xycoords=("axes fraction", "data"),
-                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=9, color="0.25")
+        ax.annotate(
+            f"chance {chance:.1f}%",
+            xy=(1.0, chance),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+            color="0.25",
+        )
     if ceiling is not None:
         ax.axhline(ceiling, color="firebrick", linestyle="--", linewidth=1.2, zorder=0)
-        ax.annotate(f"ceiling {ceiling:.1f}%\n(best Identity)", xy=(1.0, ceiling),
-                    xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
-                    va="center", fontsize=9, color="firebrick")
+        ax.annotate(
+            f"ceiling {ceiling:.1f}%\n(best Identity)",
+            xy=(1.0, ceiling),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+            color="firebrick",
+        )
     ax.set_ylim(0, 100)
     ax.set_xlabel("Corruptions in composition", fontsize=11)
     ax.set_ylabel("Accuracy (%)", fontsize=11)
@@ -83,8 +116,13 @@ def boxplot(means: pd.DataFrame, methods: Sequence[str], chance: float | None, c
     ax.set_xticks(range(len(lengths)), [f"{n}\n({counts.get(n, 0)} seq.)" for n in lengths])
     ax.grid(axis="y", color="0.9")
     ax.set_axisbelow(True)
-    ax.legend(title="Method", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(methods), 5),
-              frameon=False)
+    ax.legend(
+        title="Method",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=min(len(methods), 5),
+        frameon=False,
+    )
     return save(fig, path)
 
 
@@ -112,8 +150,9 @@ def heatmap(means: pd.DataFrame, methods: Sequence[str], path: Path, max_rows: i
     """Accuracy per composition (rows, abbreviated) and method (columns), annotated, in panels."""
     import seaborn as sns
 
-    label = means["abbreviation"].where(means["abbreviation"].notna() & (means["abbreviation"] != ""),
-                                        means["composition"])
+    label = means["abbreviation"].where(
+        means["abbreviation"].notna() & (means["abbreviation"] != ""), means["composition"]
+    )
     grid = means.assign(label=label).pivot_table(index="label", columns="method", values="accuracy")
     columns = [m for m in methods if m in grid.columns]
     grid = grid.reindex(index=paper_order(list(grid.index)), columns=columns)
@@ -122,12 +161,25 @@ def heatmap(means: pd.DataFrame, methods: Sequence[str], path: Path, max_rows: i
     width = panels * (1.6 + 0.62 * grid.shape[1]) + 1.2
     fig = Figure(figsize=(width, 0.19 * rows + 1.8))
     axes = np.atleast_1d(fig.subplots(1, panels, gridspec_kw={"wspace": 0.55}))
-    cbar_ax = fig.add_axes([0.92 if panels > 1 else 0.95, 0.3, 0.012 if panels > 1 else 0.03, 0.4])
+    cbar_ax = fig.add_axes((0.92 if panels > 1 else 0.95, 0.3, 0.012 if panels > 1 else 0.03, 0.4))
     for index, ax in enumerate(axes):
-        part = grid.iloc[index * rows:(index + 1) * rows]
-        sns.heatmap(part, ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f",
-                    annot_kws={"fontsize": 6.5}, cbar=index == 0, cbar_ax=cbar_ax if index == 0 else None,
-                    cbar_kws={"label": "Accuracy (%)"}, yticklabels=True, linewidths=0.3, linecolor="white")
+        part = grid.iloc[index * rows : (index + 1) * rows]
+        sns.heatmap(
+            part,
+            ax=ax,
+            vmin=0,
+            vmax=100,
+            cmap="viridis",
+            annot=True,
+            fmt=".0f",
+            annot_kws={"fontsize": 6.5},
+            cbar=index == 0,
+            cbar_ax=cbar_ax if index == 0 else None,
+            cbar_kws={"label": "Accuracy (%)"},
+            yticklabels=True,
+            linewidths=0.3,
+            linecolor="white",
+        )
         ax.set_xlabel("")
         ax.set_ylabel("Composition" if index == 0 else "")
         ax.tick_params(axis="y", labelsize=6.5, length=0)
@@ -135,16 +187,16 @@ def heatmap(means: pd.DataFrame, methods: Sequence[str], path: Path, max_rows: i
         ax.xaxis.tick_top()
         for text in ax.get_xticklabels():
             text.set_horizontalalignment("left")
-    fig.subplots_adjust(left=0.08, right=0.9, top=1 - 0.9 / (0.19 * rows + 1.8),
-                        bottom=0.02)
+    fig.subplots_adjust(left=0.08, right=0.9, top=1 - 0.9 / (0.19 * rows + 1.8), bottom=0.02)
     return save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ invariance
 
 
-def invariance_plot(data: pd.DataFrame, x: str, y: str, methods: Sequence[str],
-                    correlations: pd.DataFrame, path: Path) -> Path:
+def invariance_plot(
+    data: pd.DataFrame, x: str, y: str, methods: Sequence[str], correlations: pd.DataFrame, path: Path
+) -> Path:
     """Scatter + linear fit of `y` against `x` per method, one facet per length 2..6, with Pearson r, p.
 
     `data`: one row per (method, composition) with columns method, length, x and y; `correlations`: rows of
@@ -161,8 +213,16 @@ def invariance_plot(data: pd.DataFrame, x: str, y: str, methods: Sequence[str],
             points = facet[facet["method"] == method]
             colour = colours[method]
             if not points.empty:
-                ax.scatter(points[x], points[y], s=20, color=colour, alpha=0.75, edgecolor="white",
-                           linewidth=0.4, zorder=3)
+                ax.scatter(
+                    points[x],
+                    points[y],
+                    s=20,
+                    color=colour,
+                    alpha=0.75,
+                    edgecolor="white",
+                    linewidth=0.4,
+                    zorder=3,
+                )
                 _fit_line(ax, points[x].to_numpy(float), points[y].to_numpy(float), colour)
             row = correlations[(correlations["method"] == method) & (correlations["length"] == length)]
             notes.append((method, _format_r(row.iloc[0] if len(row) else None), colour))
@@ -174,21 +234,46 @@ def invariance_plot(data: pd.DataFrame, x: str, y: str, methods: Sequence[str],
         ax.set_ylabel(AXIS_LABELS.get(y, y), fontsize=9)
         ax.tick_params(labelsize=8)
         if facet.empty:
-            ax.text(0.5, 0.5, "no invariance scores for this length", transform=ax.transAxes, ha="center",
-                    va="center", color="0.4")
+            ax.text(
+                0.5,
+                0.5,
+                "no invariance scores for this length",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
         for line, (method, text, colour) in enumerate(reversed(notes)):
-            ax.annotate(f"{method}: {text}", xy=(0, 1), xycoords="axes fraction", xytext=(2, 4 + 11 * line),
-                        textcoords="offset points", fontsize=7.8, color=colour, fontweight="bold")
+            ax.annotate(
+                f"{method}: {text}",
+                xy=(0, 1),
+                xycoords="axes fraction",
+                xytext=(2, 4 + 11 * line),
+                textcoords="offset points",
+                fontsize=7.8,
+                color=colour,
+                fontweight="bold",
+            )
         ax.set_title(f"{length} corruptions", fontsize=11, pad=8 + 11 * lines_per_block)
     legend_ax = axes[-1]
     legend_ax.axis("off")
-    handles = [Patch(color=colours[m], label=m) for m in methods]
-    handles += [Line2D([], [], color="0.3", label="least-squares fit"),
-                Patch(color="0.3", alpha=0.2, label="95% confidence band of the fit")]
+    handles: list[Artist] = [Patch(color=colours[m], label=m) for m in methods]
+    handles += [
+        Line2D([], [], color="0.3", label="least-squares fit"),
+        Patch(color="0.3", alpha=0.2, label="95% confidence band of the fit"),
+    ]
     legend_ax.legend(handles=handles, loc="center", frameon=False, title="Method", fontsize=10)
-    legend_ax.text(0.5, 0.02, "One point per composition (mean over seeds).\nPearson r and two-sided p per "
-                   "method and facet;\nn/a: fewer than 3 points or a constant variable.",
-                   transform=legend_ax.transAxes, ha="center", va="bottom", fontsize=8.5, color="0.3")
+    legend_ax.text(
+        0.5,
+        0.02,
+        "One point per composition (mean over seeds).\nPearson r and two-sided p per "
+        "method and facet;\nn/a: fewer than 3 points or a constant variable.",
+        transform=legend_ax.transAxes,
+        ha="center",
+        va="bottom",
+        fontsize=8.5,
+        color="0.3",
+    )
     fig.subplots_adjust(hspace=0.3 + 0.065 * len(methods), wspace=0.28)  # room for the r, p lines
     return save(fig, path)
 
@@ -207,8 +292,11 @@ def _fit_line(ax, x: np.ndarray, y: np.ndarray, colour) -> None:
     dof = len(x) - 2
     if dof > 0:
         s = math.sqrt(float(residual @ residual) / dof)
-        half = stats.t.ppf(0.975, dof) * s * np.sqrt(1 / len(x) + (grid - x.mean()) ** 2
-                                                      / float(((x - x.mean()) ** 2).sum()))
+        half = (
+            stats.t.ppf(0.975, dof)
+            * s
+            * np.sqrt(1 / len(x) + (grid - x.mean()) ** 2 / float(((x - x.mean()) ** 2).sum()))
+        )
         ax.fill_between(grid, fit - half, fit + half, color=colour, alpha=0.15, linewidth=0, zorder=1)
     ax.plot(grid, fit, color=colour, linewidth=1.6, zorder=2)
 

@@ -19,12 +19,14 @@ From the tidy frames of `comprobust.results.RunStore` (`results()`, `invariance(
 
 With one seed every interval is NaN in the frames and prints as `ONE_SEED`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +43,11 @@ RESOLVED_SE = 2.0  # a module level is "resolved" when its search margin exceeds
 ONE_SEED = "n/a (1 seed)"
 POOLED = "2-6"  # the `lengths` label of the row pooling every set of 2..6 corruptions
 EXACTLY_COMMUTING = (("Contrast", "Invert"), ("Contrast", "Rotate90"), ("Invert", "Rotate90"))
-INVARIANCE_PAIRS = (("elemental_invariance", "composition_invariance"), ("elemental_invariance", "accuracy"),
-                    ("composition_invariance", "accuracy"))
+INVARIANCE_PAIRS = (
+    ("elemental_invariance", "composition_invariance"),
+    ("elemental_invariance", "accuracy"),
+    ("composition_invariance", "accuracy"),
+)
 
 
 @dataclass(frozen=True)
@@ -87,25 +92,36 @@ def per_seed_length_means(results: pd.DataFrame) -> pd.DataFrame:
 def length_intervals(results: pd.DataFrame) -> pd.DataFrame:
     """Per method and length: seeds, mean and 95% t-interval of the per-seed mean accuracy."""
     per_seed = per_seed_length_means(results)
-    rows = [{"method": method, "length": length, **_interval_columns(part["accuracy"])}
-            for method in method_order(per_seed["method"])
-            for length, part in per_seed[per_seed["method"] == method].groupby("length")]
+    rows = [
+        {"method": method, "length": length, **_interval_columns(part["accuracy"])}
+        for method in method_order(per_seed["method"])
+        for length, part in per_seed[per_seed["method"] == method].groupby("length")
+    ]
     return pd.DataFrame(rows, columns=["method", "length", "seeds", "mean", "ci_low", "ci_high"])
 
 
 def paired_differences(results: pd.DataFrame) -> pd.DataFrame:
     """Per pair (baseline before method in the paper's order) and length: the per-seed differences of mean
     accuracy (method - baseline) over the seeds both have, their mean, 95% t-interval and the seeds won."""
-    wide = per_seed_length_means(results).pivot_table(index=["length", "seed"], columns="method",
-                                                      values="accuracy")
+    wide = per_seed_length_means(results).pivot_table(
+        index=["length", "seed"], columns="method", values="accuracy"
+    )
     rows = []
     for baseline, method in combinations(method_order(results["method"]), 2):
         for length, part in wide.groupby(level="length"):
             diff = (part[method] - part[baseline]).dropna()
-            rows.append({"method": method, "baseline": baseline, "length": length, **_interval_columns(diff),
-                         "seeds_won": int((diff > 0).sum())})
-    return pd.DataFrame(rows, columns=["method", "baseline", "length", "seeds", "mean", "ci_low", "ci_high",
-                                       "seeds_won"])
+            rows.append(
+                {
+                    "method": method,
+                    "baseline": baseline,
+                    "length": length,
+                    **_interval_columns(diff),
+                    "seeds_won": int((diff > 0).sum()),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["method", "baseline", "length", "seeds", "mean", "ci_low", "ci_high", "seeds_won"]
+    )
 
 
 def set_of(composition: str) -> str:
@@ -130,12 +146,33 @@ def set_comparisons(results: pd.DataFrame) -> pd.DataFrame:
     for baseline, method in combinations(method_order(results["method"]), 2):
         for label, part in parts:
             diff = (part[method] - part[baseline]).dropna().to_numpy()
-            rows.append({"method": method, "baseline": baseline, "lengths": label, "sets": len(diff),
-                         "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
-                         "share_won": float((diff > 0).mean()) if len(diff) else float("nan"),
-                         "ties": int((diff == 0).sum()), **_wilcoxon(diff)})
-    return pd.DataFrame(rows, columns=["method", "baseline", "lengths", "sets", "mean_diff", "share_won", "ties",
-                                       "wilcoxon", "p", "note"])
+            rows.append(
+                {
+                    "method": method,
+                    "baseline": baseline,
+                    "lengths": label,
+                    "sets": len(diff),
+                    "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
+                    "share_won": float((diff > 0).mean()) if len(diff) else float("nan"),
+                    "ties": int((diff == 0).sum()),
+                    **_wilcoxon(diff),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "baseline",
+            "lengths",
+            "sets",
+            "mean_diff",
+            "share_won",
+            "ties",
+            "wilcoxon",
+            "p",
+            "note",
+        ],
+    )
 
 
 def _interval_columns(values: Iterable[float]) -> dict[str, Any]:
@@ -147,7 +184,11 @@ def _wilcoxon(diff: np.ndarray) -> dict[str, Any]:
     """scipy's two-sided Wilcoxon signed-rank test (zero differences dropped), or NaN with the reason."""
     nonzero = diff[diff != 0]
     if len(nonzero) == 0:
-        return {"wilcoxon": float("nan"), "p": float("nan"), "note": "no set differs" if len(diff) else "no sets"}
+        return {
+            "wilcoxon": float("nan"),
+            "p": float("nan"),
+            "note": "no set differs" if len(diff) else "no sets",
+        }
     result = stats.wilcoxon(nonzero)
     return {"wilcoxon": float(result.statistic), "p": float(result.pvalue), "note": ""}
 
@@ -210,8 +251,12 @@ def invariance_sets(invariance: pd.DataFrame, results: pd.DataFrame) -> pd.DataF
     return sets
 
 
-def invariance_tests(invariance: pd.DataFrame, results: pd.DataFrame,
-                     samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+def invariance_tests(
+    invariance: pd.DataFrame,
+    results: pd.DataFrame,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> pd.DataFrame:
     """Every (x, y) pair of `INVARIANCE_PAIRS` x length 2..6 x method, sets as units: Pearson r, the partial
     r controlling for `elemental_accuracy`, its bootstrap percentile 95% CI, p, and p Holm-adjusted over every
     row; `significant` when the adjusted p is below `ALPHA`."""
@@ -223,8 +268,16 @@ def invariance_tests(invariance: pd.DataFrame, results: pd.DataFrame,
             for method in method_order(sets["method"]):
                 part = sets[(sets["method"] == method) & (sets["length"] == length)]
                 part = part[[x, y, "elemental_accuracy"]].dropna()
-                rows.append({"x": x, "y": y, "length": length, "method": method,
-                             **_partial_test(*(part[c].to_numpy() for c in part.columns), rng, samples)})
+                values = part[x].to_numpy(), part[y].to_numpy(), part["elemental_accuracy"].to_numpy()
+                rows.append(
+                    {
+                        "x": x,
+                        "y": y,
+                        "length": length,
+                        "method": method,
+                        **_partial_test(*values, rng, samples),
+                    }
+                )
     columns = ["x", "y", "length", "method", "sets", "r", "partial_r", "ci_low", "ci_high", "p", "note"]
     out = pd.DataFrame(rows, columns=columns)
     out["p_holm"] = holm(out["p"])
@@ -232,23 +285,40 @@ def invariance_tests(invariance: pd.DataFrame, results: pd.DataFrame,
     return out
 
 
-def _partial_test(x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random.Generator,
-                  samples: int) -> dict[str, Any]:
+def _partial_test(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random.Generator, samples: int
+) -> dict[str, Any]:
     n = len(x)
     nan = float("nan")
     if n < 4:
-        return {"sets": n, "r": nan, "partial_r": nan, "ci_low": nan, "ci_high": nan, "p": nan,
-                "note": f"{n} set{'s' if n != 1 else ''}, 4 needed"}
+        return {
+            "sets": n,
+            "r": nan,
+            "partial_r": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "p": nan,
+            "note": f"{n} set{'s' if n != 1 else ''}, 4 needed",
+        }
     r = float(_pearson_rows(x, y))
     partial = float(partial_correlation(x, y, z))
     draws = np.sort(rng.integers(0, n, size=(samples, n)), axis=1)
     draws = draws[(np.diff(draws, axis=1) != 0).sum(axis=1) >= 3]  # resamples of at least 4 distinct sets
     boot = partial_correlation(x[draws], y[draws], z[draws])
     boot = boot[np.isfinite(boot)]
-    low, high = np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)]) if len(boot) else (nan, nan)
+    low, high = (
+        np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)]) if len(boot) else (nan, nan)
+    )
     note = "" if np.isfinite(partial) else "constant values"
-    return {"sets": n, "r": r, "partial_r": partial, "ci_low": float(low), "ci_high": float(high),
-            "p": partial_p(partial, n), "note": note}
+    return {
+        "sets": n,
+        "r": r,
+        "partial_r": partial,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": partial_p(partial, n),
+        "note": note,
+    }
 
 
 # --------------------------------------------------------------------------------------------- diagnostics
@@ -262,8 +332,16 @@ def commuting_diagnostics(results: pd.DataFrame) -> pd.DataFrame:
         for a, b in EXACTLY_COMMUTING:
             ab, ba = accuracy.get((method, seed, f"{a}-{b}")), accuracy.get((method, seed, f"{b}-{a}"))
             if ab is not None and ba is not None:
-                rows.append({"method": method, "seed": seed, "pair": f"{a}-{b}", "accuracy_ab": ab,
-                             "accuracy_ba": ba, "abs_diff": abs(ab - ba)})
+                rows.append(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "pair": f"{a}-{b}",
+                        "accuracy_ab": ab,
+                        "accuracy_ba": ba,
+                        "abs_diff": abs(ab - ba),
+                    }
+                )
     return pd.DataFrame(rows, columns=["method", "seed", "pair", "accuracy_ab", "accuracy_ba", "abs_diff"])
 
 
@@ -272,8 +350,20 @@ def training_diagnostics(runs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFr
     epoch, `converged` (best before last), and for modules the chosen level, the runner-up, the search margin
     (pp of validation accuracy over the runner-up level), its paired standard error, and `level_resolved`:
     the margin exceeds `RESOLVED_SE` standard errors."""
-    columns = ["run_id", "stage", "seed", "corruption", "best_epoch", "last_epoch", "converged", "level",
-               "runner_up", "level_margin", "margin_se", "level_resolved"]
+    columns = [
+        "run_id",
+        "stage",
+        "seed",
+        "corruption",
+        "best_epoch",
+        "last_epoch",
+        "converged",
+        "level",
+        "runner_up",
+        "level_margin",
+        "margin_se",
+        "level_resolved",
+    ]
     if runs.empty or "summary.best_epoch" not in runs:
         return pd.DataFrame(columns=columns)
     training = runs[(runs["kind"] == "train") & (runs["state"] == "finished")]
@@ -288,7 +378,13 @@ def _upstream(runs: pd.DataFrame, run_ids: set[str]) -> set[str]:
     inputs = {}
     if "config.inputs" in runs:
         for run_id, value in zip(runs["run_id"], runs["config.inputs"]):
-            refs = json.loads(value) if isinstance(value, str) else list(value) if isinstance(value, list) else []
+            refs = (
+                json.loads(value)
+                if isinstance(value, str)
+                else list(value)
+                if isinstance(value, list)
+                else []
+            )
             inputs[run_id] = [run_id_of_model(ref) for ref in refs]
     seen, todo = set(), list(run_ids)
     while todo:
@@ -306,16 +402,31 @@ def _training_row(row: pd.Series) -> dict[str, Any]:
         last = row.get("config.params.max_epochs", np.nan) - 1
     margin, margin_se = _number(row, "summary.level_margin"), _number(row, "summary.level_margin_se")
     if not np.isfinite(margin):  # runs from before the search recorded its margin
-        searched = sorted((v for k, v in row.items() if k.startswith("summary.level_") and k.endswith("_val_acc")
-                           and np.isfinite(v)), reverse=True)
+        searched = sorted(
+            (
+                v
+                for k, v in row.items()
+                if k.startswith("summary.level_") and k.endswith("_val_acc") and np.isfinite(v)
+            ),
+            reverse=True,
+        )
         margin = searched[0] - searched[1] if len(searched) > 1 else np.nan  # accuracies are in percent
     converged = bool(best < last) if np.isfinite(best) and np.isfinite(last) else None
     resolved = bool(margin > RESOLVED_SE * margin_se) if np.isfinite(margin_se) else None
-    return {"run_id": row["run_id"], "stage": row.get("config.stage", row["job_type"]), "seed": row["seed"],
-            "corruption": row.get("config.corruption"), "best_epoch": best, "last_epoch": last,
-            "converged": converged, "level": _number(row, "summary.level"),
-            "runner_up": _number(row, "summary.level_runner_up"), "level_margin": margin, "margin_se": margin_se,
-            "level_resolved": resolved}
+    return {
+        "run_id": row["run_id"],
+        "stage": row.get("config.stage", row["job_type"]),
+        "seed": row["seed"],
+        "corruption": row.get("config.corruption"),
+        "best_epoch": best,
+        "last_epoch": last,
+        "converged": converged,
+        "level": _number(row, "summary.level"),
+        "runner_up": _number(row, "summary.level_runner_up"),
+        "level_margin": margin,
+        "margin_se": margin_se,
+        "level_resolved": resolved,
+    }
 
 
 def _number(row: pd.Series, key: str) -> float:
@@ -343,6 +454,11 @@ class Statistics:
 
 def compute_statistics(results: pd.DataFrame, invariance: pd.DataFrame, runs: pd.DataFrame) -> Statistics:
     """All statistics of the report from a store's frames."""
-    return Statistics(lengths=length_intervals(results), differences=paired_differences(results),
-                      sets=set_comparisons(results), invariance=invariance_tests(invariance, results),
-                      training=training_diagnostics(runs, results), commuting=commuting_diagnostics(results))
+    return Statistics(
+        lengths=length_intervals(results),
+        differences=paired_differences(results),
+        sets=set_comparisons(results),
+        invariance=invariance_tests(invariance, results),
+        training=training_diagnostics(runs, results),
+        commuting=commuting_diagnostics(results),
+    )

@@ -10,6 +10,7 @@ still atomically and in order, by one background thread while the next epoch tra
 once its checkpoint is on disk (so its W&B record arrives one epoch later than its progress line), and `fit`
 waits for the last write before it returns or raises: whatever is logged can be resumed, exactly.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,16 +20,17 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from comprobust.atomic import atomic_open
-from comprobust.device import Precision
+from comprobust.device import FP32, Precision
 from comprobust.errors import UserError
 
 CHECKPOINT_FORMAT = 1
@@ -89,7 +91,7 @@ def fit(
     identity: dict[str, Any],
     log_epoch: EpochLogger | None = None,
     label: str = "train",
-    precision: Precision = Precision(),
+    precision: Precision = FP32,
 ) -> FitResult:
     """Train `task.model` to `config`, checkpointing under `checkpoint_dir`; resume if a checkpoint is there.
 
@@ -105,7 +107,9 @@ def fit(
     optimizer = torch.optim.SGD(
         parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.cosine_epochs or config.max_epochs)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.cosine_epochs or config.max_epochs
+    )
     history: list[dict[str, float]] = []
     best = {"epoch": -1, "val_loss": math.inf}
     start_epoch = 0
@@ -134,31 +138,55 @@ def fit(
             improved = record["val_loss"] <= best["val_loss"]
             if improved:
                 best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-            state = _snapshot({
-                "format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-            })
+            state = _snapshot(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "identity": identity,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                }
+            )
             logged = {**record, "best_epoch": best["epoch"]}
-            writer.submit(_write_epoch, checkpoint_dir, state, improved,
-                          then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch))
+            writer.submit(
+                _write_epoch,
+                checkpoint_dir,
+                state,
+                improved,
+                then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch),
+            )
             epochs_run.append(epoch)
             progress.update(epoch, record, improved)
 
     if best["epoch"] < 0:
         raise UserError(f"{label}: max_epochs={config.max_epochs} trains nothing; set max_epochs >= 1")
     best_state = load_checkpoint(checkpoint_dir / BEST, identity, model)
+    assert best_state is not None, "fit wrote a best checkpoint (best epoch >= 0)"
     model.load_state_dict(best_state["model"])
     model.eval()
     return FitResult(
-        best_epoch=int(best["epoch"]), best_metrics={k: v for k, v in best.items() if k != "epoch"},
-        history=history, best_path=checkpoint_dir / BEST, last_path=checkpoint_dir / LAST,
-        resumed_from=resumed_from, epochs_run=epochs_run,
+        best_epoch=int(best["epoch"]),
+        best_metrics={k: v for k, v in best.items() if k != "epoch"},
+        history=history,
+        best_path=checkpoint_dir / BEST,
+        last_path=checkpoint_dir / LAST,
+        resumed_from=resumed_from,
+        epochs_run=epochs_run,
     )
 
 
-def _train_epoch(task: TrainTask, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int, label: str,
-                 lr_setting: float) -> dict[str, float]:
+def _train_epoch(
+    task: TrainTask,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    label: str,
+    lr_setting: float,
+) -> dict[str, float]:
     """One epoch of training and validation; the epoch's record (train means, validation metrics, lr, time)."""
     started = time.perf_counter()
     model = task.model
@@ -174,7 +202,9 @@ def _train_epoch(task: TrainTask, optimizer: torch.optim.Optimizer, scheduler: A
         for key, value in {"train_loss": float(loss.detach()), **metrics}.items():
             sums[key] = sums.get(key, 0.0) + float(value)
     if batches == 0:
-        raise UserError(f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch")
+        raise UserError(
+            f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch"
+        )
     lr = optimizer.param_groups[0]["lr"]
     model.eval()
     with torch.no_grad():
@@ -184,9 +214,11 @@ def _train_epoch(task: TrainTask, optimizer: torch.optim.Optimizer, scheduler: A
     record.update(val)
     record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
     if not math.isfinite(record["val_loss"]):
-        raise TrainingDiverged(f"{label}: validation loss is {record['val_loss']} after epoch {epoch + 1} "
-                               f"(train loss {record.get('train_loss')}): training diverged; lower lr "
-                               f"(now {lr_setting})")
+        raise TrainingDiverged(
+            f"{label}: validation loss is {record['val_loss']} after epoch {epoch + 1} "
+            f"(train loss {record.get('train_loss')}): training diverged; lower lr "
+            f"(now {lr_setting})"
+        )
     return record
 
 
@@ -202,7 +234,9 @@ class CheckpointWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._pending: tuple[Future, Callable[[], Any] | None] | None = None
 
-    def submit(self, function: Callable[..., None], *args: Any, then: Callable[[], Any] | None = None) -> None:
+    def submit(
+        self, function: Callable[..., None], *args: Any, then: Callable[[], Any] | None = None
+    ) -> None:
         self.wait()
         self._pending = (self._executor.submit(function, *args), then)
 
@@ -215,7 +249,7 @@ class CheckpointWriter:
             if then is not None:
                 then()
 
-    def __enter__(self) -> "CheckpointWriter":
+    def __enter__(self) -> CheckpointWriter:
         return self
 
     def __exit__(self, error_type: type | None, *_: object) -> None:
@@ -237,8 +271,16 @@ def _snapshot(state: Any) -> Any:
 def _write_epoch(folder: Path, state: dict[str, Any], improved: bool) -> None:
     """Publish one epoch: best.pt first when it improved (weights and metrics only), then last.pt."""
     if improved:
-        _save(folder / BEST, {"format": state["format"], "identity": state["identity"], "epoch": state["epoch"],
-                              "model": state["model"], "metrics": state["best"]})
+        _save(
+            folder / BEST,
+            {
+                "format": state["format"],
+                "identity": state["identity"],
+                "epoch": state["epoch"],
+                "model": state["model"],
+                "metrics": state["best"],
+            },
+        )
     _rotate_and_save(folder, state)
 
 
@@ -306,7 +348,9 @@ def _relog(history: list[dict[str, float]], log_epoch: EpochLogger) -> None:
         log_epoch({**record, "best_epoch": best["epoch"]}, int(record["epoch"]))
 
 
-def _patience_exhausted(history: list[dict[str, float]], best: dict[str, float], patience: int | None) -> bool:
+def _patience_exhausted(
+    history: list[dict[str, float]], best: dict[str, float], patience: int | None
+) -> bool:
     return patience is not None and bool(history) and history[-1]["epoch"] - best["epoch"] >= patience
 
 
@@ -327,7 +371,10 @@ class Progress:
         line += " *" if improved else ""
         if self.interactive:
             done = int(20 * (epoch + 1) / self.total)
-            self._write(f"\r[{'#' * done}{'.' * (20 - done)}] {line}\033[K" + ("\n" if epoch + 1 == self.total else ""))
+            self._write(
+                f"\r[{'#' * done}{'.' * (20 - done)}] {line}\033[K"
+                + ("\n" if epoch + 1 == self.total else "")
+            )
         else:
             self._write(line + "\n")
 

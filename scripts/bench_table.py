@@ -5,6 +5,7 @@
 Rewrites the blocks between the marker lines in the README (nothing else) and prints each benchmark's goals.
 `--check` rewrites nothing and exits 1 when the README's blocks differ from the results file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,17 @@ PAPER = {
     "CIFAR-10": ("cifar", 40_000, 10_000, 10, 0.11, 60_000),
     "FaceScrub": ("facescrub", 40_300, 5_100, 17, 1.9, 9_000),
 }
-ORDER = ("corruptions", "training", "evaluation", "data", "launch", "results", "sweeps", "slurm_submit", "device")
+ORDER = (
+    "corruptions",
+    "training",
+    "evaluation",
+    "data",
+    "launch",
+    "results",
+    "sweeps",
+    "slurm_submit",
+    "device",
+)
 
 
 def _names(results: dict[str, Any]) -> list[str]:
@@ -35,25 +46,35 @@ def _names(results: dict[str, Any]) -> list[str]:
 
 def render(results: dict[str, Any]) -> str:
     """The markdown block: one row per measured figure, goals met / not met, and the conditions of each run."""
-    lines = ["| benchmark (`make bench`) | baseline in the same run | measured | goal | met |", "|---|---|---|---|---|"]
+    lines = [
+        "| benchmark (`make bench`) | baseline in the same run | measured | goal | met |",
+        "|---|---|---|---|---|",
+    ]
     conditions = []
     for name in _names(results):
         section = results[name]
         goals = section["goals"]
         verdict = "–" if not goals else ("yes" if all(g["met"] for g in goals) else "**no**")
         for i, row in enumerate(section["rows"]):
-            lines.append(f"| {row['benchmark']} | {row['baseline']} | {row['measured']} | {row['goal']} | "
-                         f"{verdict if i == 0 else ''} |")
+            lines.append(
+                f"| {row['benchmark']} | {row['baseline']} | {row['measured']} | {row['goal']} | "
+                f"{verdict if i == 0 else ''} |"
+            )
         env = section["environment"]
         before = ", ".join(f"{v:.1f}" for v in env["load_before"])
         after = ", ".join(f"{v:.1f}" for v in env["load_after"])
-        conditions.append(f"`{name}` {env['date']}, commit {env['commit']}, {env['threads']} thread(s), load "
-                          f"{before} before / {after} after")
+        conditions.append(
+            f"`{name}` {env['date']}, commit {env['commit']}, {env['threads']} thread(s), load "
+            f"{before} before / {after} after"
+        )
     env = results[_names(results)[0]]["environment"]
     lines += ["", "Goals:", ""] + [f"- {line}" for line in goal_lines(results)]
-    lines += ["", f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}, torch {env['torch']}, "
-                  f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-image {env['scikit-image']}, OpenCV "
-                  f"{env['opencv']}. Load averages (1, 5, 15 min) per run: " + "; ".join(conditions) + "."]
+    lines += [
+        "",
+        f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}, torch {env['torch']}, "
+        f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-image {env['scikit-image']}, OpenCV "
+        f"{env['opencv']}. Load averages (1, 5, 15 min) per run: " + "; ".join(conditions) + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -69,31 +90,47 @@ def render_scale(results: dict[str, Any]) -> str:
     device = results.get("device", {})
     figures = device.get("figures", {})
     on_gpu = device.get("environment", {}).get("device", "cpu") != "cpu"
-    lines = ["| dataset | training images (3 seeds) | evaluation images (5 systems x 167 x test, 3 seeds) | "
-             "CPU core-hours | GPU-hours | wall on 8 / 32 GPUs | critical path (one seed) | GPUs that still help |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | training images (3 seeds) | evaluation images (5 systems x 167 x test, 3 seeds) | "
+        "CPU core-hours | GPU-hours | wall on 8 / 32 GPUs | critical path (one seed) | GPUs that still help |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, (arch, train, test, levels, gflop, assumed_gpu) in PAPER.items():
         images = SEEDS * training_images(train, levels)
         evaluated = SEEDS * 5 * 167 * test
         measured = figures.get(arch if arch != "facescrub" else "cifar", {}).get("train_images_per_s")
-        cpu_rate = None if measured is None or on_gpu else measured * (PAPER["CIFAR-10"][4] / gflop if
-                                                                       arch == "facescrub" else 1.0)
+        cpu_rate = (
+            None
+            if measured is None or on_gpu
+            else measured * (PAPER["CIFAR-10"][4] / gflop if arch == "facescrub" else 1.0)
+        )
         gpu_rate = figures[arch]["train_images_per_s"] if on_gpu and arch in figures else assumed_gpu
         cost = images + evaluated / 3  # a forward pass costs about a third of a training step
         gpu_hours = cost / gpu_rate / 3600
-        chains = {"an auto-encoder, then ImgSpace's classifier": EPOCHS * (1 + 7), "ERM or Contrastive": EPOCHS * 7,
-                  "the backbone, then a module": EPOCHS + 2 * (SEARCH_EPOCHS * levels + EPOCHS)}
+        chains = {
+            "an auto-encoder, then ImgSpace's classifier": EPOCHS * (1 + 7),
+            "ERM or Contrastive": EPOCHS * 7,
+            "the backbone, then a module": EPOCHS + 2 * (SEARCH_EPOCHS * levels + EPOCHS),
+        }
         chain = max(chains, key=chains.get)  # stages in one chain run one after the other, on one GPU each
         path = 1.07 * train * chains[chain] / gpu_rate / 3600
         walls = " / ".join(f"{max(gpu_hours / n, path):.1f} h" for n in (8, 32))
         cpu = "n/a" if cpu_rate is None else f"{cost / cpu_rate / 3600:,.0f}"
-        lines.append(f"| {name} | {images / 1e6:,.0f} M | {evaluated / 1e6:.1f} M | {cpu} | {gpu_hours:.1f} | "
-                     f"{walls} | {path:.1f} h ({chain}) | ~{gpu_hours / path:.0f} |")
+        lines.append(
+            f"| {name} | {images / 1e6:,.0f} M | {evaluated / 1e6:.1f} M | {cpu} | {gpu_hours:.1f} | "
+            f"{walls} | {path:.1f} h ({chain}) | ~{gpu_hours / path:.0f} |"
+        )
     source = "measured by benchmarks/device.py" if on_gpu else "assumed (not measured; see below)"
-    lines += ["", f"GPU training rates: {source}: " + ", ".join(
-        f"{name} {(figures[arch]['train_images_per_s'] if on_gpu and arch in figures else rate):,.0f} images/s"
-        for name, (arch, *_, rate) in PAPER.items()) + ". CPU rates: benchmarks/device.py's CPU run (one thread)"
-        ", FaceScrub scaled from CIFAR by training FLOPs."]
+    lines += [
+        "",
+        f"GPU training rates: {source}: "
+        + ", ".join(
+            f"{name} {(figures[arch]['train_images_per_s'] if on_gpu and arch in figures else rate):,.0f} images/s"
+            for name, (arch, *_, rate) in PAPER.items()
+        )
+        + ". CPU rates: benchmarks/device.py's CPU run (one thread)"
+        ", FaceScrub scaled from CIFAR by training FLOPs.",
+    ]
     return "\n".join(lines)
 
 
@@ -102,8 +139,10 @@ def goal_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for name in _names(results):
         for g in results[name]["goals"]:
-            lines.append(f"{'met    ' if g['met'] else 'NOT met'}  {g['name']}: {g['value']:.4g}{g['unit']} "
-                         f"(goal {g['op']} {g['target']:g}{g['unit']})")
+            lines.append(
+                f"{'met    ' if g['met'] else 'NOT met'}  {g['name']}: {g['value']:.4g}{g['unit']} "
+                f"(goal {g['op']} {g['target']:g}{g['unit']})"
+            )
     return lines
 
 
@@ -117,10 +156,14 @@ def replace_block(readme: str, block: str, start: str = START, end: str = END) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results.json")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README's table is not the results'")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the README's table is not the results'"
+    )
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
     readme = args.readme.read_text()
@@ -129,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         updated = replace_block(updated, render_scale(results), SCALE_START, SCALE_END)
     if args.check:
         if updated != readme:
-            print(f"{args.readme}: the performance table differs from {args.results}; run scripts/bench_table.py")
+            print(
+                f"{args.readme}: the performance table differs from {args.results}; run scripts/bench_table.py"
+            )
             return 1
         return 0
     args.readme.write_text(updated)

@@ -1,4 +1,5 @@
 """The benchmark harness and the README table generated from its results file (no benchmark is run here)."""
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,35 @@ def test_spread_ratio_and_goals() -> None:
 
 
 def _section(value: float) -> dict:
-    environment = {"threads": 1, "load_before": [1.0, 2.0, 3.0], **{k: "v" for k in (
-        "python", "torch", "numpy", "scipy", "scikit-image", "opencv", "machine", "commit", "date")}, "cpus": 2}
-    return {"environment": environment,
-            "rows": [{"benchmark": "b", "baseline": "base", "measured": f"{value}x", "goal": ">= 2x"}],
-            "goals": [harness.Goal("thing: speed", value, ">=", 2.0, "x")]}
+    environment = {
+        "threads": 1,
+        "load_before": [1.0, 2.0, 3.0],
+        **{
+            k: "v"
+            for k in (
+                "python",
+                "torch",
+                "numpy",
+                "scipy",
+                "scikit-image",
+                "opencv",
+                "machine",
+                "commit",
+                "date",
+            )
+        },
+        "cpus": 2,
+    }
+    return {
+        "environment": environment,
+        "rows": [{"benchmark": "b", "baseline": "base", "measured": f"{value}x", "goal": ">= 2x"}],
+        "goals": [harness.Goal("thing: speed", value, ">=", 2.0, "x")],
+    }
 
 
-def test_record_merges_sections_into_one_results_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_merges_sections_into_one_results_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(harness, "RESULTS", tmp_path / "results.json")
     for name, value in (("corruptions", 3.0), ("training", 1.0), ("corruptions", 4.0)):
         section = _section(value)
@@ -52,8 +74,9 @@ def test_record_merges_sections_into_one_results_file(tmp_path: Path, monkeypatc
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_table_is_rewritten_between_its_markers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_table_is_rewritten_between_its_markers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setattr(harness, "RESULTS", tmp_path / "results.json")
     for name, value in (("training", 1.0), ("corruptions", 3.0)):
         section = _section(value)
@@ -64,11 +87,15 @@ def test_table_is_rewritten_between_its_markers_only(tmp_path: Path, monkeypatch
     assert bench_table.main([*args, "--check"]) == 1
     capsys.readouterr()
     assert bench_table.main(args) == 0
-    assert capsys.readouterr().out.splitlines() == ["met      thing: speed: 3x (goal >= 2x)",
-                                                    "NOT met  thing: speed: 1x (goal >= 2x)"]
+    assert capsys.readouterr().out.splitlines() == [
+        "met      thing: speed: 3x (goal >= 2x)",
+        "NOT met  thing: speed: 1x (goal >= 2x)",
+    ]
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "stale table" not in text
-    assert text.index("| 3.0x |") < text.index("| 1.0x |")  # corruptions before training, whatever the file order
+    assert text.index("| 3.0x |") < text.index(
+        "| 1.0x |"
+    )  # corruptions before training, whatever the file order
     assert "| **no** |" in text and "- NOT met  thing: speed: 1x (goal >= 2x)" in text
     assert bench_table.main([*args, "--check"]) == 0
 

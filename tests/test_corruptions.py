@@ -1,4 +1,5 @@
 """The corruption engine: fidelity to the paper's scikit-image outputs, compositions, reproducible noise, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,10 +11,10 @@ import torch
 
 from comprobust import corruption_names as names
 from comprobust import corruptions as cr
-from comprobust.noise import element_bits16
 from comprobust.compositions import ordered_pairs, orderings_up_to, paper_compositions, resolve_compositions
 from comprobust.corruptions_reference import corrupt_image, corrupt_image_float
 from comprobust.errors import UserError
+from comprobust.noise import element_bits16
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DETERMINISTIC = ("Identity", "Contrast", "GaussianBlur", "Invert", "Rotate90", "Swirl")
@@ -64,7 +65,8 @@ def test_composition_truncates_once_at_the_end(reference: dict) -> None:
 
 @pytest.mark.parametrize("shape", [(6, 28, 28), (5, 32, 32, 3), (3, 100, 100, 3), (4, 32, 32, 1)])
 @pytest.mark.parametrize(
-    "composition", ["Contrast", "GaussianBlur", "Swirl", "Rotate90", "Swirl-Contrast-GaussianBlur-Invert-Rotate90"]
+    "composition",
+    ["Contrast", "GaussianBlur", "Swirl", "Rotate90", "Swirl-Contrast-GaussianBlur-Invert-Rotate90"],
 )
 def test_batched_engine_agrees_with_per_image_skimage(shape: tuple, composition: str) -> None:
     images = np.random.default_rng(7).integers(0, 256, size=shape, dtype=np.uint8)
@@ -214,10 +216,15 @@ def test_corrupt_many_shares_prefixes_with_identical_results() -> None:
 
 @pytest.mark.parametrize(
     "shape, seed, start, digest",
-    [((4, 28, 28), 0, 0, "aba4b167ddeec7d4"), ((3, 32, 32, 3), 1, 5, "3d960ed695e773fa"),
-     ((2, 5, 5, 3), 2, 0, "c96380e4a72e3fc9")],  # the last: 25 pixels, so hash quads straddle the channels
+    [
+        ((4, 28, 28), 0, 0, "aba4b167ddeec7d4"),
+        ((3, 32, 32, 3), 1, 5, "3d960ed695e773fa"),
+        ((2, 5, 5, 3), 2, 0, "c96380e4a72e3fc9"),
+    ],  # the last: 25 pixels, so hash quads straddle the channels
 )
-def test_impulse_noise_stream_is_pinned_across_versions(shape: tuple, seed: int, start: int, digest: str) -> None:
+def test_impulse_noise_stream_is_pinned_across_versions(
+    shape: tuple, seed: int, start: int, digest: str
+) -> None:
     """The noise of (seed, composition, image index) is the one every earlier version drew, in any layout."""
     images = np.full(shape, 128, dtype=np.uint8)
     out = cr.corrupt(images, "ImpulseNoise", seed=seed, indices=np.arange(start, start + shape[0]))
@@ -235,7 +242,9 @@ def test_outputs_do_not_depend_on_batch_split_or_thread_count(shape: tuple) -> N
         torch.set_num_threads(1)
         bounds = (0, 1, 7, 7, shape[0])  # includes an empty part
         for start, stop in zip(bounds, bounds[1:]):
-            part = dict(cr.corrupt_many(images[start:stop], compositions, seed=4, indices=np.arange(start, stop)))
+            part = dict(
+                cr.corrupt_many(images[start:stop], compositions, seed=4, indices=np.arange(start, stop))
+            )
             for composition in compositions:
                 assert part[composition].shape == (stop - start, *shape[1:])
                 assert torch.equal(part[composition], whole[composition][start:stop]), composition
@@ -255,4 +264,6 @@ def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
     keys = cr.noise_keys(0, ("ImpulseNoise",), np.arange(5))
     bits = torch.from_numpy(element_bits16(keys, 28 * 28, 3).view(np.int16))
     threshold = round(0.27 * 2**15)
-    assert torch.equal(cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys))
+    assert torch.equal(
+        cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys)
+    )

@@ -1,4 +1,5 @@
 """Evaluation on all compositions: sharding, reproducibility, batch-size independence, oracle ordering rules."""
+
 from __future__ import annotations
 
 import copy
@@ -21,14 +22,21 @@ from comprobust.training import TrainConfig, fit
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small network trained for one epoch on the offline digits (seconds)."""
-    data = load_dataset("mnist5k", root=str(tmp_path_factory.mktemp("data")),
-                        split_sizes={"train": 40, "valid": 10, "test": 12})
+    data = load_dataset(
+        "mnist5k",
+        root=str(tmp_path_factory.mktemp("data")),
+        split_sizes={"train": 40, "valid": 10, "test": 12},
+    )
     torch.manual_seed(0)
     network = build_network("small", data.spec.num_classes, in_channels=1, image_size=28)
     loader = PairedViewLoader(data, "train", views=("Identity",), batch_size=50, seed=0)
     valid = PairedViewLoader(data, "valid", views=("Identity",), batch_size=50, seed=0)
-    task = ClassifierTask(network, lambda e: ((x[0], y) for x, y in loader.batches(e)),
-                          lambda: ((x[0], y) for x, y in valid.batches(0)), torch.device("cpu"))
+    task = ClassifierTask(
+        network,
+        lambda e: ((x[0], y) for x, y in loader.batches(e)),
+        lambda: ((x[0], y) for x, y in valid.batches(0)),
+        torch.device("cpu"),
+    )
     fit(task, TrainConfig(lr=0.1, max_epochs=2), tmp_path_factory.mktemp("ckpt"), {"test": 1})
     return data, network
 
@@ -43,7 +51,9 @@ def test_all_167_compositions_are_evaluated_on_every_test_image(trained) -> None
     assert by_name["Identity"]["accuracy"] > 50  # the network learned something
     assert by_name["Identity"]["accuracy"] > by_name["Invert-Rotate90-Swirl"]["accuracy"]
     summary = summary_metrics(result.rows)
-    assert summary["acc/length_1"] == pytest.approx(np.mean([r["accuracy"] for r in result.rows if r["length"] == 1]))
+    assert summary["acc/length_1"] == pytest.approx(
+        np.mean([r["accuracy"] for r in result.rows if r["length"] == 1])
+    )
     assert set(summary) >= {"acc/mean", "acc/elementals", "acc/compositions", "acc/length_6"}
     stats = result.stats[("Identity",)]
     assert stats.class_mean().shape == (10, network.feature_dim)
@@ -92,8 +102,11 @@ class Probe(nn.Module):
 def test_modules_apply_by_level_then_by_position_in_the_composition(trained) -> None:
     _, network = trained
     calls: list[str] = []
-    modules = {"Contrast": (2, Probe("CO", calls)), "Swirl": (0, Probe("SW", calls)),
-               "Invert": (2, Probe("IN", calls))}
+    modules = {
+        "Contrast": (2, Probe("CO", calls)),
+        "Swirl": (0, Probe("SW", calls)),
+        "Invert": (2, Probe("IN", calls)),
+    }
     forward = modular(network, modules)
     x = torch.zeros(2, 1, 28, 28)
     plain_logits, _ = network.forward_features(x)
@@ -111,8 +124,9 @@ def test_modules_apply_by_level_then_by_position_in_the_composition(trained) -> 
 def test_autoencoders_apply_in_composition_order(trained) -> None:
     _, network = trained
     calls: list[str] = []
-    forward = imgspace({"Contrast": Probe("CO", calls), "Swirl": Probe("SW", calls), "Invert": Probe("IN", calls)},
-                       network)
+    forward = imgspace(
+        {"Contrast": Probe("CO", calls), "Swirl": Probe("SW", calls), "Invert": Probe("IN", calls)}, network
+    )
     forward(torch.zeros(1, 1, 28, 28), ("Invert", "Contrast", "Swirl"))
     assert calls == ["IN", "CO", "SW"]
 
@@ -123,10 +137,15 @@ def test_channels_last_fp32_equals_the_default_path_and_bf16_stays_close(trained
     default = evaluate(monolithic(network), data, compositions, batch_size=64, seed=1).rows
     nhwc_precision = Precision(channels_last=True)
     nhwc_network = nhwc_precision.prepare(copy.deepcopy(network))
-    nhwc = evaluate(monolithic(nhwc_network), data, compositions, batch_size=64, seed=1,
-                    precision=nhwc_precision).rows
+    nhwc = evaluate(
+        monolithic(nhwc_network), data, compositions, batch_size=64, seed=1, precision=nhwc_precision
+    ).rows
     assert [r["accuracy"] for r in nhwc] == [r["accuracy"] for r in default]
     assert [r["loss"] for r in nhwc] == pytest.approx([r["loss"] for r in default], rel=1e-5)
-    bf16 = evaluate(monolithic(network), data, compositions, batch_size=64, seed=1, precision=Precision(bf16=True)).rows
-    assert np.mean([r["accuracy"] for r in bf16]) == pytest.approx(np.mean([r["accuracy"] for r in default]), abs=5)
+    bf16 = evaluate(
+        monolithic(network), data, compositions, batch_size=64, seed=1, precision=Precision(bf16=True)
+    ).rows
+    assert np.mean([r["accuracy"] for r in bf16]) == pytest.approx(
+        np.mean([r["accuracy"] for r in default]), abs=5
+    )
     assert all(np.isfinite(r["loss"]) for r in bf16)

@@ -1,5 +1,6 @@
 """The module level search records each level's accuracy with its standard error and the chosen level's margin
 over the runner-up with the paired standard error; a module step holds `batch_size` images, as ERM's does."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,11 +16,27 @@ from comprobust.models import build_network
 
 
 def context(data, tmp_path: Path, **params) -> StageContext:
-    resolved = {**METHODS["modules"].all_params, "lr": 0.05, "batch_size": 32, "max_epochs": 2,
-                "search_epochs": 1, "levels": [3, 4], **params}
-    return StageContext(run_id="modules-test", stage="modules", seed=1, corruption="Invert", params=resolved,
-                        identity={"test": 1}, data=data, arch="small", device=torch.device("cpu"),
-                        out_dir=tmp_path)
+    resolved = {
+        **METHODS["modules"].all_params,
+        "lr": 0.05,
+        "batch_size": 32,
+        "max_epochs": 2,
+        "search_epochs": 1,
+        "levels": [3, 4],
+        **params,
+    }
+    return StageContext(
+        run_id="modules-test",
+        stage="modules",
+        seed=1,
+        corruption="Invert",
+        params=resolved,
+        identity={"test": 1},
+        data=data,
+        arch="small",
+        device=torch.device("cpu"),
+        out_dir=tmp_path,
+    )
 
 
 def backbone(data) -> torch.nn.Module:
@@ -55,6 +72,13 @@ def test_search_records_accuracy_standard_errors_and_the_paired_margin(small_mni
 
 
 def test_one_level_has_no_margin() -> None:
-    search = LevelSearch(level=2, rows=[], accuracy={2: 90.0}, se={2: 1.0}, runner_up=None,
-                         margin=float("nan"), margin_se=float("nan"))
+    search = LevelSearch(
+        level=2,
+        rows=[],
+        accuracy={2: 90.0},
+        se={2: 1.0},
+        runner_up=None,
+        margin=float("nan"),
+        margin_se=float("nan"),
+    )
     assert search.meta() == {"level_2_val_acc": 90.0, "level_2_val_acc_se": 1.0}

@@ -1,5 +1,6 @@
 """The report from real offline runs with known numbers (see helpers.recorded_runs): figures, tables equal
 to hand-computed values, Pearson r equal to scipy's, a self-contained HTML page, the W&B report run, the CLI."""
+
 from __future__ import annotations
 
 import base64
@@ -9,8 +10,6 @@ import statistics
 
 import pandas as pd
 import pytest
-from PIL import Image
-from scipy import stats
 from helpers.built_report import Built, built_report
 from helpers.recorded_runs import (
     NAME,
@@ -22,6 +21,8 @@ from helpers.recorded_runs import (
     compositions,
     expected_accuracy,
 )
+from PIL import Image
+from scipy import stats
 
 from comprobust.cli import main
 from comprobust.errors import UserError
@@ -64,8 +65,9 @@ def test_tables_equal_hand_computed_values(built):
         assert headline.loc["ERM", str(length)] == pytest.approx(90.0 - 10 * (length - 1))
         assert headline.loc["Contrastive", str(length)] == pytest.approx(80.0 - 10 * (length - 1))
     for method in ("ERM", "Contrastive"):
-        per_seed = [statistics.mean(expected_accuracy(method, s, "-".join(c)) for c in compositions())
-                    for s in SEEDS]
+        per_seed = [
+            statistics.mean(expected_accuracy(method, s, "-".join(c)) for c in compositions()) for s in SEEDS
+        ]
         assert headline.loc[method, "all"] == pytest.approx(statistics.mean(per_seed))
 
     summary = pd.read_csv(folder / "summary.csv")
@@ -74,7 +76,7 @@ def test_tables_equal_hand_computed_values(built):
         per_seed = [hand_length_means(row.method, s)[row.length] for s in SEEDS]
         assert row.mean == pytest.approx(statistics.mean(per_seed))
         assert row.std == pytest.approx(statistics.stdev(per_seed))
-        assert row.std == pytest.approx(2 ** 0.5)  # seeds at +1 and -1
+        assert row.std == pytest.approx(2**0.5)  # seeds at +1 and -1
         assert row.seeds == 2
 
     printed = built.stdout
@@ -93,9 +95,11 @@ def test_pearson_r_equals_scipy_on_the_same_data(built):
     points: dict[tuple[str, str], list] = {}
     for row in inv.itertuples():
         points.setdefault((row.method, row.composition), []).append(row)
-    pairs = {"elem-comp": ("elemental_invariance", "composition_invariance"),
-             "elem-acc": ("elemental_invariance", "accuracy"),
-             "comp-acc": ("composition_invariance", "accuracy")}
+    pairs = {
+        "elem-comp": ("elemental_invariance", "composition_invariance"),
+        "elem-acc": ("elemental_invariance", "accuracy"),
+        "comp-acc": ("composition_invariance", "accuracy"),
+    }
     checked = 0
     for row in correlations.itertuples():
         x_name, y_name = pairs[row.plot]
@@ -131,10 +135,21 @@ def test_html_is_self_contained_and_says_what_is_missing(built):
         with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as image:
             image.verify()
     assert text.count("How to read:") == len(FIGURES)
-    for needle in ("rtest", "mnist5k", "chance 10.00%", "1, 2", "ERM", "Contrastive",
-                   "eval-modular-s1-0123456789 (Modular, seed 1) is failed",
-                   "Modular seed 2: no finished evaluation (missing)", "the paper hard-codes",
-                   "r = ", "n/a (2 points)", "90.0 ± 1.4", "Evaluation runs</b> 7 (1 failed, 6 finished)"):
+    for needle in (
+        "rtest",
+        "mnist5k",
+        "chance 10.00%",
+        "1, 2",
+        "ERM",
+        "Contrastive",
+        "eval-modular-s1-0123456789 (Modular, seed 1) is failed",
+        "Modular seed 2: no finished evaluation (missing)",
+        "the paper hard-codes",
+        "r = ",
+        "n/a (2 points)",
+        "90.0 ± 1.4",
+        "Evaluation runs</b> 7 (1 failed, 6 finished)",
+    ):
         assert needle in text, needle
 
 
@@ -168,8 +183,12 @@ def test_report_run_is_logged_once_and_never_read_as_an_evaluation(built, capsys
     assert report_runs.iloc[0]["kind"] == "report"
     assert len(store.results()) == 2 * 2 * 167  # the report run adds no evaluation rows
     logged = read_run(report_runs.iloc[0]["location"])
-    images = {k.removeprefix("report/") for row in logged.history for k, v in row.items()
-              if isinstance(v, dict) and v.get("_type") == "image-file"}
+    images = {
+        k.removeprefix("report/")
+        for row in logged.history
+        for k, v in row.items()
+        if isinstance(v, dict) and v.get("_type") == "image-file"
+    }
     assert images == set(FIGURES)
     assert {"report/headline", "report/summary", "report/correlations"} <= set(logged.tables)
     assert logged.summary["headline/ERM/1"] == pytest.approx(90.0)
@@ -211,5 +230,6 @@ def test_no_finished_evaluations_is_a_clear_error(tmp_path_factory):
     fixture = build_fixture(tmp_path_factory)
     store = OfflineRunStore(fixture.wandb_dir, None, group="someone-else")
     with pytest.raises(UserError, match="no finished evaluation runs .* launch.py run"):
-        build_report(fixture.experiment(), store=store, out_dir=tmp_path_factory.mktemp("empty"),
-                     log_to_wandb=False)
+        build_report(
+            fixture.experiment(), store=store, out_dir=tmp_path_factory.mktemp("empty"), log_to_wandb=False
+        )

@@ -1,5 +1,6 @@
 """Seeds that mean something: every random draw of a stage derives from (experiment seed, stage, corruption,
 salt), never from the run id, so fields with no scientific effect leave trained weights bit-identical."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,14 +28,26 @@ BASE = {
 
 
 def context(**changes) -> StageContext:
-    fields = {"run_id": "erm-s1-aaaaaaaaaa", "stage": "erm", "seed": 1, "corruption": None, "params": {},
-              "identity": {}, "data": None, "arch": "small", "device": torch.device("cpu"), "out_dir": Path(".")}
+    fields = {
+        "run_id": "erm-s1-aaaaaaaaaa",
+        "stage": "erm",
+        "seed": 1,
+        "corruption": None,
+        "params": {},
+        "identity": {},
+        "data": None,
+        "arch": "small",
+        "device": torch.device("cpu"),
+        "out_dir": Path("."),
+    }
     return StageContext(**{**fields, **changes})
 
 
 def test_stream_seeds_ignore_the_run_id_and_follow_seed_stage_corruption_and_salt() -> None:
     base = context()
-    assert base.stream_seed("init") == context(run_id="erm-s1-bbbbbbbbbb", identity={"x": 1}).stream_seed("init")
+    assert base.stream_seed("init") == context(run_id="erm-s1-bbbbbbbbbb", identity={"x": 1}).stream_seed(
+        "init"
+    )
     others = [context(seed=2), context(stage="contrastive"), context(corruption="Invert")]
     assert all(other.stream_seed("init") != base.stream_seed("init") for other in others)
     assert base.stream_seed("init") != base.stream_seed("search", 0)
@@ -57,8 +70,11 @@ def trained_weights(folder: Path, **changes) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_unscientific_fields_keep_weights_bit_identical_and_the_seed_changes_them(tmp_path: Path) -> None:
     base = trained_weights(tmp_path / "a")
-    moved = trained_weights(tmp_path / "b", wandb={"project": "elsewhere", "mode": "offline"},
-                            cluster={"executor": "local", "cpus_per_task": 2})
+    moved = trained_weights(
+        tmp_path / "b",
+        wandb={"project": "elsewhere", "mode": "offline"},
+        cluster={"executor": "local", "cpus_per_task": 2},
+    )
     reseeded = trained_weights(tmp_path / "c", seeds=[4])
     assert base.keys() == moved.keys() == reseeded.keys()
     assert all(torch.equal(base[k], moved[k]) for k in base)

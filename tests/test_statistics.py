@@ -1,4 +1,5 @@
 """comprobust.statistics against hand-computed and scipy values, on small synthetic frames (no training)."""
+
 from __future__ import annotations
 
 import itertools
@@ -16,9 +17,20 @@ from comprobust.report_statistics import format_intervals, format_levels, levels
 from comprobust.sample_images import sample_digits, sample_photo_patches
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
-COMPOSITIONS = ["Identity", "Contrast", "Invert", "Rotate90", "Contrast-Invert", "Invert-Contrast",
-                "Contrast-Rotate90", "Rotate90-Contrast", "Invert-Rotate90", "Rotate90-Invert",
-                "Contrast-Invert-Rotate90", "Rotate90-Invert-Contrast"]
+COMPOSITIONS = [
+    "Identity",
+    "Contrast",
+    "Invert",
+    "Rotate90",
+    "Contrast-Invert",
+    "Invert-Contrast",
+    "Contrast-Rotate90",
+    "Rotate90-Contrast",
+    "Invert-Rotate90",
+    "Rotate90-Invert",
+    "Contrast-Invert-Rotate90",
+    "Rotate90-Invert-Contrast",
+]
 
 
 def accuracy(method: str, seed: int, composition: str) -> float:
@@ -30,8 +42,19 @@ def accuracy(method: str, seed: int, composition: str) -> float:
 
 
 def results_frame(seeds=(1, 2, 3), methods=("ERM", "Modular")) -> pd.DataFrame:
-    rows = [{"method": m, "seed": s, "composition": c, "length": c.count("-") + 1, "accuracy": accuracy(m, s, c),
-             "run_id": f"eval-{m}-{s}"} for m in methods for s in seeds for c in COMPOSITIONS]
+    rows = [
+        {
+            "method": m,
+            "seed": s,
+            "composition": c,
+            "length": c.count("-") + 1,
+            "accuracy": accuracy(m, s, c),
+            "run_id": f"eval-{m}-{s}",
+        }
+        for m in methods
+        for s in seeds
+        for c in COMPOSITIONS
+    ]
     return pd.DataFrame(rows)
 
 
@@ -54,13 +77,17 @@ def test_length_intervals_and_seed_paired_differences_by_hand() -> None:
         per_seed = [np.mean([accuracy(method, s, c) for c in names]) for s in (1, 2, 3)]
         expected = st.t_interval(per_seed)
         assert row["seeds"] == 3 and row["mean"] == pytest.approx(np.mean(per_seed))
-        assert row["ci_high"] - row["mean"] == pytest.approx(T_975_DF2 * np.std(per_seed, ddof=1) / np.sqrt(3))
+        assert row["ci_high"] - row["mean"] == pytest.approx(
+            T_975_DF2 * np.std(per_seed, ddof=1) / np.sqrt(3)
+        )
         assert row["ci_low"] == pytest.approx(expected.low)
     differences = st.paired_differences(results)
     assert set(zip(differences["method"], differences["baseline"])) == {("Modular", "ERM")}
     for row in differences.itertuples():
         names = [c for c in COMPOSITIONS if c.count("-") + 1 == row.length]
-        diffs = [np.mean([accuracy("Modular", s, c) - accuracy("ERM", s, c) for c in names]) for s in (1, 2, 3)]
+        diffs = [
+            np.mean([accuracy("Modular", s, c) - accuracy("ERM", s, c) for c in names]) for s in (1, 2, 3)
+        ]
         assert row.mean == pytest.approx(np.mean(diffs))
         assert row.ci_low == pytest.approx(st.t_interval(diffs).low)
         assert row.seeds_won == sum(d > 0 for d in diffs)
@@ -109,32 +136,55 @@ def invariance_frame(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in results[results["length"] >= 2].itertuples():
         members = sorted(row.composition.split("-"))
-        rows.append({"method": row.method, "seed": row.seed, "composition": row.composition,
-                     "length": row.length, "elemental_invariance": sum(map(len, members)) / 10 + row.seed,
-                     "composition_invariance": len(row.composition) % 5 + row.seed / 3,
-                     "accuracy": row.accuracy})
+        rows.append(
+            {
+                "method": row.method,
+                "seed": row.seed,
+                "composition": row.composition,
+                "length": row.length,
+                "elemental_invariance": sum(map(len, members)) / 10 + row.seed,
+                "composition_invariance": len(row.composition) % 5 + row.seed / 3,
+                "accuracy": row.accuracy,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_invariance_tests_use_sets_as_units_and_holm_over_the_whole_grid() -> None:
-    new = ["Swirl", "GaussianBlur", *("-".join(p) for p in itertools.permutations(["Swirl", "GaussianBlur",
-                                                                                 "Contrast"], 2))]
-    extra = [{"method": m, "seed": s, "composition": c, "length": c.count("-") + 1, "accuracy": 40.0 + i * s,
-              "run_id": "x"} for m in ("ERM", "Modular") for s in (1, 2, 3) for i, c in enumerate(new)]
+    new = [
+        "Swirl",
+        "GaussianBlur",
+        *("-".join(p) for p in itertools.permutations(["Swirl", "GaussianBlur", "Contrast"], 2)),
+    ]
+    extra = [
+        {
+            "method": m,
+            "seed": s,
+            "composition": c,
+            "length": c.count("-") + 1,
+            "accuracy": 40.0 + i * s,
+            "run_id": "x",
+        }
+        for m in ("ERM", "Modular")
+        for s in (1, 2, 3)
+        for i, c in enumerate(new)
+    ]
     results = pd.concat([results_frame(), pd.DataFrame(extra)], ignore_index=True)
     invariance = invariance_frame(results)
     sets = st.invariance_sets(invariance, results)
     erm2 = sets[(sets["method"] == "ERM") & (sets["length"] == 2)]
     assert len(erm2) == 6  # 6 unordered pairs behind 12 ordered compositions
     row = erm2[erm2["set"] == "Contrast+Invert"].iloc[0]
-    assert row["elemental_accuracy"] == pytest.approx(np.mean(
-        [accuracy("ERM", s, c) for s in (1, 2, 3) for c in ("Contrast", "Invert")]))
+    assert row["elemental_accuracy"] == pytest.approx(
+        np.mean([accuracy("ERM", s, c) for s in (1, 2, 3) for c in ("Contrast", "Invert")])
+    )
     tests = st.invariance_tests(invariance, results, samples=500)
     assert len(tests) == 3 * 5 * 2  # every pair of scores x length x method is reported
     tested = tests[tests["p"].notna()]
     assert set(tested["length"]) == {2} and set(tested["sets"]) == {6}
-    one = tested[(tested["method"] == "ERM") & (tested["y"] == "accuracy")
-                 & (tested["x"] == "elemental_invariance")].iloc[0]
+    one = tested[
+        (tested["method"] == "ERM") & (tested["y"] == "accuracy") & (tested["x"] == "elemental_invariance")
+    ].iloc[0]
     x, y, z = (erm2[c].to_numpy() for c in ("elemental_invariance", "accuracy", "elemental_accuracy"))
     assert one["partial_r"] == pytest.approx(float(st.partial_correlation(x, y, z)))
     assert -1 <= one["ci_low"] <= one["partial_r"] <= one["ci_high"] <= 1
@@ -174,32 +224,79 @@ def test_commuting_diagnostic_is_zero_for_a_monolithic_network(small_mnist) -> N
 
 def runs_frame() -> pd.DataFrame:
     def train(run_id, stage, best, last, inputs=(), **summary):
-        return {"run_id": run_id, "kind": "train", "state": "finished", "job_type": stage, "seed": 1,
-                "config.stage": stage, "config.corruption": summary.pop("corruption", None),
-                "config.inputs": json.dumps([f"model-{i}:best" for i in inputs]), "summary.best_epoch": best,
-                "summary.epoch": last, "config.params.max_epochs": last + 1,
-                **{f"summary.{k}": v for k, v in summary.items()}}
+        return {
+            "run_id": run_id,
+            "kind": "train",
+            "state": "finished",
+            "job_type": stage,
+            "seed": 1,
+            "config.stage": stage,
+            "config.corruption": summary.pop("corruption", None),
+            "config.inputs": json.dumps([f"model-{i}:best" for i in inputs]),
+            "summary.best_epoch": best,
+            "summary.epoch": last,
+            "config.params.max_epochs": last + 1,
+            **{f"summary.{k}": v for k, v in summary.items()},
+        }
 
-    return pd.DataFrame([
-        train("backbone-1", "backbone", 4, 9),
-        train("modules-in-1", "modules", 2, 2, ["backbone-1"], corruption="Invert", level=1,
-              level_0_val_acc=50.0, level_1_val_acc=62.0, level_2_val_acc=60.0),
-        train("modules-co-1", "modules", 1, 2, ["backbone-1"], corruption="Contrast", level=3, level_3_val_acc=90.2,
-              level_2_val_acc=90.0, level_margin=0.2, level_margin_se=0.5, level_runner_up=2),
-        train("erm-old", "erm", 1, 2),  # fed no evaluation in the results: not listed
-        {"run_id": "eval-modular-1", "kind": "evaluate", "state": "finished", "job_type": "evaluate", "seed": 1,
-         "config.inputs": json.dumps(["model-backbone-1:best", "model-modules-in-1:best", "model-modules-co-1:best"])},
-    ])
+    return pd.DataFrame(
+        [
+            train("backbone-1", "backbone", 4, 9),
+            train(
+                "modules-in-1",
+                "modules",
+                2,
+                2,
+                ["backbone-1"],
+                corruption="Invert",
+                level=1,
+                level_0_val_acc=50.0,
+                level_1_val_acc=62.0,
+                level_2_val_acc=60.0,
+            ),
+            train(
+                "modules-co-1",
+                "modules",
+                1,
+                2,
+                ["backbone-1"],
+                corruption="Contrast",
+                level=3,
+                level_3_val_acc=90.2,
+                level_2_val_acc=90.0,
+                level_margin=0.2,
+                level_margin_se=0.5,
+                level_runner_up=2,
+            ),
+            train("erm-old", "erm", 1, 2),  # fed no evaluation in the results: not listed
+            {
+                "run_id": "eval-modular-1",
+                "kind": "evaluate",
+                "state": "finished",
+                "job_type": "evaluate",
+                "seed": 1,
+                "config.inputs": json.dumps(
+                    ["model-backbone-1:best", "model-modules-in-1:best", "model-modules-co-1:best"]
+                ),
+            },
+        ]
+    )
 
 
 def test_training_diagnostics_flag_best_epoch_last_and_measure_the_level_margin() -> None:
     results = pd.DataFrame({"run_id": ["eval-modular-1"]})
     training = st.training_diagnostics(runs_frame(), results).set_index("run_id")
     assert list(training.index) == ["backbone-1", "modules-in-1", "modules-co-1"]
-    assert training["converged"].to_dict() == {"backbone-1": True, "modules-in-1": False, "modules-co-1": True}
+    assert training["converged"].to_dict() == {
+        "backbone-1": True,
+        "modules-in-1": False,
+        "modules-co-1": True,
+    }
     assert training.loc["modules-in-1", "level"] == 1
     assert training.loc["modules-in-1", "level_margin"] == pytest.approx(2.0)  # from the per-level accuracies
-    assert training.loc["modules-co-1", "level_margin"] == 0.2 and training.loc["modules-co-1", "runner_up"] == 2
+    assert (
+        training.loc["modules-co-1", "level_margin"] == 0.2 and training.loc["modules-co-1", "runner_up"] == 2
+    )
     assert training.loc["modules-co-1", "level_resolved"] is False  # 0.2 pp on a 0.5 pp standard error
     assert training.loc["modules-in-1", "level_resolved"] is None  # no standard error recorded
     levels = levels_table(training.reset_index())
@@ -215,5 +312,7 @@ def test_one_seed_prints_n_a_instead_of_failing() -> None:
     assert "n/a (1 seed)" in text and "Modular" in text
     page = statistics_html(report)
     assert "n/a (1 seed)" in page and "won 1/1" in page
-    assert set(report.tables()) == {f"statistics-{n}.csv" for n in
-                                    ("lengths", "differences", "sets", "invariance", "training", "commuting")}
+    assert set(report.tables()) == {
+        f"statistics-{n}.csv"
+        for n in ("lengths", "differences", "sets", "invariance", "training", "commuting")
+    }

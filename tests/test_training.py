@@ -1,4 +1,5 @@
 """The training loop: learning, best-validation restore, atomic checkpoints, exact resume after SIGKILL, refusals."""
+
 from __future__ import annotations
 
 import math
@@ -35,13 +36,17 @@ class ToyTask:
     def train_step(self, batch):
         x, y = batch
         logits = self.model(x)
-        return nn.functional.cross_entropy(logits, y), {"train_acc": float((logits.argmax(1) == y).float().mean())}
+        return nn.functional.cross_entropy(logits, y), {
+            "train_acc": float((logits.argmax(1) == y).float().mean())
+        }
 
     def validate(self):
         logits = self.model(self.x[192:])
         y = self.y[192:]
-        return {"val_loss": float(nn.functional.cross_entropy(logits, y)),
-                "val_acc": float((logits.argmax(1) == y).float().mean())}
+        return {
+            "val_loss": float(nn.functional.cross_entropy(logits, y)),
+            "val_acc": float((logits.argmax(1) == y).float().mean()),
+        }
 
 
 IDENTITY = {"stage": "toy", "config_hash": "abc123"}
@@ -50,7 +55,9 @@ IDENTITY = {"stage": "toy", "config_hash": "abc123"}
 def test_fit_learns_and_restores_the_best_validation_weights(tmp_path: Path) -> None:
     task = ToyTask()
     logged = []
-    result = fit(task, TrainConfig(lr=0.1, max_epochs=6), tmp_path, IDENTITY, lambda m, e: logged.append((e, m)))
+    result = fit(
+        task, TrainConfig(lr=0.1, max_epochs=6), tmp_path, IDENTITY, lambda m, e: logged.append((e, m))
+    )
     assert [e for e, _ in logged] == list(range(6))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     best = min(result.history, key=lambda r: r["val_loss"])
@@ -111,7 +118,9 @@ def test_run_killed_after_epoch_1_resumes_at_epoch_2_and_matches_an_uninterrupte
 
 def test_checkpoint_of_another_config_or_architecture_is_refused(tmp_path: Path) -> None:
     fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=1), tmp_path, IDENTITY)
-    with pytest.raises(UserError, match="belongs to another run.*config_hash: checkpoint 'abc123' vs run 'zzz'"):
+    with pytest.raises(
+        UserError, match="belongs to another run.*config_hash: checkpoint 'abc123' vs run 'zzz'"
+    ):
         fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=2), tmp_path, {**IDENTITY, "config_hash": "zzz"})
     wider = ToyTask()
     wider.model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
@@ -124,7 +133,9 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_kept(tmp_path: Path
     previous = (tmp_path / PREVIOUS).read_bytes()
     last = tmp_path / LAST
     last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])
-    with pytest.raises(UserError, match=f"{LAST} is corrupt or truncated.*previous good checkpoint is .*{PREVIOUS}"):
+    with pytest.raises(
+        UserError, match=f"{LAST} is corrupt or truncated.*previous good checkpoint is .*{PREVIOUS}"
+    ):
         fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
     assert (tmp_path / PREVIOUS).read_bytes() == previous
     assert torch.load(tmp_path / PREVIOUS, weights_only=True)["epoch"] == 0
@@ -146,7 +157,9 @@ def test_patience_stops_early(tmp_path: Path) -> None:
 def test_divergence_is_reported_with_the_learning_rate(tmp_path: Path) -> None:
     task = ToyTask()
     task.validate = lambda: {"val_loss": float("nan")}
-    with pytest.raises(UserError, match="validation loss is nan after epoch 1.*training diverged; lower lr \\(now 0.1\\)"):
+    with pytest.raises(
+        UserError, match="validation loss is nan after epoch 1.*training diverged; lower lr \\(now 0.1\\)"
+    ):
         fit(task, TrainConfig(lr=0.1, max_epochs=3), tmp_path, IDENTITY)
 
 
@@ -163,8 +176,13 @@ def test_a_failed_background_checkpoint_write_fails_fit_and_is_never_logged(tmp_
     blocker.write_text("a file where the checkpoint folder should be")
     logged = []
     with pytest.raises(OSError):
-        fit(ToyTask(), TrainConfig(lr=0.1, max_epochs=3), blocker / "checkpoints", IDENTITY,
-            lambda metrics, epoch: logged.append(epoch))
+        fit(
+            ToyTask(),
+            TrainConfig(lr=0.1, max_epochs=3),
+            blocker / "checkpoints",
+            IDENTITY,
+            lambda metrics, epoch: logged.append(epoch),
+        )
     assert logged == []  # an epoch is logged only once its checkpoint is on disk
 
 

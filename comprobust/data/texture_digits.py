@@ -31,9 +31,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from comprobust.noise import noise_keys
 from comprobust.data.sources import read_mnist5k_arrays
 from comprobust.data.splits import split_pool
+from comprobust.noise import noise_keys
 
 NUM_CLASSES = 10
 CONDITIONS: tuple[str, ...] = ("natural", "shape", "texture", "stylized", "conflict")

@@ -1,10 +1,12 @@
 """What every method's `train(context)` shares: the stage context, model exports, classifier tasks."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from comprobust.atomic import atomic_open
 from comprobust.data.dataset import LoadedDataset
 from comprobust.errors import UserError
 from comprobust.models import build_autoencoder, build_module, build_network
+from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
 from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
 
@@ -35,15 +38,20 @@ class StageContext:
     arch: str
     device: torch.device
     out_dir: Path
-    inputs: Mapping[str, list["Export"]] = field(default_factory=dict)
+    inputs: Mapping[str, list[Export]] = field(default_factory=dict)
     log_epoch: EpochLogger | None = None
     log_extra: Callable[[str, list[str], list[list[Any]]], None] | None = None  # (key, columns, rows) tables
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         p = {**self.params, **overrides}
-        return TrainConfig(lr=p["lr"], max_epochs=p["max_epochs"], momentum=p["momentum"],
-                           weight_decay=p["weight_decay"], patience=p["patience"],
-                           cosine_epochs=p.get("cosine_epochs"))
+        return TrainConfig(
+            lr=p["lr"],
+            max_epochs=p["max_epochs"],
+            momentum=p["momentum"],
+            weight_decay=p["weight_decay"],
+            patience=p["patience"],
+            cosine_epochs=p.get("cosine_epochs"),
+        )
 
     def stream_seed(self, *salt: Any) -> int:
         """A 63-bit seed from (experiment seed, stage, corruption, `salt`) only.
@@ -67,20 +75,38 @@ class StageContext:
         spec = self.data.spec
         return {"in_channels": spec.channels, "image_size": spec.image_size}
 
-    def new_network(self) -> nn.Module:
+    def new_network(self) -> BlockNetwork:
         return build_network(self.arch, self.data.spec.num_classes, **self.shape_args()).to(self.device)
 
-    def fit(self, task: Any, checkpoint_dir: Path | None = None, config: TrainConfig | None = None,
-            identity: Mapping[str, Any] | None = None, label: str | None = None,
-            log: bool = True) -> FitResult:
-        return fit(task, config or self.train_config(), checkpoint_dir or self.out_dir / "checkpoints",
-                   dict(identity or self.identity), self.log_epoch if log else None, label or self.run_id)
+    def fit(
+        self,
+        task: Any,
+        checkpoint_dir: Path | None = None,
+        config: TrainConfig | None = None,
+        identity: Mapping[str, Any] | None = None,
+        label: str | None = None,
+        log: bool = True,
+    ) -> FitResult:
+        return fit(
+            task,
+            config or self.train_config(),
+            checkpoint_dir or self.out_dir / "checkpoints",
+            dict(identity or self.identity),
+            self.log_epoch if log else None,
+            label or self.run_id,
+        )
 
-    def export(self, kind: str, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> "Export":
-        export = Export(kind=kind, arch=self.arch, num_classes=self.data.spec.num_classes,
-                        in_channels=self.data.spec.channels, image_size=self.data.spec.image_size,
-                        state={k: v.detach().cpu() for k, v in state.items()}, meta=dict(meta),
-                        path=self.out_dir / EXPORT_FILE)
+    def export(self, kind: str, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Export:
+        export = Export(
+            kind=kind,
+            arch=self.arch,
+            num_classes=self.data.spec.num_classes,
+            in_channels=self.data.spec.channels,
+            image_size=self.data.spec.image_size,
+            state={k: v.detach().cpu() for k, v in state.items()},
+            meta=dict(meta),
+            path=self.out_dir / EXPORT_FILE,
+        )
         export.save()
         return export
 
@@ -99,29 +125,54 @@ class Export:
     path: Path
 
     def save(self) -> None:
-        payload = {"format": EXPORT_FORMAT, "kind": self.kind, "arch": self.arch, "num_classes": self.num_classes,
-                   "in_channels": self.in_channels, "image_size": self.image_size, "state": dict(self.state),
-                   "meta": dict(self.meta)}
+        payload = {
+            "format": EXPORT_FORMAT,
+            "kind": self.kind,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "state": dict(self.state),
+            "meta": dict(self.meta),
+        }
         with atomic_open(self.path, "wb") as handle:
             torch.save(payload, handle)
 
     @classmethod
-    def load(cls, path: Path, expected_kind: str | None = None) -> "Export":
+    def load(cls, path: Path, expected_kind: str | None = None) -> Export:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise UserError(f"model file {path} is corrupt or unreadable ({type(err).__name__}); rerun the stage "
-                            "that produced it") from err
+            raise UserError(
+                f"model file {path} is corrupt or unreadable ({type(err).__name__}); rerun the stage "
+                "that produced it"
+            ) from err
         if payload.get("format") != EXPORT_FORMAT:
             raise UserError(f"{path} is not a comprobust model file (format {EXPORT_FORMAT})")
         if expected_kind is not None and payload["kind"] != expected_kind:
             raise UserError(f"{path} holds a {payload['kind']}, but a {expected_kind} is needed here")
-        return cls(payload["kind"], payload["arch"], payload["num_classes"], payload["in_channels"],
-                   payload["image_size"], payload["state"], payload["meta"], Path(path))
+        return cls(
+            payload["kind"],
+            payload["arch"],
+            payload["num_classes"],
+            payload["in_channels"],
+            payload["image_size"],
+            payload["state"],
+            payload["meta"],
+            Path(path),
+        )
+
+    def build_network(self, device: torch.device) -> BlockNetwork:
+        """The trained classifier (kind "network") in eval mode, parameters frozen."""
+        model = self.build(device)
+        if not isinstance(model, BlockNetwork):
+            raise UserError(f"{self.path}: a {self.kind} where a classifier network was expected")
+        return model
 
     def build(self, device: torch.device) -> nn.Module:
         """The trained model in eval mode, parameters frozen."""
         shape = {"in_channels": self.in_channels, "image_size": self.image_size}
+        model: nn.Module
         if self.kind == "network":
             model = build_network(self.arch, self.num_classes, **shape)
         elif self.kind == "module":
@@ -158,8 +209,13 @@ def mean_metrics(batches: Iterable[tuple[dict[str, float], int]]) -> dict[str, f
 class ClassifierTask:
     """Cross-entropy training of a whole network on (x, y) batches; validation on another batch source."""
 
-    def __init__(self, model: nn.Module, train_batches: Callable[[int], Iterable], valid_batches: Callable[[], Iterable],
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_batches: Callable[[int], Iterable],
+        valid_batches: Callable[[], Iterable],
+        device: torch.device,
+    ) -> None:
         self.model, self._train, self._valid, self.device = model, train_batches, valid_batches, device
 
     def train_batches(self, epoch: int) -> Iterable:
@@ -192,15 +248,23 @@ class PairedContrastiveTask:
     batches (at most `valid_limit` of them), monitoring ce + ctv as the paper does.
     """
 
-    def __init__(self, ctx: StageContext, model: nn.Module, views: tuple[str, ...], per_view: int,
-                 valid_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        ctx: StageContext,
+        model: nn.Module,
+        views: tuple[str, ...],
+        per_view: int,
+        valid_limit: int | None = None,
+    ) -> None:
         from comprobust.data.loaders import PairedViewLoader
 
         self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
-        self.train_loader = PairedViewLoader(ctx.data, "train", views=views, batch_size=per_view,
-                                             seed=ctx.data_seed("train"))
-        self.valid_loader = PairedViewLoader(ctx.data, "valid", views=views, batch_size=per_view,
-                                             seed=ctx.data_seed("valid"))
+        self.train_loader = PairedViewLoader(
+            ctx.data, "train", views=views, batch_size=per_view, seed=ctx.data_seed("train")
+        )
+        self.valid_loader = PairedViewLoader(
+            ctx.data, "valid", views=views, batch_size=per_view, seed=ctx.data_seed("valid")
+        )
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
         raise NotImplementedError
@@ -218,7 +282,9 @@ class PairedContrastiveTask:
                 if self.valid_limit is not None and i >= self.valid_limit:
                     return
                 ce, ctv, acc = self._losses(batch)
-                yield {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc}, \
-                    batch[0].shape[0] * batch[0].shape[1]
+                yield (
+                    {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc},
+                    batch[0].shape[0] * batch[0].shape[1],
+                )
 
         return mean_metrics(scored())

@@ -12,6 +12,7 @@ are logged as a table; the export records each level's accuracy with its standar
 images, and the margin of the chosen level over the runner-up with the standard error of that paired
 difference, so a level chosen by noise shows as such.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,6 +27,7 @@ from comprobust.errors import UserError
 from comprobust.losses import multiview_nt_xent
 from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy
 from comprobust.models import build_module
+from comprobust.models.blocks import BlockNetwork
 from comprobust.training import LAST, TrainingDiverged, load_checkpoint
 
 VIEWS = 2  # [corrupted, clean]
@@ -34,10 +36,18 @@ VIEWS = 2  # [corrupted, clean]
 class ModuleTask(PairedContrastiveTask):
     """Train `model` (a module at `level`) inside the frozen `backbone`, on views [corruption, Identity]."""
 
-    def __init__(self, ctx: StageContext, backbone: nn.Module, model: nn.Module, level: int,
-                 valid_batches: int | None = None) -> None:
-        super().__init__(ctx, model, (ctx.corruption, "Identity"), max(1, ctx.params["batch_size"] // VIEWS),
-                         valid_batches)
+    def __init__(
+        self,
+        ctx: StageContext,
+        backbone: BlockNetwork,
+        model: nn.Module,
+        level: int,
+        valid_batches: int | None = None,
+    ) -> None:
+        assert ctx.corruption is not None, "modules are trained per corruption"
+        super().__init__(
+            ctx, model, (ctx.corruption, "Identity"), max(1, ctx.params["batch_size"] // VIEWS), valid_batches
+        )
         self.backbone, self.level = backbone, level
 
     def _forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -88,7 +98,9 @@ class LevelSearch:
             out[f"level_{level}_val_acc"] = self.accuracy[level]
             out[f"level_{level}_val_acc_se"] = self.se[level]
         if self.runner_up is not None:
-            out.update(level_runner_up=self.runner_up, level_margin=self.margin, level_margin_se=self.margin_se)
+            out.update(
+                level_runner_up=self.runner_up, level_margin=self.margin, level_margin_se=self.margin_se
+            )
         return out
 
 
@@ -97,13 +109,15 @@ def standard_error(values: np.ndarray) -> float:
     return float(100 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
-def search_level(ctx: StageContext, backbone: nn.Module) -> LevelSearch:
+def search_level(ctx: StageContext, backbone: BlockNetwork) -> LevelSearch:
     """Train a fresh module briefly at every candidate level; the level with the best validation accuracy wins."""
     levels = ctx.params["levels"] if ctx.params["levels"] is not None else list(range(backbone.num_levels))
     bad = [level for level in levels if not isinstance(level, int) or not 0 <= level < backbone.num_levels]
     if bad:
-        raise UserError(f"stage {ctx.stage}: levels {bad} are not in 0..{backbone.num_levels - 1} "
-                        f"for architecture {ctx.arch!r}")
+        raise UserError(
+            f"stage {ctx.stage}: levels {bad} are not in 0..{backbone.num_levels - 1} "
+            f"for architecture {ctx.arch!r}"
+        )
     rows: list[list] = []
     correct: dict[int, np.ndarray] = {}
     config = ctx.train_config(max_epochs=ctx.params["search_epochs"], cosine_epochs=ctx.params["max_epochs"])
@@ -118,36 +132,57 @@ def search_level(ctx: StageContext, backbone: nn.Module) -> LevelSearch:
         except TrainingDiverged as err:  # a level whose module diverges is simply not chosen
             print(f"{err}; level {level} is out of the search", file=sys.stderr)
             continue
-        rows += [[level, r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"]]
-                 for r in result.history]
-        module.load_state_dict(load_checkpoint(folder / LAST, identity, module)["model"])  # fit restored the best
+        rows += [
+            [level, r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"]]
+            for r in result.history
+        ]
+        last = load_checkpoint(folder / LAST, identity, module)
+        assert last is not None, "fit wrote the last checkpoint"
+        module.load_state_dict(last["model"])  # fit restored the best
         correct[level] = task.correct()
     if not correct:
-        raise UserError(f"stage {ctx.stage}: the module diverged at every candidate level {levels}; lower lr "
-                        f"(now {ctx.params['lr']})")
+        raise UserError(
+            f"stage {ctx.stage}: the module diverged at every candidate level {levels}; lower lr "
+            f"(now {ctx.params['lr']})"
+        )
     scores = {level: float(100 * shares.mean()) for level, shares in correct.items()}
     ranked = sorted(scores, key=lambda level: (-scores[level], level))
     chosen, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
     nan = float("nan")
     return LevelSearch(
-        level=chosen, rows=rows, accuracy=scores, se={k: standard_error(v) for k, v in correct.items()},
-        runner_up=runner_up, margin=scores[chosen] - scores[runner_up] if runner_up is not None else nan,
-        margin_se=standard_error(correct[chosen] - correct[runner_up]) if runner_up is not None else nan)
+        level=chosen,
+        rows=rows,
+        accuracy=scores,
+        se={k: standard_error(v) for k, v in correct.items()},
+        runner_up=runner_up,
+        margin=scores[chosen] - scores[runner_up] if runner_up is not None else nan,
+        margin_se=standard_error(correct[chosen] - correct[runner_up]) if runner_up is not None else nan,
+    )
 
 
 def train(ctx: StageContext) -> Export:
     if ctx.corruption is None:
         raise UserError(f"stage {ctx.stage}: the modules method runs once per corruption")
     [backbone_export] = ctx.inputs["backbone"]
-    backbone = backbone_export.build(ctx.device)
+    backbone = backbone_export.build_network(ctx.device)
     search = search_level(ctx, backbone)
     ctx.seed_torch("module", search.level)
     module = build_module(ctx.arch, search.level, **ctx.shape_args()).to(ctx.device)
-    result = ctx.fit(ModuleTask(ctx, backbone, module, search.level),
-                     identity={**ctx.identity, "level": search.level})
+    result = ctx.fit(
+        ModuleTask(ctx, backbone, module, search.level), identity={**ctx.identity, "level": search.level}
+    )
     if ctx.log_extra is not None:  # after the epochs, so that W&B's step stays monotonic
-        ctx.log_extra("level_search", ["level", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"],
-                      search.rows)
-    return ctx.export("module", module.state_dict(), {"level": search.level, "corruption": ctx.corruption,
-                                                      "best_epoch": result.best_epoch, **result.best_metrics,
-                                                      **search.meta()})
+        ctx.log_extra(
+            "level_search", ["level", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"], search.rows
+        )
+    return ctx.export(
+        "module",
+        module.state_dict(),
+        {
+            "level": search.level,
+            "corruption": ctx.corruption,
+            "best_epoch": result.best_epoch,
+            **result.best_metrics,
+            **search.meta(),
+        },
+    )

@@ -4,22 +4,41 @@ reads (as typed references), and whether it runs once per elemental corruption.
 Validating an experiment and planning its runs only needs these specs, so `launch.py run --dry-run` stays fast.
 The training code of a method lives in `comprobust/methods/<name>.py` as `train(context)`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
-    {"lr": None, "max_epochs": 200, "batch_size": 256, "momentum": 0.9, "weight_decay": 5e-4, "patience": None}
+    {
+        "lr": None,
+        "max_epochs": 200,
+        "batch_size": 256,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "patience": None,
+    }
 )
 """Parameters of every training stage (the paper's defaults; `lr` has none and must be given)."""
 
-PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType({
-    "lr": (float,), "max_epochs": (int,), "batch_size": (int,), "momentum": (float,), "weight_decay": (float,),
-    "patience": (int, type(None)), "weight": (float,), "temperature": (float,), "search_epochs": (int,),
-    "levels": (list, type(None)), "search_val_batches": (int, type(None)),
-})
+PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
+    {
+        "lr": (float,),
+        "max_epochs": (int,),
+        "batch_size": (int,),
+        "momentum": (float,),
+        "weight_decay": (float,),
+        "patience": (int, type(None)),
+        "weight": (float,),
+        "temperature": (float,),
+        "search_epochs": (int,),
+        "levels": (list, type(None)),
+        "search_val_batches": (int, type(None)),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -38,30 +57,56 @@ class MethodSpec:
         return {**COMMON_PARAMS, **self.params}
 
 
-METHODS: Mapping[str, MethodSpec] = MappingProxyType({
-    spec.name: spec
-    for spec in (
-        MethodSpec("erm", "ERM ('CrossEntropy'): one network on Identity + the six elementals, mixed batches"),
-        MethodSpec("contrastive", "one network, cross-entropy + multi-view NT-Xent on the penultimate layer",
-                   params={"weight": 0.1, "temperature": 0.15}, metrics=("val_loss", "val_acc", "val_ce", "val_ctv")),
-        MethodSpec("backbone", "one network trained on clean (Identity) images only"),
-        MethodSpec("modules", "per elemental: level search, then one module at the chosen depth of a frozen backbone",
-                   params={"weight": 1.0, "temperature": 0.15, "search_epochs": 5, "levels": None,
-                           "search_val_batches": None},
-                   refs={"backbone": "backbone"}, per_corruption=True,
-                   metrics=("val_loss", "val_acc", "val_ce", "val_ctv")),
-        MethodSpec("autoencoders", "per elemental: an auto-encoder trained to undo it (MSE to the clean image)",
-                   per_corruption=True, metrics=("val_loss",)),
-        MethodSpec("imgspace", "a classifier trained on auto-encoded elementals and clean images (joint)",
-                   refs={"autoencoders": "autoencoders"}),
-    )
-})
+METHODS: Mapping[str, MethodSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            MethodSpec(
+                "erm", "ERM ('CrossEntropy'): one network on Identity + the six elementals, mixed batches"
+            ),
+            MethodSpec(
+                "contrastive",
+                "one network, cross-entropy + multi-view NT-Xent on the penultimate layer",
+                params={"weight": 0.1, "temperature": 0.15},
+                metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
+            ),
+            MethodSpec("backbone", "one network trained on clean (Identity) images only"),
+            MethodSpec(
+                "modules",
+                "per elemental: level search, then one module at the chosen depth of a frozen backbone",
+                params={
+                    "weight": 1.0,
+                    "temperature": 0.15,
+                    "search_epochs": 5,
+                    "levels": None,
+                    "search_val_batches": None,
+                },
+                refs={"backbone": "backbone"},
+                per_corruption=True,
+                metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
+            ),
+            MethodSpec(
+                "autoencoders",
+                "per elemental: an auto-encoder trained to undo it (MSE to the clean image)",
+                per_corruption=True,
+                metrics=("val_loss",),
+            ),
+            MethodSpec(
+                "imgspace",
+                "a classifier trained on auto-encoded elementals and clean images (joint)",
+                refs={"autoencoders": "autoencoders"},
+            ),
+        )
+    }
+)
 
 CLASSIFIER_METHODS = frozenset({"erm", "contrastive", "backbone", "imgspace"})
 
-SYSTEM_ROLES: Mapping[str, Mapping[str, frozenset[str]]] = MappingProxyType({
-    "monolithic": {"classifier": CLASSIFIER_METHODS},
-    "modular": {"backbone": frozenset({"backbone"}), "modules": frozenset({"modules"})},
-    "imgspace": {"autoencoders": frozenset({"autoencoders"}), "classifier": CLASSIFIER_METHODS},
-})
+SYSTEM_ROLES: Mapping[str, Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        "monolithic": {"classifier": CLASSIFIER_METHODS},
+        "modular": {"backbone": frozenset({"backbone"}), "modules": frozenset({"modules"})},
+        "imgspace": {"autoencoders": frozenset({"autoencoders"}), "classifier": CLASSIFIER_METHODS},
+    }
+)
 """Kinds of evaluated system: the roles each fills with a stage, and the methods a role accepts."""
