@@ -100,7 +100,7 @@ class Corruption(abc.ABC):
         """`parameter` of a corruption that has one."""
         if self.parameter is None:
             raise TypeError(f"{self.name} has no strength parameter")
-        return self.strength
+        return float(self.parameter)
 
     @abc.abstractmethod
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
