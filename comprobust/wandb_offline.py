@@ -18,9 +18,11 @@ A damaged record before the end raises `wandb_log.CorruptRunFileError` naming th
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -206,6 +208,18 @@ def tail_exit_code(run_dir: Path) -> int | None:
         if record.WhichOneof("record_type") == "exit":
             code = int(record.exit.exit_code)
     return code
+
+
+def wait_for_exit_record(run_dir: Path, timeout_s: float) -> bool:
+    """Wait until the run's log ends with its exit record (wandb-core writes the log asynchronously: `finish`
+    returns before the last records are on disk); False if it has not after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(UserError):
+            if tail_exit_code(run_dir) is not None:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def log_file(run_dir: Path) -> Path:

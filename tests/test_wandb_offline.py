@@ -17,6 +17,7 @@ from comprobust.wandb_offline import (
     find_runs,
     plain_config,
     read_run,
+    wait_for_exit_record,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "wandb_offline_run"
@@ -232,6 +233,7 @@ def test_20k_row_history_from_real_wandb(tmp_path, monkeypatch):
         run.log({"loss": 1.0 / (step + 1), "acc": step / 20_000}, step=step)
     run.finish()
     (folder,) = find_runs(tmp_path)
+    assert wait_for_exit_record(folder, timeout_s=60), "finish returns before wandb-core has written the log"
     start = time.perf_counter()
     result = read_run(folder)
     elapsed = time.perf_counter() - start

@@ -309,17 +309,10 @@ class StageRun:
     def _wait_for_log(folder: Path | None, timeout_s: float = FINISH_FLUSH_TIMEOUT_S) -> None:
         """Wait until wandb-core has written the exit record: `finish` returns before the log is on disk,
         and a reader (the next stage, the results table) must see the finished run."""
-        from comprobust.wandb_offline import tail_exit_code
+        from comprobust.wandb_offline import wait_for_exit_record
 
-        if folder is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(UserError):
-                if tail_exit_code(folder) is not None:
-                    return
-            time.sleep(0.02)
-        log.warning("W&B run log in %s still has no exit record %.0f s after finish", folder, timeout_s)
+        if folder is not None and not wait_for_exit_record(folder, timeout_s):
+            log.warning("W&B run log in %s still has no exit record %.0f s after finish", folder, timeout_s)
 
     def __enter__(self) -> StageRun:
         return self
