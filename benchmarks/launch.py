@@ -21,14 +21,13 @@ PLAN_AND_LIST = textwrap.dedent(f"""
     import dataclasses, io, tempfile
     from pathlib import Path
     from comprobust.config import load_experiment
-    from comprobust.cluster import cluster_config
     from comprobust.run_state import describe_plan
     from comprobust.planning import plan
     experiment = load_experiment(Path({str(REPO)!r}) / "experiments" / "emnist.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         grid = dataclasses.replace(experiment, seeds=tuple(range(27)), output_dir=Path(tmp) / "emnist")
         runs = plan(grid)
-        describe_plan(grid, runs, cluster_config(grid, "local"), out=io.StringIO())
+        describe_plan(grid, runs, grid.cluster.with_executor("local"), out=io.StringIO())
     assert len(runs) == 999, len(runs)
 """)
 

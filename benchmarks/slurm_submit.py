@@ -15,7 +15,9 @@ from pathlib import Path
 
 from harness import REPEATS, record, setup
 
-from comprobust.cluster import ClusterConfig, make_executor, slurm_is_up, submit_array, wait_for_jobs
+from comprobust.cluster import ClusterConfig, slurm_is_up
+from comprobust.cluster.submit import make_executor, submit_array
+from comprobust.cluster.wait import wait_for_jobs
 
 N_TASKS = 100
 

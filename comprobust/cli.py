@@ -1,5 +1,5 @@
-"""Command-line dispatcher: every module in `comprobust.commands` that defines `register(subparsers)`
-adds its own sub-command, so adding a command never touches this file.
+"""Command-line dispatcher: every command in `comprobust.commands.COMMANDS` adds its own sub-command, so adding a
+command never touches this file.
 
 Every failure is one line on stderr: a mistake in the input (`UserError`, a folder that cannot be written) exits
 with status 2, failed work (`WorkFailed`, or any unexpected error) with status 1. `--debug` re-raises instead, with
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
-from comprobust import commands
+from comprobust.commands import COMMANDS
 from comprobust.errors import UserError, WorkFailed
 
 # OSErrors that mean "this path cannot be used", which the user fixes (permissions, a full or read-only disk)
@@ -43,11 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subparsers)
+    for register in COMMANDS.values():
+        register(subparsers)
     return parser
 
 

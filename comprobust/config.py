@@ -17,6 +17,7 @@ from typing import Any
 
 from comprobust.architectures import ARCHITECTURES
 from comprobust.claims_config import ClaimCriteria, load_claims
+from comprobust.cluster.config import ClusterConfig
 from comprobust.compositions import resolve_compositions
 from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.errors import UserError
@@ -125,7 +126,7 @@ class ExperimentConfig:
     output_dir: Path
     compositions: tuple[tuple[str, ...], ...]
     wandb: WandbConfig
-    cluster: Mapping[str, Any]  # validated by `comprobust.cluster.cluster_config` (submitit is not light)
+    cluster: ClusterConfig
     stages: Mapping[str, StageConfig]
     evaluation: EvaluationConfig
     description: str = ""
@@ -220,7 +221,7 @@ def _load(path: Path) -> ExperimentConfig:
             _with_where(resolve_compositions, raw.get("compositions", "paper"), f"{where}: compositions")
         ),
         wandb=_load_wandb(raw.get("wandb") or {}, f"{where}: wandb"),
-        cluster=expect(raw.get("cluster") or {}, dict, f"{where}: cluster"),
+        cluster=ClusterConfig.from_dict(raw.get("cluster"), source=where),
         stages=stages,
         evaluation=evaluation,
         claims=load_claims(raw.get("claims"), f"{where}: claims", [s.label for s in evaluation.systems]),
@@ -321,9 +322,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         if "method" not in body:
             raise UserError(f"{at}: missing required key 'method' (one of {', '.join(METHODS)})")
         method = body["method"]
-        if method not in METHODS:
-            raise UserError(f"{at}.method: unknown method {method!r}{suggest(str(method), METHODS)}")
-        spec = METHODS[method]
+        spec = METHODS.require(method, f"{at}.method")
         allowed = ["method", *spec.all_params, *spec.refs] + (["corruptions"] if spec.per_corruption else [])
         check_keys(body, allowed, at, required=tuple(spec.refs))
         params = {**spec.all_params, **training}

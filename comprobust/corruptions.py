@@ -45,6 +45,7 @@ from comprobust.corruption_names import (
 )
 from comprobust.errors import UserError
 from comprobust.noise import NO_KEYS, element_bits16, noise_keys
+from comprobust.registry import Registry
 
 Images = TypeVar("Images", np.ndarray, torch.Tensor)
 
@@ -114,7 +115,7 @@ class Corruption(abc.ABC):
         return f"{type(self).__name__}(severity={self.severity})"
 
 
-_REGISTRY: dict[str, type[Corruption]] = {}
+CORRUPTIONS: Registry[type[Corruption]] = Registry("corruption")
 
 C = TypeVar("C", bound=type[Corruption])
 
@@ -127,16 +128,14 @@ def register(cls: C) -> C:
     for attribute in ("name", "abbreviation", "lossless"):
         if not hasattr(cls, attribute):
             raise TypeError(f"{cls.__name__} must define the class attribute {attribute!r}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"a corruption named {cls.name!r} is already registered")
+    CORRUPTIONS.add(cls.name, cls)
     add_name(cls.name, cls.abbreviation)
-    _REGISTRY[cls.name] = cls
     return cls
 
 
 def get_corruption(name: str, severity: int | None = None) -> Corruption:
     """The registered corruption `name` (full name or abbreviation) at `severity` (default: the paper's)."""
-    return _REGISTRY[corruption_name(name)](severity)
+    return CORRUPTIONS[corruption_name(name)](severity)
 
 
 # --------------------------------------------------------------------------------------------------------------

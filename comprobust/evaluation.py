@@ -258,8 +258,11 @@ def load_stats(path) -> tuple[dict[Composition, np.ndarray], dict[Composition, n
     return means, maxima
 
 
-def evaluate_run(ctx: StageContext, run: EvalRun, experiment, tracker) -> dict[str, Any]:
-    """The `evaluate` stage: evaluate, log the table, summaries, statistics artifact and invariance scores."""
+def evaluate_run(
+    ctx: StageContext, run: EvalRun, experiment, tracker
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `evaluate` stage: evaluate, log the table, summaries, statistics artifact and invariance scores.
+    Returns the run's metrics (its W&B summary) and outputs (for its done record)."""
     shard, shards = run.shard, run.shards
     compositions = shard_compositions(experiment.compositions, shard, shards)
     forward = build_system(run.system, ctx.inputs, ctx.device, run.module_order)
@@ -301,4 +304,4 @@ def evaluate_run(ctx: StageContext, run: EvalRun, experiment, tracker) -> dict[s
         aliases=("latest",),
         artifact_type="stats",
     )
-    return {"metrics": summary, "rows": result.rows, "invariance": invariance_rows, "stats": str(stats_path)}
+    return summary, {"rows": result.rows, "invariance": invariance_rows, "stats": str(stats_path)}

@@ -13,16 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from comprobust.cluster import (
-    ClusterConfig,
-    JobFailed,
-    RequeueableCall,
-    make_executor,
-    resolve_executor,
-    submit_array,
-    validate_resources,
-    wait_for_jobs,
-)
+from comprobust.cluster import ClusterConfig, resolve_executor, validate_resources
+from comprobust.cluster.submit import RequeueableCall, make_executor, submit_array
+from comprobust.cluster.wait import JobFailed, wait_for_jobs
 from comprobust.config import ExperimentConfig
 from comprobust.errors import UserError, WorkFailed
 from comprobust.run_state import done_record, waves

@@ -17,18 +17,18 @@ from comprobust.config import ExperimentConfig
 from comprobust.errors import UserError
 from comprobust.locking import FileLock
 from comprobust.planning import rerun_command
-from comprobust.runs import DONE_FILE, FAILED_FILE, Run, RunPaths, TrainRun
+from comprobust.runs import DONE_FILE, FAILED_FILE, DoneRecord, Run, RunPaths, TrainRun
 
 LOCK_STALE_S = 600.0  # a lock not refreshed for this long belongs to a killed job
 
 
-def done_record(experiment: ExperimentConfig, run: Run) -> dict[str, Any] | None:
+def done_record(experiment: ExperimentConfig, run: Run) -> DoneRecord | None:
     """The finished run's record, or None if it has not finished."""
     path = RunPaths.of(experiment.output_dir, run).done
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return DoneRecord.from_json(path.read_text(), run)
     except (OSError, ValueError) as err:
         raise UserError(
             f"{path} is damaged ({type(err).__name__}); redo the run with: {rerun_command(experiment, run)}"
@@ -104,7 +104,7 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[Run]) -> list[dict
         }
         record = done_record(experiment, run) if state == "done" else None
         if record is not None:
-            metrics = record.get("metrics", {})
+            metrics = record.metrics
             key = (
                 "acc/compositions"
                 if run.kind == "evaluate"
@@ -113,7 +113,7 @@ def status_table(experiment: ExperimentConfig, runs: Iterable[Run]) -> list[dict
                 else "val_loss"
             )
             row["metric"] = f"{key}={metrics[key]:.4g}" if key in metrics else ""
-            row["seconds"] = record.get("seconds", "")
+            row["seconds"] = record.seconds
         elif state == "failed":
             try:
                 row["error"] = str(

@@ -7,8 +7,9 @@ the planner makes and everyone else passes around. Light: no torch, no wandb.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -147,6 +148,82 @@ class RunPaths:
     def model(self) -> Path:
         """A training run's exported model (what downstream runs load)."""
         return self.folder / MODEL_FILE
+
+
+@dataclass(frozen=True)
+class DoneRecord:
+    """What a finished run leaves in its `done.json`: who it was, how long it took, its metrics (the W&B summary's
+    numbers) and what it made (`outputs`: a training run's exported model, an evaluation's rows, invariance scores
+    and statistics file).
+
+    On disk the outputs sit beside the other keys (a flat JSON object), as every version has written it."""
+
+    run_id: str
+    kind: str
+    group: str
+    seed: int
+    corruption: str | None
+    seconds: float
+    metrics: Mapping[str, Any]
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    planned: Mapping[str, Any] = field(default_factory=dict)  # the planned run, as planned
+
+    IDENTITY: ClassVar[tuple[str, ...]] = (
+        "run_id",
+        "kind",
+        "stage",
+        "seed",
+        "corruption",
+        "seconds",
+        "planned",
+    )
+
+    @classmethod
+    def of(
+        cls, run: Run, seconds: float, metrics: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> DoneRecord:
+        """The record of `run`, finished just now."""
+        return cls(
+            run.run_id, run.kind, run.group, run.seed, run.corruption, seconds, metrics, outputs, asdict(run)
+        )
+
+    @property
+    def export(self) -> Path:
+        """A training run's exported model file."""
+        return Path(self.outputs["export"])
+
+    def to_json(self) -> str:
+        record = {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "stage": self.group,
+            "seed": self.seed,
+            "corruption": self.corruption,
+            "seconds": self.seconds,
+            "metrics": dict(self.metrics),
+            **self.outputs,
+            "planned": dict(self.planned),
+        }
+        return json.dumps(record, indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str, run: Run) -> DoneRecord:
+        """Parse a `done.json` of `run`; identity keys an older or hand-made record lacks are taken from `run`.
+        Raises ValueError when the text is not a JSON object with a `metrics` object."""
+        record = json.loads(text)
+        if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+            raise ValueError("not a done record (a JSON object with a 'metrics' object)")
+        return cls(
+            run_id=str(record.get("run_id", run.run_id)),
+            kind=str(record.get("kind", run.kind)),
+            group=str(record.get("stage", run.group)),
+            seed=int(record.get("seed", run.seed)),
+            corruption=record.get("corruption", run.corruption),
+            seconds=float(record.get("seconds") or 0.0),
+            metrics=record["metrics"],
+            outputs={k: v for k, v in record.items() if k not in cls.IDENTITY and k != "metrics"},
+            planned=record.get("planned") or {},
+        )
 
 
 def wandb_config(

@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from comprobust.methods import trainer
 from comprobust.methods.common import Export, StageContext
 from comprobust.planning import plan, rerun_command
 from comprobust.run_state import LOCK_STALE_S, done_record
-from comprobust.runs import Run, RunPaths, TrainRun, model_input, run_id_of_model, wandb_config
+from comprobust.runs import DoneRecord, Run, RunPaths, TrainRun, model_input, run_id_of_model, wandb_config
 
 
 def device() -> torch.device:
@@ -62,7 +61,7 @@ def execute(
     mode: str | None = None,
     wandb_id: str | None = None,
     extra_config: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> DoneRecord:
     """Run `run` to completion (or skip it if done) and return its done record.
 
     `wandb_id` replaces the run's own W&B run id (a sweep trial's id) and `extra_config` joins its W&B config.
@@ -101,7 +100,7 @@ def execute(
                     ),
                 )
                 raise
-        atomic_write_text(paths.done, json.dumps(record, indent=2, default=str))
+        atomic_write_text(paths.done, record.to_json())
         paths.failed.unlink(missing_ok=True)
         return record
     finally:
@@ -154,7 +153,7 @@ def _execute_unlocked(
     mode: str | None,
     wandb_id: str | None,
     extra_config: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> DoneRecord:
     from comprobust.tracking import start_run
 
     data = dataset_for(experiment)
@@ -204,20 +203,9 @@ def _execute_unlocked(
                 aliases=("latest",),
                 is_best=True,
             )
-            record: dict[str, Any] = {"export": str(export.path), "metrics": metrics}
+            outputs: dict[str, Any] = {"export": str(export.path)}
         else:
             from comprobust.evaluation import evaluate_run
 
-            record = evaluate_run(ctx, run, experiment, tracker)
-    record.update(
-        {
-            "run_id": run.run_id,
-            "kind": run.kind,
-            "stage": run.group,
-            "seed": run.seed,
-            "corruption": run.corruption,
-            "seconds": round(time.perf_counter() - started, 2),
-            "planned": asdict(run),
-        }
-    )
-    return record
+            metrics, outputs = evaluate_run(ctx, run, experiment, tracker)
+    return DoneRecord.of(run, round(time.perf_counter() - started, 2), metrics, outputs)

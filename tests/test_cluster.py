@@ -16,17 +16,9 @@ import submitit
 from toy_jobs import Epochs, explode, read_state, stamp
 
 from comprobust import cluster
-from comprobust.cluster import (
-    ClusterConfig,
-    JobFailed,
-    RequeueableCall,
-    job_states,
-    make_executor,
-    sbatch_parameters,
-    slurm_is_up,
-    submit_array,
-    wait_for_jobs,
-)
+from comprobust.cluster import ClusterConfig, sbatch_parameters, slurm_is_up
+from comprobust.cluster.submit import RequeueableCall, make_executor, submit_array
+from comprobust.cluster.wait import JobFailed, job_states, wait_for_jobs
 from comprobust.errors import UserError
 
 # the job processes cannot import this test module: ship its functions by value

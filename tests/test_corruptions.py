@@ -182,7 +182,7 @@ def test_user_registers_a_corruption_with_one_class() -> None:
         assert len(np.unique(out)) == 16
         assert resolve_compositions(["PosterizeTest-Swirl"]) == [("PosterizeTest", "Swirl")]
     finally:
-        cr._REGISTRY.pop("PosterizeTest")
+        cr.CORRUPTIONS._entries.pop("PosterizeTest")
         names._ABBREVIATION.pop("PosterizeTest")
         names._BY_ABBREVIATION.pop("POT")
 

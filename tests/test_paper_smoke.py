@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from helpers.dataset_files import write_fake_cifar, write_fake_emnist
 
-from comprobust.cluster import cluster_config
 from comprobust.config import load_experiment
 from comprobust.pipeline import launch
 from comprobust.planning import plan
@@ -40,7 +39,7 @@ def test_paper_experiment_runs_end_to_end_at_the_smoke_budget(
         write_fake_cifar(root, per_class_per_batch=2, test_per_class=2)
     experiment = smoke_experiment(name, root, tmp_path / "outputs")
     runs = [r for r in plan(experiment, seeds=[experiment.seeds[0]])]
-    launch(experiment, runs, cluster_config(experiment, "inline"))
+    launch(experiment, runs, experiment.cluster.with_executor("inline"))
     rows = status_table(experiment, runs)
     assert [r["run_id"] for r in rows if r["state"] != "done"] == []
     evaluations = [r for r in rows if r["kind"] == "evaluate"]

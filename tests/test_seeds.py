@@ -64,7 +64,7 @@ def trained_weights(folder: Path, **changes) -> dict[str, torch.Tensor]:
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     experiment = load_experiment(path)
     [run] = plan(experiment, evaluation=False)
-    return Export.load(Path(execute(experiment, run)["export"])).state
+    return Export.load(execute(experiment, run).export).state
 
 
 @pytest.mark.slow

@@ -14,15 +14,9 @@ import pytest
 import submitit
 from toy_jobs import Epochs, explode, read_state, stamp
 
-from comprobust.cluster import (
-    ClusterConfig,
-    JobFailed,
-    job_states,
-    make_executor,
-    submit_array,
-    validate_resources,
-    wait_for_jobs,
-)
+from comprobust.cluster import ClusterConfig, validate_resources
+from comprobust.cluster.submit import make_executor, submit_array
+from comprobust.cluster.wait import JobFailed, job_states, wait_for_jobs
 from comprobust.errors import UserError
 
 pytestmark = pytest.mark.slurm

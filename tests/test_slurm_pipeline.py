@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from comprobust.cluster import cluster_config, wait_for_jobs
+from comprobust.cluster.wait import wait_for_jobs
 from comprobust.config import load_experiment
 from comprobust.pipeline import launch
 from comprobust.planning import plan
@@ -93,7 +93,7 @@ def test_experiment_runs_as_dependent_job_arrays(tmp_path: Path, capsys) -> None
     )
     experiment = load_experiment(path)
     runs = plan(experiment)
-    jobs = launch(experiment, runs, cluster_config(experiment), detach=True)
+    jobs = launch(experiment, runs, experiment.cluster, detach=True)
     wait_for_jobs(jobs, poll_s=0.5, sacct_every_s=2, timeout_s=400, progress=None)
     out = capsys.readouterr().out
     assert "submitted backbone: 1 task(s)" in out and "submitted modules: 2 task(s)" in out
@@ -109,7 +109,7 @@ def test_experiment_runs_as_dependent_job_arrays(tmp_path: Path, capsys) -> None
     for run in (r for r in runs if r.group == "modules"):
         assert logged[run.run_id].config["inputs"] == [f"model-{backbone.run_id}:best"]
     # Relaunching submits nothing: every run is done.
-    launch(experiment, runs, cluster_config(experiment))
+    launch(experiment, runs, experiment.cluster)
     assert "0 to run" in capsys.readouterr().out
 
 
@@ -117,7 +117,7 @@ def test_training_stage_preempted_mid_run_resumes_and_loses_nothing(tmp_path: Pa
     path = experiment_file(tmp_path, {"contrastive": {"method": "contrastive", "lr": 0.05, "max_epochs": 6}})
     experiment = load_experiment(path)
     [run] = plan(experiment, stages=["contrastive"])
-    [job] = launch(experiment, [run], cluster_config(experiment), detach=True)
+    [job] = launch(experiment, [run], experiment.cluster, detach=True)
     last = RunPaths.of(experiment.output_dir, run).folder / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -124,7 +124,7 @@ def test_modules_resolve_the_backbone_artifact_and_record_their_level(finished) 
 def test_relaunch_skips_finished_runs_and_status_reports_them(finished, capsys) -> None:
     experiment, runs, records = finished
     again = execute(experiment, runs[0])
-    assert again["seconds"] == records[runs[0].run_id]["seconds"]
+    assert again.seconds == records[runs[0].run_id].seconds
     assert "already done, skipped" in capsys.readouterr().out
     states = {row["run_id"]: row["state"] for row in status_table(experiment, plan(experiment))}
     assert all(states[r.run_id] == "done" for r in runs)

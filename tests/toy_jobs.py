@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from comprobust.atomic import atomic_write_text
-from comprobust.cluster import Requeueable
+from comprobust.cluster.submit import Requeueable
 
 
 def read_state(path: Path) -> dict:

@@ -7,12 +7,9 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comprobust.errors import UserError
-
-if TYPE_CHECKING:
-    from comprobust.config import ExperimentConfig
 
 EXECUTORS = ("auto", "local", "slurm", "inline")  # inline: run in the launching process (comprobust.pipeline)
 # sbatch options that have their own key in the cluster block, or that submitit manages itself
@@ -95,6 +92,14 @@ class ClusterConfig:
         config._check_values()
         return config
 
+    def with_executor(self, executor: str | None) -> ClusterConfig:
+        """This config with its executor replaced (a command line's --executor), or unchanged for None."""
+        if executor is None:
+            return self
+        config = dataclasses.replace(self, executor=executor)
+        config._check_values()
+        return config
+
     def key(self, name: str) -> str:
         """`<file>: cluster.<name>`, the way error messages name a setting."""
         return f"{self.source}: {self.prefix}.{name}"
@@ -150,14 +155,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "log_folder": (str, type(None)),
 }
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", dict: "a mapping", type(None): "null"}
-
-
-def cluster_config(experiment: ExperimentConfig, executor: str | None = None) -> ClusterConfig:
-    """The experiment's `cluster:` block, validated, with an optional executor override."""
-    raw = dict(experiment.cluster)
-    if executor is not None:
-        raw["executor"] = executor
-    return ClusterConfig.from_dict(raw, source=str(experiment.path))
 
 
 def _check_type(source: str, prefix: str, key: str, value: Any) -> None:

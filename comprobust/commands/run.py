@@ -44,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
-    from comprobust.cluster import cluster_config
     from comprobust.data.registry import check_dataset_files
     from comprobust.errors import UserError
     from comprobust.planning import resolve
@@ -54,7 +53,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     experiment, runs = resolve(args.experiment, smoke=args.smoke, stages=args.stages, seeds=args.seeds)
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
     check_dataset_files(experiment.dataset, f"{experiment.path}: dataset", warn_only=args.dry_run)
-    cluster = cluster_config(experiment, args.executor)
+    cluster = experiment.cluster.with_executor(args.executor)
     by_id = {run.run_id: run for run in runs}
     for run_id in args.rerun:
         if run_id not in by_id:

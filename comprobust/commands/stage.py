@@ -44,8 +44,6 @@ def run_stage(args: argparse.Namespace) -> int:
     else:
         records = [execute(experiment, run, mode=args.mode) for run in runs]
     for run, record in zip(runs, records):
-        metrics = "  ".join(
-            f"{k} {v:.4g}" for k, v in record.get("metrics", {}).items() if k.startswith("val_")
-        )
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in record.metrics.items() if k.startswith("val_"))
         print(f"{run.run_id}: done  {metrics}")
     return 0

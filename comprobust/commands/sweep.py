@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from comprobust.cluster import cluster_config, resolve_executor, sbatch_parameters
+    from comprobust.cluster import resolve_executor, sbatch_parameters
     from comprobust.errors import UserError
     from comprobust.sweeps.command import expand_preview
     from comprobust.sweeps.engine import preview
@@ -84,7 +84,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
         check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")
         check_dataset_files(experiment.dataset, f"{experiment.path}: dataset")
-    cluster = cluster_config(experiment, None if args.executor == "inline" else args.executor)
+    cluster = experiment.cluster.with_executor(None if args.executor == "inline" else args.executor)
     missing = upstream_missing(spec)
     if missing:
         needs = ", ".join(experiment.stages[target.stage].needs)
@@ -143,7 +143,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _submit_offline(args: argparse.Namespace, folder, sweep_id: str, cluster, kind: str) -> int:
-    from comprobust.cluster import RequeueableCall, make_executor, submit_array, wait_for_jobs
+    from comprobust.cluster.submit import RequeueableCall, make_executor, submit_array
+    from comprobust.cluster.wait import wait_for_jobs
     from comprobust.sweeps.agent import agent_job, run_agent
     from comprobust.sweeps.status import status_table
 
@@ -174,7 +175,7 @@ def _submit_offline(args: argparse.Namespace, folder, sweep_id: str, cluster, ki
 
 
 def _follow(jobs, folder, poll_s: float = 2.0) -> None:
-    from comprobust.cluster import job_states
+    from comprobust.cluster.wait import job_states
     from comprobust.sweeps.status import summarize
 
     last = ""
@@ -197,13 +198,8 @@ def _run_online(args: argparse.Namespace, spec, cluster, n_show: int) -> int:
     import os
     from pathlib import Path
 
-    from comprobust.cluster import (
-        RequeueableCall,
-        make_executor,
-        resolve_executor,
-        sbatch_parameters,
-        submit_array,
-    )
+    from comprobust.cluster import resolve_executor, sbatch_parameters
+    from comprobust.cluster.submit import RequeueableCall, make_executor, submit_array
     from comprobust.sweeps.command import expand_preview
     from comprobust.sweeps.engine import preview
     from comprobust.sweeps.online import online_sweep, wandb_agent_command, wandb_agent_job

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from comprobust.data import fashion_mnist
 from comprobust.data.sources import (
@@ -26,6 +26,7 @@ from comprobust.data.sources import (
     read_mnist5k,
 )
 from comprobust.errors import UserError
+from comprobust.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -69,41 +70,39 @@ class DatasetSpec:
 
 Reader = Callable[["Path", bool], "RawData"]
 
-_SPECS: dict[str, DatasetSpec] = {}
-_READERS: dict[str, Reader] = {}
+
+class DatasetEntry(NamedTuple):
+    spec: DatasetSpec
+    reader: Reader
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def register_dataset(spec: DatasetSpec, reader: Reader) -> DatasetSpec:
     """Make `spec.name` loadable with `load_dataset`; `reader(root, download)` returns its RawData."""
-    if spec.name in _SPECS and _SPECS[spec.name] != spec:
-        raise TypeError(f"a dataset named {spec.name!r} is already registered")
     if spec.channels not in (1, 3):
         raise TypeError(f"{spec.name}: channels must be 1 or 3, got {spec.channels}")
     if (spec.mean is None) != (spec.std is None):
         raise TypeError(f"{spec.name}: give both mean and std, or neither")
     if spec.mean is not None and (len(spec.mean) != spec.channels or len(spec.std or ()) != spec.channels):
         raise TypeError(f"{spec.name}: mean/std need one value per channel ({spec.channels})")
-    _SPECS[spec.name] = spec
-    _READERS[spec.name] = reader
-    return spec
+    return DATASETS.add(spec.name, DatasetEntry(spec, reader)).spec
 
 
 def dataset_names() -> list[str]:
     """Names of every registered dataset."""
-    return list(_SPECS)
+    return list(DATASETS)
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The spec of dataset `name`; a UserError lists the known names when it is unknown."""
-    if not isinstance(name, str) or name not in _SPECS:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(_SPECS)}")
-    return _SPECS[name]
+    return DATASETS.require(name).spec
 
 
 def get_reader(name: str) -> Reader:
     """The reader registered for `name`."""
-    get_dataset_spec(name)
-    return _READERS[name]
+    return DATASETS.require(name).reader
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from comprobust.registry import Registry
+
 COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
     {
         "lr": None,
@@ -57,48 +59,44 @@ class MethodSpec:
         return {**COMMON_PARAMS, **self.params}
 
 
-METHODS: Mapping[str, MethodSpec] = MappingProxyType(
-    {
-        spec.name: spec
-        for spec in (
-            MethodSpec(
-                "erm", "ERM ('CrossEntropy'): one network on Identity + the six elementals, mixed batches"
-            ),
-            MethodSpec(
-                "contrastive",
-                "one network, cross-entropy + multi-view NT-Xent on the penultimate layer",
-                params={"weight": 0.1, "temperature": 0.15},
-                metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
-            ),
-            MethodSpec("backbone", "one network trained on clean (Identity) images only"),
-            MethodSpec(
-                "modules",
-                "per elemental: level search, then one module at the chosen depth of a frozen backbone",
-                params={
-                    "weight": 1.0,
-                    "temperature": 0.15,
-                    "search_epochs": 5,
-                    "levels": None,
-                    "search_val_batches": None,
-                },
-                refs={"backbone": "backbone"},
-                per_corruption=True,
-                metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
-            ),
-            MethodSpec(
-                "autoencoders",
-                "per elemental: an auto-encoder trained to undo it (MSE to the clean image)",
-                per_corruption=True,
-                metrics=("val_loss",),
-            ),
-            MethodSpec(
-                "imgspace",
-                "a classifier trained on auto-encoded elementals and clean images (joint)",
-                refs={"autoencoders": "autoencoders"},
-            ),
-        )
-    }
-)
+METHODS: Registry[MethodSpec] = Registry("method")
+"""Every training method a stage may name (its `train` is `comprobust.methods.trainer(name)`)."""
+for _spec in (
+    MethodSpec("erm", "ERM ('CrossEntropy'): one network on Identity + the six elementals, mixed batches"),
+    MethodSpec(
+        "contrastive",
+        "one network, cross-entropy + multi-view NT-Xent on the penultimate layer",
+        params={"weight": 0.1, "temperature": 0.15},
+        metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
+    ),
+    MethodSpec("backbone", "one network trained on clean (Identity) images only"),
+    MethodSpec(
+        "modules",
+        "per elemental: level search, then one module at the chosen depth of a frozen backbone",
+        params={
+            "weight": 1.0,
+            "temperature": 0.15,
+            "search_epochs": 5,
+            "levels": None,
+            "search_val_batches": None,
+        },
+        refs={"backbone": "backbone"},
+        per_corruption=True,
+        metrics=("val_loss", "val_acc", "val_ce", "val_ctv"),
+    ),
+    MethodSpec(
+        "autoencoders",
+        "per elemental: an auto-encoder trained to undo it (MSE to the clean image)",
+        per_corruption=True,
+        metrics=("val_loss",),
+    ),
+    MethodSpec(
+        "imgspace",
+        "a classifier trained on auto-encoded elementals and clean images (joint)",
+        refs={"autoencoders": "autoencoders"},
+    ),
+):
+    METHODS.add(_spec.name, _spec)
 
 CLASSIFIER_METHODS = frozenset({"erm", "contrastive", "backbone", "imgspace"})
 

@@ -19,6 +19,7 @@ from comprobust.architectures import ARCHITECTURES, VIT_ARCHITECTURES
 from comprobust.errors import UserError
 from comprobust.models import cifar, emnist, facescrub, small, vit
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
+from comprobust.registry import Registry
 
 __all__ = [
     "ARCHITECTURES",
@@ -33,20 +34,22 @@ __all__ = [
     "num_levels",
 ]
 
-_REGISTRY: dict[str, ModuleType | vit.ViT] = {
-    "emnist": emnist,
-    "cifar": cifar,
-    "facescrub": facescrub,
-    "small": small,
-    "vit-cpu": vit.VIT_CPU,
-    "vit": vit.VIT_TI,
-}
+NETWORKS: Registry[ModuleType | vit.ViT] = Registry("architecture")
+"""Architecture name -> what builds its networks, modules and auto-encoders (a module of this package or a ViT
+configuration); the names are `ARCHITECTURES + VIT_ARCHITECTURES`."""
+for _name, _builder in (
+    ("emnist", emnist),
+    ("cifar", cifar),
+    ("facescrub", facescrub),
+    ("small", small),
+    ("vit-cpu", vit.VIT_CPU),
+    ("vit", vit.VIT_TI),
+):
+    NETWORKS.add(_name, _builder)
 
 
 def _arch(arch: str) -> ModuleType | vit.ViT:
-    if arch not in _REGISTRY:
-        raise UserError(f"unknown architecture {arch!r}: choose one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[arch]
+    return NETWORKS.require(arch)
 
 
 def _positive(name: str, value: Any) -> int:

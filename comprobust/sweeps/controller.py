@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from comprobust.errors import UserError
-from comprobust.runs import RunPaths
+from comprobust.runs import DoneRecord, RunPaths
 from comprobust.sweeps.command import StageTarget, expand_command
 from comprobust.sweeps.engine import digest, plain, suggest_params, sweep_runs, sweeps_engine
 from comprobust.sweeps.folder import META_FILE, SWEEP_FILE
@@ -315,10 +315,10 @@ class SweepController:
         for planned_run in planned:
             path = RunPaths.of(out_dir, planned_run).done
             try:
-                record = json.loads(path.read_text())
+                record = DoneRecord.from_json(path.read_text(), planned_run)
             except (OSError, ValueError):
                 return {}
-            metrics.append((planned_run.corruption, dict(record.get("metrics") or {})))
+            metrics.append((planned_run.corruption, dict(record.metrics)))
         if not metrics:
             return {}
         return {"stage_runs": [p.run_id for p in planned], **summary_of(metrics)}

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from comprobust.runs import DoneRecord
+
 OFFLINE_SWEEP_ID_ENV = "COMPROBUST_SWEEP_ID"
 _AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", OFFLINE_SWEEP_ID_ENV)
 
@@ -82,7 +84,7 @@ def summary_of(records: Sequence[tuple[str | None, Mapping[str, Any]]]) -> dict[
     return summary
 
 
-def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | None) -> list[dict[str, Any]]:
+def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | None) -> list[DoneRecord]:
     """Execute the stage runs of one trial (see the module doc) and return their done records."""
     from comprobust.run_state import done_record
     from comprobust.stages import execute
@@ -92,9 +94,7 @@ def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | No
         return [execute(experiment, runs[0], mode=mode, wandb_id=trial.run_id, extra_config=trial.config())]
     with outside_the_trial():
         records = [execute(experiment, run, mode=mode, extra_config=trial.config()) for run in runs]
-    summary = summary_of(
-        [(run.corruption, record.get("metrics") or {}) for run, record in zip(runs, records)]
-    )
+    summary = summary_of([(run.corruption, record.metrics) for run, record in zip(runs, records)])
     summary["stage_runs"] = [run.run_id for run in runs]
     first = runs[0]
     config = {
