@@ -62,7 +62,9 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         total = self.schedule_epochs
-        if isinstance(self.warmup_epochs, bool) or not 0 <= self.warmup_epochs < total:
+        warmup = self.warmup_epochs
+        valid = isinstance(warmup, int) and not isinstance(warmup, bool) and 0 <= warmup < max(total, 1)
+        if not valid:  # no warmup is always valid (max_epochs 0 is fit's error to report)
             raise UserError(
                 f"warmup_epochs: {self.warmup_epochs!r} must be an integer in 0..{total - 1} "
                 f"(below the {total} epochs of the schedule)"

@@ -140,3 +140,11 @@ def test_bad_optimizer_or_warmup_is_one_user_error_naming_the_key() -> None:
         TrainConfig(lr=0.1, max_epochs=4, warmup_epochs=-1)
     # the level search trains fewer epochs than its schedule (cosine_epochs): the warmup is checked against that
     assert TrainConfig(lr=0.1, max_epochs=1, cosine_epochs=5, warmup_epochs=2).schedule_epochs == 5
+
+
+def test_no_warmup_leaves_max_epochs_0_to_fits_own_error(tmp_path: Path) -> None:
+    config = TrainConfig(lr=0.1, max_epochs=0)
+    with pytest.raises(UserError, match="max_epochs=0 trains nothing"):
+        fit(ToyTask(), config, tmp_path, IDENTITY)
+    with pytest.raises(UserError, match=r"^warmup_epochs: True "):
+        TrainConfig(lr=0.1, max_epochs=4, warmup_epochs=True)
