@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.dataset_files import write_idx
 
 from comprobust.data import dominoes
 from comprobust.data.cues import RANDOMISED
 from comprobust.data.sources import read_mnist5k_arrays
 from comprobust.errors import UserError
-from helpers.dataset_files import write_idx
 
 LAYOUT = dominoes.DOMINOES
 
