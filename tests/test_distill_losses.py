@@ -193,6 +193,11 @@ def test_jacobian_of_a_zero_map_is_zero_not_nan() -> None:
     x = np.ones((2, 3))
     value = run_jacobian(linear(np.zeros((4, 3))), linear(np.ones((4, 3))), x)
     assert value.item() == pytest.approx(1.0)  # ||u_t - 0|| = 1
+    inputs = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        frozen = linear(np.ones((4, 3)))(inputs)
+    with pytest.raises(ValueError, match="the teacher's logits carry no graph"):
+        losses.jacobian_term(linear(np.ones((4, 3)))(inputs), frozen, inputs)
     with pytest.raises(ValueError, match="requires_grad"):
         inputs = torch.ones(2, 3, dtype=torch.float64)
         losses.jacobian_term(linear(np.ones((4, 3)))(inputs), linear(np.ones((4, 3)))(inputs), inputs)

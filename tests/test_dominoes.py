@@ -65,6 +65,8 @@ def test_box_position_and_size_per_class() -> None:
     assert dominoes.box_slices(4, dominoes.DOMINOES_CIFAR) == (slice(12, 20), slice(12, 20))
     assert dominoes.box_slices(8, dominoes.DOMINOES_CIFAR) == (slice(24, 32), slice(24, 32))
     assert LAYOUT.image_shape == (1, 56, 28) and dominoes.DOMINOES_CIFAR.image_shape == (3, 64, 32)
+    assert dominoes.SPEC_FIELDS["dominoes"]["image_size"] == (56, 28)
+    assert dominoes.SPEC_FIELDS["dominoes-cifar"]["image_size"] == (64, 32)
 
 
 def test_label_4_has_its_box_at_rows_38_to_44_and_the_kth_digit_4_on_top(parts) -> None:  # type: ignore[no-untyped-def]

@@ -96,6 +96,57 @@ DOMINOES = Layout("dominoes", 1, 28)
 DOMINOES_CIFAR = Layout("dominoes-cifar", 3, 32)
 
 
+SPEC_FIELDS: Mapping[str, Mapping[str, object]] = MappingProxyType(
+    {
+        "dominoes": MappingProxyType(
+            {
+                "num_classes": NUM_CLASSES,
+                "channels": 1,
+                "image_size": DOMINOES.image_shape[1:],  # (56, 28): needs DatasetSpec to accept (H, W)
+                "mean": (0.0,),  # x / 255, as Robust Socratic v2 (no normalisation)
+                "std": (1.0,),
+                "crop_padding": 0,
+                "hflip": False,
+                "default_split_sizes": DEFAULT_SPLIT_SIZES,
+                "architecture": "small",
+                "official_test": True,  # I's test split comes from the Fashion-MNIST test set
+                "class_names": fashion_mnist.CLASSES,
+                "description": "offline cue dataset: Fashion-MNIST item (I) + class box (A) + mnist5k digit half (B), "
+                "1x56x28",
+            }
+        ),
+        "dominoes-cifar": MappingProxyType(
+            {
+                "num_classes": NUM_CLASSES,
+                "channels": 3,
+                "image_size": DOMINOES_CIFAR.image_shape[1:],  # (64, 32)
+                "mean": (0.0, 0.0, 0.0),
+                "std": (1.0, 1.0, 1.0),
+                "crop_padding": 0,
+                "hflip": False,
+                "default_split_sizes": MappingProxyType({"train": 4000, "valid": 1000, "test": None}),
+                "architecture": "cifar",
+                "official_test": True,
+                "class_names": (
+                    "airplane",
+                    "automobile",
+                    "bird",
+                    "cat",
+                    "deer",
+                    "dog",
+                    "frog",
+                    "horse",
+                    "ship",
+                    "truck",
+                ),
+                "description": "the paper's cue dataset: CIFAR-10 (I) + class box (A) + Fashion-MNIST half (B), 3x64x32",
+            }
+        ),
+    }
+)
+"""What a `DatasetSpec` of each variant would hold (the registry's wiring; `image_size` is (H, W))."""
+
+
 def box_slices(location: int, layout: Layout) -> tuple[slice, slice] | None:
     """(rows, columns) of the box at `location` (0-8 in a 3x3 grid) on the bottom half; None for location 9."""
     location = int(location) % 10

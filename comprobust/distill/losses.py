@@ -137,6 +137,12 @@ def jacobian_term(
     teacher's rows are detached (with `teacher_create_graph` they are built with a graph, as the reference does).
     """
     num_classes = student_logits.shape[1]
+    for who, logits in (("student", student_logits), ("teacher", teacher_logits)):
+        if not logits.requires_grad:
+            raise ValueError(
+                f"the {who}'s logits carry no graph: compute them from the inputs with grad enabled "
+                "(freeze the teacher with requires_grad_(False), not torch.no_grad())"
+            )
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} vs teacher {tuple(teacher_logits.shape)}"
@@ -201,7 +207,16 @@ class CRDHeads(nn.Module):
         return F.normalize(z_s, dim=1), F.normalize(z_t, dim=1)
 
 
-def fresh_heads(student_dim: int, teacher_dim: int, *, seed: int, step: int, dim: int = 128) -> CRDHeads:
+def fresh_heads(
+    student_dim: int,
+    teacher_dim: int,
+    *,
+    seed: int,
+    step: int,
+    dim: int = 128,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> CRDHeads:
     """Untrained heads drawn as `nn.Linear` initialises them (U(-1/sqrt(in), 1/sqrt(in)) weights and biases),
     from a generator seeded by (seed, step): the reference's per-step heads, reproducible."""
     heads = CRDHeads(student_dim, teacher_dim, dim)
@@ -212,7 +227,7 @@ def fresh_heads(student_dim: int, teacher_dim: int, *, seed: int, step: int, dim
             for param in (linear.weight, linear.bias):
                 param.copy_(torch.rand(param.shape, generator=generator) * (2 * bound) - bound)
     heads.requires_grad_(False)
-    return heads
+    return heads.to(device=device, dtype=dtype)
 
 
 def crd_term(
