@@ -320,3 +320,23 @@ def test_dominoes_cifar_layout() -> None:
     assert set(loaded["test"].half_sources) <= set(range(50))  # from Fashion-MNIST's test set
     with pytest.raises(ValueError, match="dominoes needs halves of shape"):
         dominoes.render(train, np.arange(2), "IAB", 0)
+
+
+def test_batches_cover_the_split_once_and_equal_render(parts) -> None:  # type: ignore[no-untyped-def]
+    part = parts["valid"]
+    plain = list(dominoes.batches(part, "IAB", seed=0, epoch=0, batch_size=64))
+    assert [len(y) for _, y in plain] == [64] * 15 + [40]
+    np.testing.assert_array_equal(np.concatenate([y for _, y in plain]), part.labels)
+    whole = dominoes.render(part, np.arange(1000), "IAB", 0, 0).images
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in plain]), whole)
+    shuffled = list(
+        dominoes.batches(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True)
+    )
+    assert len(shuffled) == 15
+    again = list(dominoes.batches(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True))
+    assert all((a[0] == b[0]).all() for a, b in zip(shuffled, again))
+    other = next(dominoes.batches(part, "IAB", seed=0, epoch=4, batch_size=64, shuffle=True))
+    assert not np.array_equal(other[1], shuffled[0][1]) or not np.array_equal(other[0], shuffled[0][0])
+    position = {whole[i].tobytes(): i for i in range(1000)}
+    seen = [position[x.tobytes()] for batch, _ in shuffled for x in batch]
+    assert len(set(seen)) == 960 and seen != sorted(seen)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -498,3 +498,32 @@ def render(
 
     images = np.concatenate([top, bottom], axis=2)
     return Rendered(images, labels, draws.classes, draws.modes)
+
+
+def batches(
+    parts: SplitParts,
+    condition: Condition | str | Mapping[str, object],
+    seed: int,
+    epoch: int = 0,
+    batch_size: int = 64,
+    *,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    layout: Layout = DOMINOES,
+    pattern: Literal["random", "mandelbrot"] = "random",
+    box_randomise: Literal["class", "position"] = "class",
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 images, int64 labels) batches of a split under `condition`, in split order or shuffled by a
+    permutation that is a pure function of (seed, epoch): what a `MechanismLoader` wraps (as float tensors,
+    x / 255). Each batch equals `render` of its indices, so the bytes never depend on the batch size."""
+    cond = CUE_MODEL.parse(condition)
+    order = np.arange(len(parts))
+    if shuffle:
+        order = np.random.default_rng([int(seed), int(epoch), 0x0D0]).permutation(len(parts))
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    for start in range(0, stop, batch_size):
+        chosen = order[start : start + batch_size]
+        out = render(
+            parts, chosen, cond, seed, epoch, layout=layout, pattern=pattern, box_randomise=box_randomise
+        )
+        yield out.images, out.labels
