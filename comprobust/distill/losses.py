@@ -23,7 +23,7 @@ Options that reproduce the reference (CindyXWu/robust-socratic, Lent/losses at e
 | `jacobian(..., reference_topk_scatter=True)` | when C > k, row j of every sample's Jacobian is written at class `topk[n, j]` of every other sample n too (`jac[:, idx[:, j], :] = grad`), so a sample's rows outside its own top-k are filled with other samples' gradients, the last writer winning | each sample keeps exactly its own top-k rows |
 | `jacobian(..., teacher_create_graph=True)` | the teacher's Jacobian is built with `create_graph=True` (same value, a wasted graph) | detached, no graph |
 | `fresh_heads(...)` every step | v2 builds a new `CRDLoss` (new random `Embed` heads, never optimised) every step | `CRDHeads` trained with the student |
-| `crd(..., pairs="class")` | positives are the other same-class samples (diagonal excluded) | class; `instance` is Tian et al.'s |
+| `crd_term(..., pairs="class")` | positives are the other same-class samples (diagonal excluded) | class; `instance` is Tian et al.'s |
 
 Costs: `jacobian` takes |K| vector-Jacobian products per model per step (the student's with `create_graph=True`);
 batched products under train-mode BatchNorm carry O(1/B) cross-sample terms, as in the reference.
