@@ -60,7 +60,13 @@ PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
     "temperature": (0.0, 100.0, True, False),
     "search_epochs": (1, 100_000, False, False),
     "search_val_batches": (1, 1_000_000, False, False),
+    "warmup_epochs": (0, 100_000, False, False),
 }
+OPTIMIZERS = ("sgd", "adamw")  # the choices of `optimizer` (comprobust.optim.OPTIMIZERS, which imports torch)
+UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs")
+"""Stage parameters added after experiments had run: at their default (`COMMON_PARAMS`) they stay out of a stage's
+resolved params, and so out of its runs' identities (planning hashes the params), which stay what they were. The
+training loop resolves them (`StageContext.train_config`). Set to anything else, they are listed and hashed."""
 MAX_LEVEL = 100
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, used by some libraries, takes 32 bits
 
@@ -147,10 +153,17 @@ class ExperimentConfig:
                     f"{where}: {current.method} has no parameter {key!r}{suggest(key, spec.all_params)}"
                 )
             params[key] = _check_param(key, value, where)
+        params = _unlist_defaults(params, f"overrides for stage {stage!r}")
         return replace(self, stages={**self.stages, stage: replace(current, params=params)})
 
 
-SMOKE_PARAMS = {"max_epochs": 1, "search_epochs": 1, "search_val_batches": 1, "levels": [0, 1]}
+SMOKE_PARAMS = {
+    "max_epochs": 1,
+    "search_epochs": 1,
+    "search_val_batches": 1,
+    "levels": [0, 1],
+    "warmup_epochs": 0,  # one epoch leaves no room for a warmup (only stages that set one list it)
+}
 SMOKE_SPLITS = {"train": 4, "valid": 1, "test": 1}
 SMOKE_BATCH = 8
 SMOKE_MAX_LR = 0.01  # a few steps on a handful of images at lr 0.1 can blow up BatchNorm statistics
@@ -299,6 +312,8 @@ def _check_param(key: str, value: Any, where: str) -> Any:
     if key in PARAM_RANGES:
         low, high, low_open, high_open = PARAM_RANGES[key]
         check_range(value, where, low, high, low_open, high_open)
+    if key == "optimizer" and value not in OPTIMIZERS:
+        raise UserError(f"{where}: {value!r} is not one of {', '.join(OPTIMIZERS)}")
     if key == "levels":
         if not value:
             raise UserError(f"{where}: give at least one level, or null to search every level")
@@ -307,6 +322,18 @@ def _check_param(key: str, value: Any, where: str) -> Any:
         if len(set(value)) != len(value):
             raise UserError(f"{where}: levels repeat ({value}); list each once")
     return value
+
+
+def _unlist_defaults(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """`params` without the `UNLISTED_DEFAULTS` that are at their default, once the warmup is checked against the
+    schedule's length (max_epochs)."""
+    warmup = params.get("warmup_epochs", 0)
+    if warmup >= params["max_epochs"]:
+        raise UserError(
+            f"{where}: warmup_epochs {warmup} leaves no epoch for the cosine; it must be below max_epochs "
+            f"({params['max_epochs']})"
+        )
+    return {k: v for k, v in params.items() if not (k in UNLISTED_DEFAULTS and v == COMMON_PARAMS[k])}
 
 
 def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str, StageConfig]:
@@ -330,6 +357,7 @@ def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str,
         if params["lr"] is None:
             raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")
         params = {k: _check_param(k, v, f"{at}.{k}") for k, v in params.items()}
+        params = _unlist_defaults(params, at)
         corruptions: tuple[str, ...] = ()
         if spec.per_corruption:
             listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")

@@ -44,6 +44,17 @@ class CueConflict:
         out.update(trials=float(self.trials), dropped=float(self.dropped))
         return out
 
+    def table(self) -> tuple[list[str], list[list[float]]]:
+        """The per-class results as a table's columns and rows (what a run logs as the table ``cue_conflict``):
+        class, trials, n/<cue> for each cue and n/other, bias/<cue> for each cue."""
+        columns = [
+            "class",
+            "trials",
+            *(f"n/{cue}" for cue in (*self.cues, "other")),
+            *(f"bias/{cue}" for cue in self.cues),
+        ]
+        return columns, [[row[column] for column in columns] for row in self.per_class]
+
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan

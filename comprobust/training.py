@@ -1,8 +1,11 @@
 """The one training loop every stage uses.
 
-SGD (momentum 0.9, weight decay 5e-4) with a cosine schedule over `max_epochs`, a checkpoint every epoch
-(model, optimiser, scheduler, epoch, RNG state, history) written atomically, resume from the last checkpoint,
-and the best-validation weights restored at the end (the paper's effective model selection). What a stage trains
+SGD (momentum 0.9, weight decay 5e-4; the default) or AdamW (betas 0.9/0.999, decoupled decay, no decay on biases,
+norms and tokens; see `comprobust.optim`) with an optional linear warmup and a cosine schedule over `max_epochs`, a
+checkpoint every epoch (model, optimiser, scheduler, epoch, RNG state, history) written atomically, resume from the
+last checkpoint, and the best-validation weights restored at the end (the paper's effective model selection).
+Without warmup the schedule is torch's `CosineAnnealingLR`, as it always was (so SGD runs are bit-identical to the
+loop before AdamW existed); with warmup it is `optim.warmup_cosine_scheduler`, a checkpointed `LambdaLR`. What a stage trains
 and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
 
 Checkpoints are written off the critical path: each epoch's state is snapshotted (deep-copied) and written,
@@ -32,6 +35,7 @@ from torch import nn
 from comprobust.atomic import atomic_open
 from comprobust.device import FP32, Precision
 from comprobust.errors import UserError
+from comprobust.optim import OPTIMIZERS, build_optimizer, warmup_cosine_scheduler
 
 CHECKPOINT_FORMAT = 1
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
@@ -51,6 +55,37 @@ class TrainConfig:
     weight_decay: float = 5e-4
     patience: int | None = None  # stop after this many epochs without a better validation value
     cosine_epochs: int | None = None  # T_max of the cosine schedule (default max_epochs)
+    optimizer: str = "sgd"  # "sgd" (with `momentum`) | "adamw" (betas 0.9/0.999, decoupled `weight_decay`)
+    warmup_epochs: int = 0  # linear warmup lr*(e+1)/(w+1) for epochs e < w, then the cosine
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        total = self.schedule_epochs
+        warmup = self.warmup_epochs
+        valid = isinstance(warmup, int) and not isinstance(warmup, bool) and 0 <= warmup < max(total, 1)
+        if not valid:  # no warmup is always valid (max_epochs 0 is fit's error to report)
+            raise UserError(
+                f"warmup_epochs: {self.warmup_epochs!r} must be an integer in 0..{total - 1} "
+                f"(below the {total} epochs of the schedule)"
+            )
+
+    @property
+    def schedule_epochs(self) -> int:
+        """The length of the learning-rate schedule: `cosine_epochs`, else `max_epochs`."""
+        return self.cosine_epochs or self.max_epochs
+
+    def build(self, named_parameters: list[tuple[str, nn.Parameter]]) -> tuple[torch.optim.Optimizer, Any]:
+        """The optimiser and the per-epoch scheduler of this config over `named_parameters`."""
+        optimizer = build_optimizer(
+            self.optimizer, named_parameters, self.lr, self.weight_decay, momentum=self.momentum
+        )
+        scheduler: Any
+        if self.warmup_epochs == 0:  # the loop's schedule before warmup existed, kept for bit-identical runs
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.schedule_epochs)
+        else:
+            scheduler = warmup_cosine_scheduler(optimizer, self.warmup_epochs, self.schedule_epochs)
+        return optimizer, scheduler
 
 
 class TrainTask(Protocol):
@@ -101,15 +136,11 @@ def fit(
     """
     checkpoint_dir = Path(checkpoint_dir)
     model = precision.prepare(task.model)
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
     if not parameters:
         raise ValueError(f"{label}: the task's model has no trainable parameters")
-    optimizer = torch.optim.SGD(
-        parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.cosine_epochs or config.max_epochs
-    )
+    optimizer, scheduler = config.build(named)
     history: list[dict[str, float]] = []
     best = {"epoch": -1, "val_loss": math.inf}
     start_epoch = 0

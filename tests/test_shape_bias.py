@@ -95,3 +95,13 @@ def test_scores_are_reduced_by_argmax_and_three_cues_need_all_distinct() -> None
         cue_conflict(SHAPE, {"shape": SHAPE})
     with pytest.raises(ValueError, match="for cues of 400 trials"):
         cue_conflict(SHAPE[:10], CUES)
+
+
+def test_the_per_class_table_as_logged() -> None:
+    decisions = np.where(SHAPE < 5, SHAPE, TEXTURE)
+    result = cue_conflict(decisions, CUES, num_classes=10)
+    columns, rows = result.table()
+    assert columns == ["class", "trials", "n/shape", "n/texture", "n/other", "bias/shape", "bias/texture"]
+    assert [row[0] for row in rows] == list(range(10))
+    assert [row[5] for row in rows] == [1.0] * 5 + [0.0] * 5
+    assert sum(row[1] for row in rows) == result.trials == sum(row[2] + row[3] + row[4] for row in rows)

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from comprobust.atomic import atomic_open
 from comprobust.data.dataset import LoadedDataset
 from comprobust.errors import UserError
+from comprobust.methods.specs import COMMON_PARAMS
 from comprobust.models import build_autoencoder, build_module, build_network
 from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
@@ -43,6 +44,9 @@ class StageContext:
     log_extra: Callable[[str, list[str], list[list[Any]]], None] | None = None  # (key, columns, rows) tables
 
     def train_config(self, **overrides: Any) -> TrainConfig:
+        """The stage's `TrainConfig`. `optimizer` and `warmup_epochs` are in the params only when a stage sets them
+        to something else than their default (`COMMON_PARAMS`), so that runs planned before they existed keep
+        their ids; they are resolved here."""
         p = {**self.params, **overrides}
         return TrainConfig(
             lr=p["lr"],
@@ -51,6 +55,8 @@ class StageContext:
             weight_decay=p["weight_decay"],
             patience=p["patience"],
             cosine_epochs=p.get("cosine_epochs"),
+            optimizer=p.get("optimizer", COMMON_PARAMS["optimizer"]),
+            warmup_epochs=p.get("warmup_epochs", COMMON_PARAMS["warmup_epochs"]),
         )
 
     def stream_seed(self, *salt: Any) -> int:

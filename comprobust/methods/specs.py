@@ -22,9 +22,14 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "patience": None,
+        "optimizer": "sgd",
+        "warmup_epochs": 0,
     }
 )
-"""Parameters of every training stage (the paper's defaults; `lr` has none and must be given)."""
+"""Parameters of every training stage (the paper's defaults; `lr` has none and must be given).
+
+`optimizer` ("sgd" | "adamw") and `warmup_epochs` came later: a stage's resolved params hold them only when set to
+another value than these defaults (`config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids."""
 
 PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     {
@@ -34,6 +39,8 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "momentum": (float,),
         "weight_decay": (float,),
         "patience": (int, type(None)),
+        "optimizer": (str,),
+        "warmup_epochs": (int,),
         "weight": (float,),
         "temperature": (float,),
         "search_epochs": (int,),
