@@ -46,8 +46,24 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "search_epochs": (int,),
         "levels": (list, type(None)),
         "search_val_batches": (int, type(None)),
+        "mechanisms": (str, dict),
+        "conditions": (str, list),
+        "loss": (str,),
+        "alpha": (float, type(None)),
+        "top_k": (int,),
+        "kd_t2": (bool,),
+        "kd_divergence": (str,),
+        "contrast_temperature": (float,),
+        "contrast_eps": (float,),
+        "crd_pairs": (str,),
+        "crd_heads": (str,),
+        "crd_dim": (int,),
     }
 )
+
+ARCHITECTURE_AXIS = "architecture"
+"""Every stage may name its own network (`architecture: small`) or a list of them, one run each; without it a
+stage trains the experiment's architecture."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,9 @@ class MethodSpec:
     refs: Mapping[str, str] = field(default_factory=dict)  # parameter -> method of the stage it must name
     per_corruption: bool = False
     metrics: tuple[str, ...] = ("val_loss", "val_acc")  # what a finished run reports (done.json, W&B summary)
+    axes: tuple[str, ...] = ()  # parameters that may be a list: the stage runs once per value (and per product)
+    each: tuple[str, ...] = ()  # refs read one upstream run per downstream run (else every run of the stage)
+    cue_dataset: bool = False  # trains on a cue dataset's conditions (else on a corruption dataset)
 
     @property
     def all_params(self) -> dict[str, Any]:
@@ -101,6 +120,39 @@ for _spec in (
         "imgspace",
         "a classifier trained on auto-encoded elementals and clean images (joint)",
         refs={"autoencoders": "autoencoders"},
+    ),
+    MethodSpec(
+        "supervised",
+        "cue datasets: one network trained with cross-entropy on the condition `mechanisms` (a teacher, or the "
+        "from-scratch baseline of a student)",
+        params={"mechanisms": "I", "conditions": "exhaustive"},
+        axes=("mechanisms",),
+        cue_dataset=True,
+    ),
+    MethodSpec(
+        "distill",
+        "cue datasets: a fresh student distilled from one frozen teacher run on the transfer set `mechanisms`, "
+        "with loss kd, jacobian or contrastive",
+        params={
+            "mechanisms": "I",
+            "conditions": "exhaustive",
+            "loss": "kd",
+            "temperature": 30.0,
+            "alpha": None,
+            "top_k": 20,
+            "kd_t2": False,
+            "kd_divergence": "kl",
+            "contrast_temperature": 0.1,
+            "contrast_eps": 0.97,
+            "crd_pairs": "class",
+            "crd_heads": "trained",
+            "crd_dim": 128,
+        },
+        refs={"teacher": "supervised"},
+        axes=("mechanisms", "loss"),
+        each=("teacher",),
+        cue_dataset=True,
+        metrics=("val_loss", "val_acc", "val_ts_agree", "val_ts_kl"),
     ),
 ):
     METHODS.add(_spec.name, _spec)
