@@ -11,17 +11,17 @@ Schema (see experiments/demo.yaml for a commented example)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comprobust.architectures import ARCHITECTURES
 from comprobust.claims_config import ClaimCriteria, load_claims
 from comprobust.cluster.config import ClusterConfig
 from comprobust.compositions import resolve_compositions
-from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.errors import UserError
-from comprobust.methods.specs import COMMON_PARAMS, METHODS, PARAM_TYPES, SYSTEM_ROLES
+from comprobust.methods.specs import COMMON_PARAMS, SYSTEM_ROLES
+from comprobust.stage_config import StageConfig, load_stages, with_params
 from comprobust.validation import (
     check_keys,
     check_output_folder,
@@ -30,6 +30,9 @@ from comprobust.validation import (
     load_yaml_mapping,
     suggest,
 )
+
+if TYPE_CHECKING:
+    from comprobust.data.cues import CueModel
 
 TOP_KEYS = (
     "name",
@@ -48,26 +51,6 @@ TOP_KEYS = (
 )
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 MODULE_ORDERS = ("composition", "reverse")  # order of a modular system's modules that share a level
-PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
-    # name: (low, high, low excluded, high excluded): beyond these a value is a typo, not an experiment
-    "lr": (0.0, 10.0, True, False),
-    "max_epochs": (1, 100_000, False, False),
-    "batch_size": (1, 65_536, False, False),
-    "momentum": (0.0, 1.0, False, True),
-    "weight_decay": (0.0, 1.0, False, True),
-    "patience": (1, 100_000, False, False),
-    "weight": (0.0, 1_000.0, False, False),
-    "temperature": (0.0, 100.0, True, False),
-    "search_epochs": (1, 100_000, False, False),
-    "search_val_batches": (1, 1_000_000, False, False),
-    "warmup_epochs": (0, 100_000, False, False),
-}
-OPTIMIZERS = ("sgd", "adamw")  # the choices of `optimizer` (comprobust.optim.OPTIMIZERS, which imports torch)
-UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs")
-"""Stage parameters added after experiments had run: at their default (`COMMON_PARAMS`) they stay out of a stage's
-resolved params, and so out of its runs' identities (planning hashes the params), which stay what they were. The
-training loop resolves them (`StageContext.train_config`). Set to anything else, they are listed and hashed."""
-MAX_LEVEL = 100
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, used by some libraries, takes 32 bits
 
 
@@ -77,21 +60,6 @@ class DatasetConfig:
     root: str = "data"
     split_sizes: Mapping[str, Any] | None = None
     download: bool = False
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One training stage: its method, fully resolved parameters, the stages it reads and its corruptions."""
-
-    name: str
-    method: str
-    params: Mapping[str, Any]
-    refs: Mapping[str, str] = field(default_factory=dict)
-    corruptions: tuple[str, ...] = ()  # non-empty for per-corruption methods
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        return tuple(self.refs.values())
 
 
 @dataclass(frozen=True)
@@ -143,18 +111,8 @@ class ExperimentConfig:
         """A copy with some of one stage's parameters replaced (validated like the file's own values)."""
         if stage not in self.stages:
             raise UserError(f"{self.path}: no stage {stage!r}{suggest(stage, self.stages)}")
-        current = self.stages[stage]
-        spec = METHODS[current.method]
-        params = dict(current.params)
-        for key, value in overrides.items():
-            where = f"override {key}={value!r} for stage {stage!r}"
-            if key not in spec.all_params:
-                raise UserError(
-                    f"{where}: {current.method} has no parameter {key!r}{suggest(key, spec.all_params)}"
-                )
-            params[key] = _check_param(key, value, where)
-        params = _unlist_defaults(params, f"overrides for stage {stage!r}")
-        return replace(self, stages={**self.stages, stage: replace(current, params=params)})
+        changed = with_params(self.stages[stage], overrides, cue_model(self.dataset.name))
+        return replace(self, stages={**self.stages, stage: changed})
 
 
 SMOKE_PARAMS = {
@@ -211,12 +169,12 @@ def _load(path: Path) -> ExperimentConfig:
     name = expect(raw["name"], str, f"{where}: name")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise UserError(f"{where}: name {name!r} may only contain letters, digits, '-' and '_'")
+    dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
     training = raw.get("training") or {}
     check_keys(training, COMMON_PARAMS, f"{where}: training")
-    stages = _load_stages(raw["stages"], training, where)
+    stages = load_stages(raw["stages"], training, where, dataset.name, cue_model(dataset.name))
     output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
     check_output_folder(output_root / name, f"{where}: output_root", write=False)
-    dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
     from comprobust.data.registry import get_dataset_spec
 
     evaluation = _load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation")
@@ -239,6 +197,13 @@ def _load(path: Path) -> ExperimentConfig:
         evaluation=evaluation,
         claims=load_claims(raw.get("claims"), f"{where}: claims", [s.label for s in evaluation.systems]),
     )
+
+
+def cue_model(dataset: str) -> CueModel | None:
+    """The cue model (mechanisms, condition sets) of a cue dataset, or None for a corruption dataset."""
+    from comprobust.data.cue_datasets import CUE_DATASETS
+
+    return CUE_DATASETS[dataset].model if dataset in CUE_DATASETS else None
 
 
 def _with_where(fn, value: Any, where: str) -> Any:
@@ -302,81 +267,6 @@ def _load_wandb(raw: Any, where: str) -> WandbConfig:
         entity=expect(raw.get("entity"), (str, type(None)), f"{where}.entity"),
         mode=mode,
     )
-
-
-def _check_param(key: str, value: Any, where: str) -> Any:
-    """A stage parameter of the right type, finite and within `PARAM_RANGES` (levels: distinct ints)."""
-    value = expect(value, PARAM_TYPES.get(key, (object,)), where)
-    if value is None:
-        return value
-    if key in PARAM_RANGES:
-        low, high, low_open, high_open = PARAM_RANGES[key]
-        check_range(value, where, low, high, low_open, high_open)
-    if key == "optimizer" and value not in OPTIMIZERS:
-        raise UserError(f"{where}: {value!r} is not one of {', '.join(OPTIMIZERS)}")
-    if key == "levels":
-        if not value:
-            raise UserError(f"{where}: give at least one level, or null to search every level")
-        for i, level in enumerate(value):
-            check_range(expect(level, int, f"{where}[{i}]"), f"{where}[{i}]", 0, MAX_LEVEL)
-        if len(set(value)) != len(value):
-            raise UserError(f"{where}: levels repeat ({value}); list each once")
-    return value
-
-
-def _unlist_defaults(params: dict[str, Any], where: str) -> dict[str, Any]:
-    """`params` without the `UNLISTED_DEFAULTS` that are at their default, once the warmup is checked against the
-    schedule's length (max_epochs)."""
-    warmup = params.get("warmup_epochs", 0)
-    if warmup >= params["max_epochs"]:
-        raise UserError(
-            f"{where}: warmup_epochs {warmup} leaves no epoch for the cosine; it must be below max_epochs "
-            f"({params['max_epochs']})"
-        )
-    return {k: v for k, v in params.items() if not (k in UNLISTED_DEFAULTS and v == COMMON_PARAMS[k])}
-
-
-def _load_stages(raw: Any, training: Mapping[str, Any], where: str) -> dict[str, StageConfig]:
-    expect(raw, dict, f"{where}: stages")
-    if not raw:
-        raise UserError(f"{where}: stages is empty; define at least one stage")
-    for key, value in training.items():
-        _check_param(key, value, f"{where}: training.{key}")
-    stages: dict[str, StageConfig] = {}
-    for name, body in raw.items():
-        at = f"{where}: stages.{name}"
-        expect(body, dict, at)
-        if "method" not in body:
-            raise UserError(f"{at}: missing required key 'method' (one of {', '.join(METHODS)})")
-        method = body["method"]
-        spec = METHODS.require(method, f"{at}.method")
-        allowed = ["method", *spec.all_params, *spec.refs] + (["corruptions"] if spec.per_corruption else [])
-        check_keys(body, allowed, at, required=tuple(spec.refs))
-        params = {**spec.all_params, **training}
-        params.update({k: v for k, v in body.items() if k in spec.all_params})
-        if params["lr"] is None:
-            raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")
-        params = {k: _check_param(k, v, f"{at}.{k}") for k, v in params.items()}
-        params = _unlist_defaults(params, at)
-        corruptions: tuple[str, ...] = ()
-        if spec.per_corruption:
-            listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
-            corruptions = tuple(_with_where(corruption_name, c, f"{at}.corruptions") for c in listed)
-        stages[name] = StageConfig(name, method, params, {r: body[r] for r in spec.refs}, corruptions)
-    for stage in stages.values():
-        for role, target in stage.refs.items():
-            at = f"{where}: stages.{stage.name}.{role}"
-            if target not in stages:
-                raise UserError(
-                    f"{at}: names stage {target!r}, which is not defined{suggest(str(target), stages)}"
-                )
-            wanted = METHODS[stage.method].refs[role]
-            if stages[target].method != wanted:
-                raise UserError(
-                    f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
-                    f"{wanted!r} stage"
-                )
-    return stages
 
 
 def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) -> EvaluationConfig:

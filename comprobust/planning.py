@@ -6,15 +6,18 @@ folder and the artifacts, so a relaunch skips finished runs and resumes cut-off 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from comprobust.config import ExperimentConfig, load_experiment
+from comprobust.config import ExperimentConfig, SystemConfig, load_experiment
 from comprobust.corruption_names import abbreviate, parse_composition
 from comprobust.errors import UserError
+from comprobust.methods.specs import ARCHITECTURE_AXIS, SYSTEM_MODEL_ROLE
 from comprobust.runs import EvalRun, Run, TrainRun
+from comprobust.stage_config import StageConfig
 from comprobust.validation import suggest
 
 
@@ -48,22 +51,7 @@ def plan(
     for seed in seeds or experiment.seeds:
         by_stage: dict[str, list[TrainRun]] = {}
         for name in order:
-            stage = experiment.stages[name]
-            inputs = {role: tuple(r.run_id for r in by_stage[target]) for role, target in stage.refs.items()}
-            base = {
-                "method": stage.method,
-                "params": dict(stage.params),
-                "dataset": dataset_identity(experiment),
-                "architecture": experiment.architecture,
-                "seed": seed,
-                "input_hashes": {
-                    role: [r.config["hash"] for r in by_stage[target]] for role, target in stage.refs.items()
-                },
-            }
-            by_stage[name] = [
-                _train_run(name, stage.method, seed, corruption, base, inputs)
-                for corruption in (stage.corruptions or (None,))
-            ]
+            by_stage[name] = _stage_runs(experiment, experiment.stages[name], seed, by_stage)
             if name in wanted:
                 runs.extend(by_stage[name])
         if evaluation and not stages:
@@ -71,54 +59,187 @@ def plan(
     return runs
 
 
+def _stage_runs(
+    experiment: ExperimentConfig, stage: StageConfig, seed: int, by_stage: Mapping[str, list[TrainRun]]
+) -> list[TrainRun]:
+    """The runs of one stage for one seed: one per (run of each `each` input) x (value of each axis) x
+    corruption. An input read whole (`all`) gives the runs of its stage on the same architecture."""
+    axes = stage.axes(experiment.architecture)
+    each = [role for role in stage.refs if role in stage.spec.each]
+    runs: list[TrainRun] = []
+    for chosen in itertools.product(*(by_stage[stage.refs[role]] for role in each)):
+        upstream = dict(zip(each, chosen))
+        for values in itertools.product(*axes.values()):
+            own = dict(zip(axes, values))
+            architecture = own.pop(ARCHITECTURE_AXIS)
+            inputs = {
+                role: [upstream[role]]
+                if role in upstream
+                else _read_whole(experiment, stage, role, architecture, by_stage)
+                for role in stage.refs
+            }
+            base = {
+                "method": stage.method,
+                "params": {**stage.params, **own},
+                "dataset": dataset_identity(experiment),
+                "architecture": architecture,
+                "seed": seed,
+                "input_hashes": {role: [r.config["hash"] for r in ins] for role, ins in inputs.items()},
+            }
+            run_axes = {**own, **({ARCHITECTURE_AXIS: architecture} if stage.architectures else {})}
+            for role, run in upstream.items():
+                run_axes.update({f"{role}.{name}": value for name, value in run.axes.items()})
+            label = "-".join([stage.name, *_slugs(stage, own, architecture, upstream, experiment)])
+            runs.extend(
+                _train_run(label, stage, seed, corruption, base, inputs, architecture, run_axes)
+                for corruption in (stage.corruptions or (None,))
+            )
+    return runs
+
+
+def _read_whole(
+    experiment: ExperimentConfig,
+    stage: StageConfig,
+    role: str,
+    architecture: str,
+    by_stage: Mapping[str, list[TrainRun]],
+) -> list[TrainRun]:
+    """The runs of the stage filling `role` that a run on `architecture` reads: all of them on that architecture,
+    which must differ by corruption only (else the role could not tell which to read)."""
+    target = stage.refs[role]
+    runs = [run for run in by_stage[target] if run.architecture == architecture]
+    where = f"{experiment.path}: stages.{stage.name}.{role}"
+    if not runs:
+        raise UserError(
+            f"{where}: stage {target!r} has no run on architecture {architecture!r}; give {target!r} that "
+            f"architecture or {stage.name!r} one of {sorted({r.architecture for r in by_stage[target]})}"
+        )
+    kinds = {
+        tuple(sorted((k, str(v)) for k, v in run.axes.items() if k != ARCHITECTURE_AXIS)) for run in runs
+    }
+    if len(kinds) > 1:
+        raise UserError(
+            f"{where}: stage {target!r} runs once per value of its axes ({', '.join(sorted(runs[0].axes))}), "
+            f"and {stage.name!r} reads all of its runs; give {target!r} one value of each"
+        )
+    return runs
+
+
+def _slugs(
+    stage: StageConfig,
+    own: Mapping[str, Any],
+    architecture: str,
+    upstream: Mapping[str, TrainRun],
+    experiment: ExperimentConfig,
+) -> list[str]:
+    """The parts of a run id naming what tells the run apart within its stage: its value of each axis the stage
+    lists several of, and the distinguishing values of an input read one run at a time."""
+    slugs = [_slug(value) for name, value in own.items() if stage.fans_out(name)]
+    if stage.fans_out(ARCHITECTURE_AXIS):
+        slugs.append(_slug(architecture))
+    for role, run in upstream.items():
+        producer = experiment.stages[run.stage]
+        told = [_slug(v) for k, v in run.axes.items() if "." not in k and producer.fans_out(k)]
+        if told:
+            slugs.append(f"{role[0]}.{'.'.join(told)}")
+    return slugs
+
+
+def _slug(value: Any) -> str:
+    return "".join(ch for ch in str(value).lower() if ch.isalnum() or ch == "-")
+
+
 def _train_run(
-    stage: str, method: str, seed: int, corruption: str | None, base: dict, inputs: dict
+    label: str,
+    stage: StageConfig,
+    seed: int,
+    corruption: str | None,
+    base: dict,
+    inputs: Mapping[str, list[TrainRun]],
+    architecture: str,
+    axes: Mapping[str, Any],
 ) -> TrainRun:
     config = {**base, "corruption": corruption}
     digest = config_hash(config)
-    label = f"{stage}-{abbreviate([corruption]).lower()}" if corruption else stage
+    if corruption:
+        label = f"{label}-{abbreviate([corruption]).lower()}"
     return TrainRun(
-        f"{label}-s{seed}-{digest}", stage, method, seed, corruption, {**config, "hash": digest}, inputs
+        f"{label}-s{seed}-{digest}",
+        stage.name,
+        stage.method,
+        seed,
+        corruption,
+        {**config, "hash": digest},
+        {role: tuple(run.run_id for run in runs) for role, runs in inputs.items()},
+        architecture,
+        axes,
     )
 
 
 def _evaluation_runs(
     experiment: ExperimentConfig, seed: int, by_stage: Mapping[str, list[TrainRun]]
 ) -> list[EvalRun]:
+    """Each system once per run of its one-model role (`SYSTEM_MODEL_ROLE`), per shard; its other roles read
+    their stage's runs on the same architecture."""
     runs = []
     shards = experiment.evaluation.shards
     for system in experiment.evaluation.systems:
-        inputs = {role: tuple(r.run_id for r in by_stage[stage]) for role, stage in system.roles.items()}
-        for shard in range(shards):
-            config = {
-                "system": system.kind,
-                "label": system.label,
-                "seed": seed,
-                "dataset": dataset_identity(experiment),
-                "compositions": ["-".join(c) for c in experiment.compositions],
-                "shard": shard,
-                "shards": shards,
-                "input_hashes": {
-                    role: [r.config["hash"] for r in by_stage[stage]] for role, stage in system.roles.items()
-                },
+        model_stage = system.roles[SYSTEM_MODEL_ROLE[system.kind]]
+        models = by_stage[model_stage]
+        for model in models:
+            chosen = {
+                role: [model]
+                if stage == model_stage
+                else [r for r in by_stage[stage] if r.architecture == model.architecture]
+                for role, stage in system.roles.items()
             }
-            if system.module_order != "composition":  # the default stays out, so existing ids are unchanged
-                config["module_order"] = system.module_order
-            digest = config_hash(config)
-            suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
-            slug = "".join(ch if ch.isalnum() else "-" for ch in system.label.lower())
-            runs.append(
-                EvalRun(
-                    f"eval-{slug}-s{seed}{suffix}-{digest}",
-                    system.label,
-                    system.kind,
-                    seed,
-                    shard,
-                    shards,
-                    {**config, "hash": digest},
-                    inputs,
-                )
+            label = system.label
+            if len(models) > 1:
+                label += "[" + ",".join(f"{k}={v}" for k, v in model.axes.items()) + "]"
+            runs.extend(_system_runs(experiment, system, label, seed, chosen, model, shards))
+    return runs
+
+
+def _system_runs(
+    experiment: ExperimentConfig,
+    system: SystemConfig,
+    label: str,
+    seed: int,
+    inputs: Mapping[str, list[TrainRun]],
+    model: TrainRun,
+    shards: int,
+) -> list[EvalRun]:
+    runs = []
+    for shard in range(shards):
+        config = {
+            "system": system.kind,
+            "label": label,
+            "seed": seed,
+            "dataset": dataset_identity(experiment),
+            "compositions": ["-".join(c) for c in experiment.compositions],
+            "shard": shard,
+            "shards": shards,
+            "input_hashes": {role: [r.config["hash"] for r in runs] for role, runs in inputs.items()},
+        }
+        if system.module_order != "composition":  # the default stays out, so existing ids are unchanged
+            config["module_order"] = system.module_order
+        digest = config_hash(config)
+        suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
+        slug = "".join(ch if ch.isalnum() else "-" for ch in label.lower())
+        runs.append(
+            EvalRun(
+                f"eval-{slug}-s{seed}{suffix}-{digest}",
+                label,
+                system.kind,
+                seed,
+                shard,
+                shards,
+                {**config, "hash": digest},
+                {role: tuple(run.run_id for run in ins) for role, ins in inputs.items()},
+                model.architecture,
+                dict(model.axes),
             )
+        )
     return runs
 
 
@@ -149,10 +270,9 @@ def rerun_command(experiment: ExperimentConfig, run: Run) -> str:
     smoke = " --smoke" if experiment.smoke else ""
     if isinstance(run, EvalRun):
         return f"python launch.py run {experiment.path}{smoke} --rerun {run.run_id}"
-    corruption = f" --corruption {run.corruption}" if run.corruption else ""
     return (
-        f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{corruption}{smoke} "
-        "--force"
+        f"python launch.py run-stage {experiment.path} --stage {run.stage} --seed {run.seed}{run.selection}"
+        f"{smoke} --force"
     )
 
 
@@ -173,6 +293,25 @@ def select_corruption(runs: Sequence[Run], corruption: str, where: str = "--corr
     return chosen
 
 
+def select_axes(runs: Sequence[Run], picks: Mapping[str, str], where: str = "--select") -> list[Run]:
+    """The runs whose axis values match every `name=value` of `picks` (e.g. mechanisms=IAB,
+    teacher.mechanisms=I, architecture=vit-cpu); an unknown axis or value is an error listing the valid ones."""
+    chosen = list(runs)
+    stage = runs[0].group if runs else "?"
+    for name, value in picks.items():
+        offered = sorted({str(run.axes[name]) for run in chosen if name in run.axes})
+        if not offered:
+            axes = sorted({axis for run in runs for axis in run.axes})
+            raise UserError(
+                f"{where} {name}={value}: stage {stage!r} has no axis {name!r}"
+                + (f"; its axes: {', '.join(axes)}" if axes else "; it runs once per seed, drop --select")
+            )
+        chosen = [run for run in chosen if str(run.axes.get(name)) == value]
+        if not chosen:
+            raise UserError(f"{where} {name}={value}: stage {stage!r} runs {name} {', '.join(offered)}")
+    return chosen
+
+
 class Resolved(NamedTuple):
     """An experiment file resolved: its validated config (budget and overrides applied) and the runs chosen."""
 
@@ -187,6 +326,7 @@ def resolve(
     stages: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     corruption: str | None = None,
+    select: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     evaluation: bool | None = None,
 ) -> Resolved:
@@ -194,7 +334,8 @@ def resolve(
     from a file to runs.
 
     `smoke` applies the smoke budget; `overrides` (stage parameters, from --set or a sweep agent) apply to the
-    one stage in `stages`; `corruption` keeps the runs of one elemental (per-corruption stages). Evaluation runs
+    one stage in `stages`; `corruption` keeps the runs of one elemental (per-corruption stages), `select` those
+    with the given axis values (`select_axes`). Evaluation runs
     are planned when no stage is named, unless `evaluation` says otherwise.
     """
     experiment = load_experiment(experiment_path, smoke_budget=smoke)
@@ -210,6 +351,8 @@ def resolve(
     )
     if corruption is not None:
         runs = select_corruption(runs, corruption)
+    if select:
+        runs = select_axes(runs, select)
     return Resolved(experiment, runs)
 
 
@@ -220,6 +363,7 @@ def resolve_stage(
     smoke: bool = False,
     seed: int | None = None,
     corruption: str | None = None,
+    select: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Resolved:
     """What `launch.py run-stage` runs, and what a sweep trial's result is read from: the runs of one stage for
@@ -230,6 +374,7 @@ def resolve_stage(
         stages=[stage],
         seeds=None if seed is None else [seed],
         corruption=corruption,
+        select=select,
         overrides=overrides,
     )
     chosen = experiment.seeds[0] if seed is None else seed

@@ -52,6 +52,8 @@ class TrainRun:
     corruption: str | None
     config: Mapping[str, Any]  # everything that determines the run's result (its hash names the run)
     inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> upstream training run ids
+    architecture: str = ""
+    axes: Mapping[str, Any] = field(default_factory=dict)  # its values of the stage's axes, and its inputs'
     kind: ClassVar[str] = "train"
 
     @property
@@ -73,7 +75,19 @@ class TrainRun:
 
     @property
     def tags(self) -> list[str]:
-        return [self.method, self.kind]
+        return [self.method, self.kind, *axis_tags(self.axes)]
+
+    @property
+    def variant(self) -> str:
+        """What tells the run apart within its stage and seed: its axis values and its corruption, e.g.
+        "mechanisms=IAB,loss=kd" or "Contrast" ("" for a stage's only run)."""
+        return ",".join([*axis_tags(self.axes), *([self.corruption] if self.corruption else [])])
+
+    @property
+    def selection(self) -> str:
+        """The run-stage arguments that pick this run among its stage's (besides --seed)."""
+        picks = [f" --select {name}={value}" for name, value in self.axes.items()]
+        return "".join(picks) + (f" --corruption {self.corruption}" if self.corruption else "")
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,8 @@ class EvalRun:
     shards: int
     config: Mapping[str, Any]
     inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    architecture: str = ""
+    axes: Mapping[str, Any] = field(default_factory=dict)  # the axes of the run of its one-model role
     kind: ClassVar[str] = "evaluate"
     corruption: ClassVar[None] = None
 
@@ -114,10 +130,20 @@ class EvalRun:
 
     @property
     def tags(self) -> list[str]:
-        return [self.system, self.kind]
+        return [self.system, self.kind, *axis_tags(self.axes)]
+
+    @property
+    def variant(self) -> str:
+        """The axis values of the model it evaluates ("" for a system's only model)."""
+        return ",".join(axis_tags(self.axes))
 
 
 Run = TrainRun | EvalRun
+
+
+def axis_tags(axes: Mapping[str, Any]) -> list[str]:
+    """W&B tags of a run's axis values: `mechanisms=IAB`, `teacher.mechanisms=I`, `architecture=vit-cpu`."""
+    return [f"{name}={value}" for name, value in axes.items()]
 
 
 @dataclass(frozen=True)
@@ -226,19 +252,19 @@ class DoneRecord:
         )
 
 
-def wandb_config(
-    run: Run, experiment_name: str, architecture: str, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The W&B config of a run: its planned config plus who it is. The one place these keys are written;
-    `comprobust.results` reads them back with `method_label`."""
+def wandb_config(run: Run, experiment_name: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The W&B config of a run: its planned config plus who it is (and its axis values, under `axes`). The one
+    place these keys are written; `comprobust.results` reads them back with `method_label`."""
     config = {
         **run.config,
         **dict(extra or {}),
         "run_id": run.run_id,
         "kind": run.kind,
         "experiment": experiment_name,
-        "architecture": architecture,
+        "architecture": run.architecture,
     }
+    if run.axes:
+        config["axes"] = dict(run.axes)
     if isinstance(run, TrainRun):
         config["stage"] = run.stage
     else:

@@ -157,7 +157,7 @@ def _execute_unlocked(
     from comprobust.tracking import start_run
 
     data = dataset_for(experiment)
-    config = wandb_config(run, experiment.name, experiment.architecture, extra_config)
+    config = wandb_config(run, experiment.name, extra_config)
     inputs = {role: [model_input(rid) for rid in ids] for role, ids in run.inputs.items()}
     started = time.perf_counter()
     with start_run(
@@ -185,7 +185,7 @@ def _execute_unlocked(
             params=run.config.get("params", {}),
             identity={"run_id": run.run_id, "config_hash": run.config["hash"]},
             data=data,
-            arch=experiment.architecture,
+            arch=run.architecture or experiment.architecture,
             device=device(),
             out_dir=folder,
             inputs=resolved,

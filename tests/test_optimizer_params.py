@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from comprobust.config import OPTIMIZERS, load_experiment
+from comprobust.config import load_experiment
 from comprobust.errors import UserError
 from comprobust.methods.common import StageContext
 from comprobust.methods.specs import COMMON_PARAMS, METHODS
 from comprobust.optim import OPTIMIZERS as TRAINING_OPTIMIZERS
 from comprobust.planning import plan, resolve
+from comprobust.stage_config import OPTIMIZERS
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -136,7 +137,10 @@ def test_stage_overrides_resolve_the_same_way(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "stage, message",
     [
-        (", optimizer: adam", r"exp\.yaml: stages\.erm\.optimizer: 'adam' is not one of sgd, adamw$"),
+        (
+            ", optimizer: adam",
+            r"exp\.yaml: stages\.erm\.optimizer: 'adam' is not one of sgd, adamw; did you mean 'adamw'\?$",
+        ),
         (", optimizer: 1", r"exp\.yaml: stages\.erm\.optimizer: expected str, got 1 \(int\)$"),
         (", warmup_epochs: -1", r"exp\.yaml: stages\.erm\.warmup_epochs: must not be negative, got -1$"),
         (", warmup_epochs: 1.5", r"exp\.yaml: stages\.erm\.warmup_epochs: expected int, got 1\.5 \(float\)$"),

@@ -60,7 +60,7 @@ def test_paths_and_artifact_names_round_trip(tmp_path: Path) -> None:
 def test_the_wandb_config_names_each_run_the_way_results_reads_it() -> None:
     experiment, runs = resolve(DEMO)
     for run in runs:
-        config = wandb_config(run, experiment.name, experiment.architecture, {"sweep": {"id": "s"}})
+        config = wandb_config(run, experiment.name, {"sweep": {"id": "s"}})
         assert (
             config["run_id"] == run.run_id and config["kind"] == run.kind and config["sweep"] == {"id": "s"}
         )

@@ -1,4 +1,5 @@
-"""`launch.py run-stage EXPERIMENT.yaml --stage NAME [--seed S] [--corruption C] [--set k=v ...] [--k=v ...]`:
+"""`launch.py run-stage EXPERIMENT.yaml --stage NAME [--seed S] [--corruption C] [--select AXIS=V ...] [--set k=v ...]
+[--k=v ...]`:
 run one stage in this process. Slurm jobs and W&B sweep agents call this; extra `--key=value` arguments (the form
 a sweep agent passes) are parameter overrides like `--set`."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from comprobust.stage_arguments import add_stage_arguments
+from comprobust.stage_arguments import add_stage_arguments, parse_selection
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def run_stage(args: argparse.Namespace) -> int:
         smoke=args.smoke,
         seed=args.seed,
         corruption=args.corruption,
+        select=parse_selection(args.select),
         overrides=overrides,
     )
     check_output_folder(experiment.output_dir, f"{experiment.path}: output_root")

@@ -76,7 +76,9 @@ class MethodSpec:
     refs: Mapping[str, str] = field(default_factory=dict)  # parameter -> method of the stage it must name
     per_corruption: bool = False
     metrics: tuple[str, ...] = ("val_loss", "val_acc")  # what a finished run reports (done.json, W&B summary)
-    axes: tuple[str, ...] = ()  # parameters that may be a list: the stage runs once per value (and per product)
+    axes: tuple[
+        str, ...
+    ] = ()  # parameters that may be a list: the stage runs once per value (and per product)
     each: tuple[str, ...] = ()  # refs read one upstream run per downstream run (else every run of the stage)
     cue_dataset: bool = False  # trains on a cue dataset's conditions (else on a corruption dataset)
 
@@ -167,3 +169,9 @@ SYSTEM_ROLES: Mapping[str, Mapping[str, frozenset[str]]] = MappingProxyType(
     }
 )
 """Kinds of evaluated system: the roles each fills with a stage, and the methods a role accepts."""
+
+SYSTEM_MODEL_ROLE: Mapping[str, str] = MappingProxyType(
+    {"monolithic": "classifier", "modular": "backbone", "imgspace": "classifier"}
+)
+"""The role of each kind of system that holds one model: a system is evaluated once per run of that role's stage
+(`ERM[architecture=vit-cpu]`); its other roles read the runs of their stage on the same architecture."""

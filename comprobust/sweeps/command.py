@@ -13,7 +13,7 @@ from typing import Any
 
 from comprobust.atomic import atomic_write_text
 from comprobust.errors import UserError
-from comprobust.stage_arguments import add_stage_arguments
+from comprobust.stage_arguments import add_stage_arguments, parse_selection
 from comprobust.validation import parse_overrides
 
 ENV_VAR = "/usr/bin/env"
@@ -27,6 +27,7 @@ class StageTarget:
     stage: str
     seed: int | None = None
     corruption: str | None = None
+    select: Mapping[str, str] = field(default_factory=dict)  # --select axis=value in the command
     smoke: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set k=v in the command
 
@@ -77,8 +78,9 @@ def parse_command(config: Mapping[str, Any], where: str, require_stage: bool = T
             f"{where}: command: run-stage arguments {' '.join(rest)} are invalid ({err})"
         ) from None
     overrides = parse_overrides([*parsed.overrides, *extra], where=f"{where}: command:")
+    select = parse_selection(parsed.select, where=f"{where}: command: --select")
     return StageTarget(
-        parsed.experiment, parsed.stage, parsed.seed, parsed.corruption, bool(parsed.smoke), overrides
+        parsed.experiment, parsed.stage, parsed.seed, parsed.corruption, select, bool(parsed.smoke), overrides
     )
 
 

@@ -304,6 +304,7 @@ class SweepController:
                 smoke=target.smoke,
                 seed=target.seed,
                 corruption=target.corruption,
+                select=target.select,
                 overrides=overrides,
             )
         except UserError:
@@ -318,7 +319,7 @@ class SweepController:
                 record = DoneRecord.from_json(path.read_text(), planned_run)
             except (OSError, ValueError):
                 return {}
-            metrics.append((planned_run.corruption, dict(record.metrics)))
+            metrics.append((planned_run.variant, dict(record.metrics)))
         if not metrics:
             return {}
         return {"stage_runs": [p.run_id for p in planned], **summary_of(metrics)}

@@ -69,8 +69,9 @@ def outside_the_trial() -> Iterator[None]:
 
 
 def summary_of(records: Sequence[tuple[str | None, Mapping[str, Any]]]) -> dict[str, Any]:
-    """The trial's summary from (corruption, metrics) of each stage run: every numeric metric all runs share,
-    as the mean over the runs, plus `<metric>/<corruption>` when there are several."""
+    """The trial's summary from (variant, metrics) of each stage run (`TrainRun.variant`: its corruption and axis
+    values): every numeric metric all runs share, as the mean over the runs, plus `<metric>/<variant>` when
+    there are several."""
     if not records:
         return {}
     summary: dict[str, Any] = {}
@@ -80,7 +81,7 @@ def summary_of(records: Sequence[tuple[str | None, Mapping[str, Any]]]) -> dict[
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             summary[key] = sum(values) / len(values)
             if len(records) > 1:
-                summary.update({f"{key}/{corruption}": metrics[key] for corruption, metrics in records})
+                summary.update({f"{key}/{variant}": metrics[key] for variant, metrics in records})
     return summary
 
 
@@ -94,7 +95,7 @@ def run_trial(experiment: Any, runs: Sequence[Any], trial: Trial, mode: str | No
         return [execute(experiment, runs[0], mode=mode, wandb_id=trial.run_id, extra_config=trial.config())]
     with outside_the_trial():
         records = [execute(experiment, run, mode=mode, extra_config=trial.config()) for run in runs]
-    summary = summary_of([(run.corruption, record.metrics) for run, record in zip(runs, records)])
+    summary = summary_of([(run.variant, record.metrics) for run, record in zip(runs, records)])
     summary["stage_runs"] = [run.run_id for run in runs]
     first = runs[0]
     config = {

@@ -196,14 +196,13 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
             f"{where}: command: --seed {target.seed} is not among {target.experiment}'s seeds "
             f"{list(experiment.seeds)}"
         )
-    if target.corruption is not None:
-        from comprobust.planning import plan, select_corruption
+    if target.corruption is not None or target.select:
+        from comprobust.planning import plan, select_axes, select_corruption
 
-        select_corruption(
-            plan(experiment, stages=[target.stage], seeds=[experiment.seeds[0]]),
-            target.corruption,
-            where=f"{where}: command: --corruption",
-        )
+        runs = plan(experiment, stages=[target.stage], seeds=[experiment.seeds[0]])
+        if target.corruption is not None:
+            runs = select_corruption(runs, target.corruption, where=f"{where}: command: --corruption")
+        select_axes(runs, target.select, where=f"{where}: command: --select")
     allowed = METHODS[stage.method].all_params
     parameters = config.get("parameters") or {}
     for name, spec in parameters.items():
