@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
-ARCHITECTURES: tuple[str, ...] = ("emnist", "cifar", "facescrub", "small")
-"""The architectures experiments may name. The ViTs are built by name too, but join this tuple only when the
-training loop offers AdamW with warmup (issue 17): plain SGD from scratch would handicap them."""
+CNN_ARCHITECTURES: tuple[str, ...] = ("emnist", "cifar", "facescrub", "small")
+"""The paper's networks per dataset, and `small`, the CPU demo's."""
 
 VIT_ARCHITECTURES: tuple[str, ...] = ("vit-cpu", "vit")
+"""Vision transformers (`comprobust.models.vit`): train them with `optimizer: adamw` and a warmup."""
+
+ARCHITECTURES: tuple[str, ...] = CNN_ARCHITECTURES + VIT_ARCHITECTURES
+"""Every architecture an experiment or a stage may name."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from comprobust.architectures import ARCHITECTURES, VIT_ARCHITECTURES
+from comprobust.architectures import ARCHITECTURES
 from comprobust.methods import trainer
 from comprobust.methods.specs import METHODS
 from comprobust.models import num_levels
@@ -78,7 +78,7 @@ def test_nothing_below_the_command_layer_imports_it() -> None:
     assert {m: t for m, t in upward.items() if t} == {}
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES + VIT_ARCHITECTURES)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_named_architecture_can_be_built(arch: str) -> None:
     assert num_levels(arch) >= 2
 
