@@ -226,3 +226,41 @@ def test_axis_mistakes_are_one_line_errors_naming_file_and_key(
     with pytest.raises(UserError, match=message) as caught:
         load_experiment(path)
     assert "\n" not in str(caught.value) and str(caught.value).startswith(str(path))
+
+
+def test_the_conditions_frame_has_one_row_per_run_and_condition_with_axes_as_columns(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from comprobust.results.conditions import conditions_frame
+    from comprobust.results.records import RunRecord
+
+    experiment = load_experiment(write(tmp_path, CUE_EXPERIMENT))
+    students = [r for r in plan(experiment, seeds=[0]) if r.group == "student"]
+    table = pd.DataFrame({"condition": ["I", "IAB"], "length": [1, 3], "agreement": [90.0, 80.0]})
+
+    def record(run: TrainRun, created: float, run_id: str | None = None) -> RunRecord:
+        config = wandb_config(run, experiment.name)
+        name = run_id or run.run_id
+        return RunRecord(
+            name,
+            name,
+            "p",
+            "",
+            experiment.name,
+            run.job_type,
+            "finished",
+            created,
+            "",
+            config,
+            {},
+            {"conditions": table},
+        )
+
+    rerun = record(students[0], 9.0, "rerun")
+    frame, notes = conditions_frame([record(s, float(i)) for i, s in enumerate(students)] + [rerun])
+    assert len(frame) == 2 * len(students)
+    assert {"mechanisms", "loss", "teacher.mechanisms", "condition", "agreement"} <= set(frame.columns)
+    first = frame[frame["run_id"] == "rerun"]
+    assert len(first) == 2 and students[0].run_id not in set(frame["run_id"])
+    assert notes and students[0].run_id in notes[0]
+    assert set(frame["stage"]) == {"student"} and set(frame["method"]) == {"distill"}

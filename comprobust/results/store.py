@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from comprobust.atomic import atomic_write_text
+from comprobust.results.conditions import conditions_frame
 from comprobust.results.records import (
     COMPOSITIONS_TABLE,
     INVARIANCE_COLUMNS,
@@ -133,6 +134,15 @@ class RunStore:
                 columns=RUN_COLUMNS + [c for c in frame.columns if c not in RUN_COLUMNS]
             )
         return self._frames["runs"].copy()
+
+    def conditions(self) -> pd.DataFrame:
+        """Per-condition results of cue-dataset runs: one row per (run, condition), axes as columns
+        (`comprobust.results.conditions`)."""
+        if "conditions" not in self._frames:
+            frame, notes = conditions_frame(self.records())
+            self.warnings.extend(notes)
+            self._frames["conditions"] = frame
+        return self._frames["conditions"].copy()
 
     def evaluations(self) -> list[RunRecord]:
         """The finished evaluation runs."""
