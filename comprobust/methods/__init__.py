@@ -12,7 +12,16 @@ if TYPE_CHECKING:
 
 def trainer(method: str) -> Callable[[StageContext], Export]:
     """The `train` function of `method` (a key of `specs.METHODS`)."""
-    from comprobust.methods import autoencoders, backbone, contrastive, erm, imgspace, modules
+    from comprobust.methods import (
+        autoencoders,
+        backbone,
+        contrastive,
+        distill,
+        erm,
+        imgspace,
+        modules,
+        supervised,
+    )
 
     trainers: dict[str, Callable[[StageContext], Export]] = {
         "erm": erm.train,
@@ -21,5 +30,7 @@ def trainer(method: str) -> Callable[[StageContext], Export]:
         "modules": modules.train,
         "autoencoders": autoencoders.train,
         "imgspace": imgspace.train,
+        "supervised": supervised.train,
+        "distill": distill.train,
     }
     return trainers[method]

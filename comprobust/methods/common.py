@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from comprobust.atomic import atomic_open
-from comprobust.data.dataset import LoadedDataset
+from comprobust.data.dataset import CueDataset, LoadedDataset
 from comprobust.errors import UserError
 from comprobust.methods.specs import COMMON_PARAMS
 from comprobust.models import build_autoencoder, build_module, build_network
@@ -77,7 +77,8 @@ class StageContext:
         """The seed of a loader of `split`: its data order, crop/flip and fresh noise derive from it."""
         return self.stream_seed("data", split)
 
-    def shape_args(self) -> dict[str, int]:
+    def shape_args(self) -> dict[str, Any]:
+        """`in_channels` and `image_size` (a side, or (H, W) for rectangular images) of the dataset."""
         spec = self.data.spec
         return {"in_channels": spec.channels, "image_size": spec.image_size}
 
@@ -125,7 +126,7 @@ class Export:
     arch: str
     num_classes: int
     in_channels: int
-    image_size: int
+    image_size: int | tuple[int, int]  # a side, or (H, W) for rectangular images
     state: Mapping[str, torch.Tensor]
     meta: Mapping[str, Any]
     path: Path
@@ -162,7 +163,7 @@ class Export:
             payload["arch"],
             payload["num_classes"],
             payload["in_channels"],
-            payload["image_size"],
+            _image_size(payload["image_size"]),
             payload["state"],
             payload["meta"],
             Path(path),
@@ -177,7 +178,7 @@ class Export:
 
     def build(self, device: torch.device) -> nn.Module:
         """The trained model in eval mode, parameters frozen."""
-        shape = {"in_channels": self.in_channels, "image_size": self.image_size}
+        shape: dict[str, Any] = {"in_channels": self.in_channels, "image_size": self.image_size}
         model: nn.Module
         if self.kind == "network":
             model = build_network(self.arch, self.num_classes, **shape)
@@ -192,6 +193,29 @@ class Export:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         return model
+
+
+def _image_size(value: Any) -> int | tuple[int, int]:
+    """An export's `image_size` as saved: an int side, or (H, W) (saved as a tuple)."""
+    return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else int(value)
+
+
+def cue_data(ctx: StageContext) -> CueDataset:
+    """The stage's dataset as a cue dataset; a UserError when the experiment's dataset has no conditions."""
+    if not isinstance(ctx.data, CueDataset):
+        from comprobust.data.cue_datasets import CUE_DATASETS
+
+        raise UserError(
+            f"stage {ctx.stage}: this method trains on a cue dataset's conditions ({', '.join(CUE_DATASETS)}), "
+            f"not on {ctx.data.name}"
+        )
+    return ctx.data
+
+
+def cue_test_seed(seed: int) -> int:
+    """The seed the test split's conditions are rendered with: the experiment seed's alone (not the stage's), so
+    every run of a seed (teachers, students, baselines, evaluations) is scored on the same test images."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/cue-test".encode()).digest()[:8], "little") >> 1
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

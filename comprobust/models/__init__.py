@@ -26,6 +26,7 @@ __all__ = [
     "VIT_ARCHITECTURES",
     "AutoEncoder",
     "BlockNetwork",
+    "ImageSize",
     "build_autoencoder",
     "build_module",
     "build_network",
@@ -52,6 +53,11 @@ def _arch(arch: str) -> ModuleType | vit.ViT:
     return NETWORKS.require(arch)
 
 
+def _build(arch: str) -> Any:
+    """What builds `arch`'s models; `_image_size` has refused (H, W) for those without `RECTANGULAR`."""
+    return _arch(arch)
+
+
 def _positive(name: str, value: Any) -> int:
     try:
         number = operator.index(value)  # int and numpy integers, not floats or strings
@@ -62,16 +68,33 @@ def _positive(name: str, value: Any) -> int:
     return number
 
 
-def _image_size(arch: str, image_size: int | None) -> int:
+ImageSize = int | tuple[int, int]
+"""An image's side (square) or (H, W)."""
+
+
+def _image_size(arch: str, image_size: ImageSize | None) -> ImageSize:
+    """The checked image size: an int for square images ((n, n) becomes n, so square networks are built exactly
+    as before), (H, W) for rectangular ones, which only networks with `RECTANGULAR = True` accept."""
     spec = _arch(arch)
-    size = spec.IMAGE_SIZE if image_size is None else _positive("image_size", image_size)
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise UserError(f"image_size must be a side or (H, W), got {image_size!r}")
+        height, width = (_positive("image_size", s) for s in image_size)
+        if height != width and not getattr(spec, "RECTANGULAR", False):
+            raise UserError(
+                f"the {arch!r} network needs square images, got {height}x{width}; use the 'small' network"
+            )
+        sides: tuple[int, ...] = (height, width)
+    else:
+        sides = (spec.IMAGE_SIZE if image_size is None else _positive("image_size", image_size),)
     minimum = getattr(spec, "MIN_IMAGE_SIZE", 8)
-    if size < minimum:
+    if min(sides) < minimum:
+        shown = "x".join(str(s) for s in sides)
         raise UserError(
-            f"image_size {size} is too small for the {arch!r} network: use at least {minimum} "
+            f"image_size {shown} is too small for the {arch!r} network: use at least {minimum} "
             f"(its default is {spec.IMAGE_SIZE})"
         )
-    return size
+    return sides[0] if len(sides) == 1 or sides[0] == sides[1] else (sides[0], sides[1])
 
 
 def _level(arch: str, level: Any) -> int:
@@ -101,22 +124,24 @@ def module_name(arch: str, level: int) -> str:
 
 
 def build_network(
-    arch: str, num_classes: int, in_channels: int = 3, image_size: int | None = None
+    arch: str, num_classes: int, in_channels: int = 3, image_size: ImageSize | None = None
 ) -> BlockNetwork:
     """A freshly initialised ``arch`` classifier as a ``BlockNetwork`` (image side defaults to the arch's)."""
     size = _image_size(arch, image_size)
-    return _arch(arch).build_network(
+    return _build(arch).build_network(
         _positive("num_classes", num_classes), _positive("in_channels", in_channels), size
     )
 
 
-def build_module(arch: str, level: int, in_channels: int = 3, image_size: int | None = None) -> nn.Module:
+def build_module(
+    arch: str, level: int, in_channels: int = 3, image_size: ImageSize | None = None
+) -> nn.Module:
     """A freshly initialised candidate module for ``level`` of ``arch`` (level shape -> same shape)."""
     size = _image_size(arch, image_size)
-    return _arch(arch).build_module(_level(arch, level), _positive("in_channels", in_channels), size)
+    return _build(arch).build_module(_level(arch, level), _positive("in_channels", in_channels), size)
 
 
-def build_autoencoder(arch: str, in_channels: int = 3, image_size: int | None = None) -> AutoEncoder:
+def build_autoencoder(arch: str, in_channels: int = 3, image_size: ImageSize | None = None) -> AutoEncoder:
     """A freshly initialised image-space auto-encoder for ``arch`` (image -> image of the same shape)."""
     size = _image_size(arch, image_size)
-    return _arch(arch).build_autoencoder(_positive("in_channels", in_channels), size)
+    return _build(arch).build_autoencoder(_positive("in_channels", in_channels), size)

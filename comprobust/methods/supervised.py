@@ -1,0 +1,95 @@
+"""`supervised` (cue datasets): one network trained with cross-entropy on the condition `mechanisms` of the train
+split, validated on the same condition of the valid split; a teacher, or a student's from-scratch baseline.
+
+After training, the test split is scored under every condition of `conditions` (rendered with `cue_test_seed`, so
+every run of a seed sees the same test images): the `conditions` table (condition, length, accuracy, loss, images)
+and `acc/<condition>`, `loss/<condition>` and `acc/mean` in the export's meta (hence in the run's summary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from comprobust.data.cues import Condition
+from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_data, cue_test_seed
+from comprobust.methods.specs import METHODS
+
+CONDITION_COLUMNS = ["condition", "length", "accuracy", "loss", "images"]
+
+
+def param(ctx: StageContext, name: str) -> Any:
+    """`ctx.params[name]`, else the method's declared default."""
+    if name in ctx.params:
+        return ctx.params[name]
+    for method in ("supervised", "distill"):
+        if name in METHODS[method].params:
+            return METHODS[method].params[name]
+    raise KeyError(name)
+
+
+def score(
+    network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[float, float, int]:
+    """(accuracy in percent, mean cross-entropy, images) of `network` in eval mode over every batch."""
+    network.eval()
+    correct, loss, count = 0, 0.0, 0
+    with torch.no_grad():
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            logits = network(x).to(torch.float64)
+            correct += int((logits.argmax(dim=1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            count += len(y)
+    if not count:
+        raise ValueError("no test images were scored")
+    return 100.0 * correct / count, loss / count, count
+
+
+def score_conditions(
+    ctx: StageContext, network: nn.Module, conditions: Sequence[Condition]
+) -> tuple[list[list[Any]], dict[str, float]]:
+    """The `conditions` table's rows and the summary keys of `network` on the test split."""
+    data = cue_data(ctx)
+    seed, batch_size = cue_test_seed(ctx.seed), int(param(ctx, "batch_size"))
+    rows: list[list[Any]] = []
+    summary: dict[str, float] = {}
+    for condition in conditions:
+        acc, loss, count = score(network, data.batches("test", condition, seed, 0, batch_size), ctx.device)
+        rows.append([condition.name, condition.length, acc, loss, count])
+        summary[f"acc/{condition.name}"] = acc
+        summary[f"loss/{condition.name}"] = loss
+    if rows:
+        summary["acc/mean"] = sum(row[2] for row in rows) / len(rows)
+    return rows, summary
+
+
+def train(ctx: StageContext) -> Export:
+    data = cue_data(ctx)
+    condition = data.entry.condition(param(ctx, "mechanisms"))
+    tests = data.conditions(param(ctx, "conditions"))  # checked before any training
+    ctx.seed_torch("init")
+    network = ctx.new_network()
+    batch_size = int(param(ctx, "batch_size"))
+    train_seed, valid_seed = ctx.data_seed("train"), ctx.data_seed("valid")
+    task = ClassifierTask(
+        network,
+        lambda epoch: data.batches("train", condition, train_seed, epoch, batch_size, shuffle=True),
+        lambda: data.batches("valid", condition, valid_seed, 0, batch_size),
+        ctx.device,
+    )
+    result = ctx.fit(task)
+    rows, summary = score_conditions(ctx, network, tests)
+    if ctx.log_extra is not None:
+        ctx.log_extra("conditions", list(CONDITION_COLUMNS), rows)
+    meta = {
+        "best_epoch": result.best_epoch,
+        **result.best_metrics,
+        "mechanisms": condition.name,
+        **summary,
+    }
+    return ctx.export("network", network.state_dict(), meta)
