@@ -77,11 +77,29 @@ def test_square_sizes_build_what_they_built_before() -> None:
     assert build_network("emnist", 10, 1, (28, 28)).input_shape == (1, 28, 28)
 
 
-@pytest.mark.parametrize("arch", ["emnist", "cifar", "vit-cpu"])
+@pytest.mark.parametrize("arch", ["emnist", "vit-cpu", "facescrub"])
 def test_other_networks_refuse_rectangular_images_in_one_line(arch: str) -> None:
     with pytest.raises(UserError, match=r"needs square images, got 56x28; use the 'small' network") as info:
         build_network(arch, 10, 1, (56, 28))
     assert "\n" not in str(info.value)
+
+
+def test_the_cifar_network_takes_64_by_32_images_but_not_its_image_space_models() -> None:
+    """dominoes-cifar's default network: ResNet-18's global pool takes any shape; modules at levels 1-9 too."""
+    torch.manual_seed(0)
+    net = build_network("cifar", 10, 3, (64, 32)).eval()
+    assert net.input_shape == (3, 64, 32)
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 64, 32)).shape == (2, 10)
+        shapes = net.level_shapes()
+        assert shapes[1] == (64, 32, 16)
+        for level in (1, 4, 9):
+            h = torch.rand(2, *shapes[level])
+            assert build_module("cifar", level, 3, (64, 32)).eval()(h).shape == h.shape
+    with pytest.raises(UserError, match="level-0 module needs square images, got 64x32"):
+        build_module("cifar", 0, 3, (64, 32))
+    with pytest.raises(UserError, match="'cifar' network's autoencoders need square images, got 64x32"):
+        build_autoencoder("cifar", 3, (64, 32))
 
 
 def test_too_small_rectangles_are_refused() -> None:

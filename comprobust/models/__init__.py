@@ -72,17 +72,20 @@ ImageSize = int | tuple[int, int]
 """An image's side (square) or (H, W)."""
 
 
-def _image_size(arch: str, image_size: ImageSize | None) -> ImageSize:
+def _image_size(arch: str, image_size: ImageSize | None, kind: str = "network") -> ImageSize:
     """The checked image size: an int for square images ((n, n) becomes n, so square networks are built exactly
-    as before), (H, W) for rectangular ones, which only networks with `RECTANGULAR = True` accept."""
+    as before), (H, W) for rectangular ones, which only the kinds of model ("network", "module", "autoencoder")
+    an architecture lists in `RECTANGULAR` accept."""
     spec = _arch(arch)
     if isinstance(image_size, (tuple, list)):
         if len(image_size) != 2:
             raise UserError(f"image_size must be a side or (H, W), got {image_size!r}")
         height, width = (_positive("image_size", s) for s in image_size)
-        if height != width and not getattr(spec, "RECTANGULAR", False):
+        if height != width and kind not in getattr(spec, "RECTANGULAR", ()):
+            what = "network" if kind == "network" else f"network's {kind}s"
             raise UserError(
-                f"the {arch!r} network needs square images, got {height}x{width}; use the 'small' network"
+                f"the {arch!r} {what} need{'s' if kind == 'network' else ''} square images, got {height}x{width}; "
+                "use the 'small' network"
             )
         sides: tuple[int, ...] = (height, width)
     else:
@@ -137,11 +140,11 @@ def build_module(
     arch: str, level: int, in_channels: int = 3, image_size: ImageSize | None = None
 ) -> nn.Module:
     """A freshly initialised candidate module for ``level`` of ``arch`` (level shape -> same shape)."""
-    size = _image_size(arch, image_size)
+    size = _image_size(arch, image_size, "module")
     return _build(arch).build_module(_level(arch, level), _positive("in_channels", in_channels), size)
 
 
 def build_autoencoder(arch: str, in_channels: int = 3, image_size: ImageSize | None = None) -> AutoEncoder:
     """A freshly initialised image-space auto-encoder for ``arch`` (image -> image of the same shape)."""
-    size = _image_size(arch, image_size)
+    size = _image_size(arch, image_size, "autoencoder")
     return _build(arch).build_autoencoder(_positive("in_channels", in_channels), size)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import ResNet, resnet18
 
+from comprobust.errors import UserError
 from comprobust.models.blocks import AutoEncoder, BlockNetwork
 from comprobust.models.layers import Stack, bn_relu, image_space_module
 
 IMAGE_SIZE = 32
+RECTANGULAR = ("network", "module")  # (H, W) too (dominoes-cifar is 3x64x32), but not the level-0 module
 NUM_LEVELS = 10
 BLOCK_NAMES = tuple(f"ResnetBlock{i}" for i in range(1, 10)) + ("ResnetClassifier",)
 # level -> (resnet layer, index) whose copy is the candidate module
@@ -42,9 +44,9 @@ def _resnet(in_channels: int) -> ResNet:
     return net
 
 
-def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockNetwork:
+def build_network(num_classes: int, in_channels: int, image_size: int | tuple[int, int]) -> BlockNetwork:
     """ResNet-18 as 9 blocks (stem without max-pool, 8 BasicBlocks, the last with global average pool) and
-    a Linear classifier."""
+    a Linear classifier; `image_size` is a side or (H, W) (the global pool takes any shape)."""
     r = _resnet(in_channels)
     blocks: list[nn.Module] = [nn.Sequential(r.conv1, r.bn1, r.relu)]
     for layer in (r.layer1, r.layer2, r.layer3):
@@ -52,12 +54,18 @@ def build_network(num_classes: int, in_channels: int, image_size: int) -> BlockN
     blocks.append(r.layer4[0])
     blocks.append(nn.Sequential(r.layer4[1], nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     blocks.append(nn.Linear(512, num_classes))
-    return BlockNetwork(blocks, BLOCK_NAMES, (in_channels, image_size, image_size), num_classes, "cifar")
+    sides = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+    return BlockNetwork(blocks, BLOCK_NAMES, (in_channels, *sides), num_classes, "cifar")
 
 
-def build_module(level: int, in_channels: int, image_size: int) -> nn.Module:
-    """The §4.4 CIFAR candidate module for ``level`` (maps the level's shape to itself)."""
+def build_module(level: int, in_channels: int, image_size: int | tuple[int, int]) -> nn.Module:
+    """The §4.4 CIFAR candidate module for ``level`` (maps the level's shape to itself); the level-0 module needs
+    square images."""
     if level == 0:
+        if isinstance(image_size, tuple):
+            raise UserError(
+                f"the 'cifar' network's level-0 module needs square images, got {image_size[0]}x{image_size[1]}"
+            )
         return image_space_module(in_channels, image_size, 3, (1, 2, 1))
     if level in _MODULE_SOURCE:
         layer, index = _MODULE_SOURCE[level]

@@ -31,7 +31,7 @@ from comprobust.models.blocks import AutoEncoder, BlockNetwork
 from comprobust.models.layers import conv_size, convt_output_padding
 
 IMAGE_SIZE = 28
-RECTANGULAR = True  # builds (H, W) images too (dominoes is 1x56x28)
+RECTANGULAR = ("network", "module", "autoencoder")  # builds (H, W) images too (dominoes is 1x56x28)
 NUM_LEVELS = 5
 BLOCK_NAMES = ("ConvBlock1", "ConvBlock2", "ConvBlock3", "FullyConnected", "Classifier")
 CHANNELS = (16, 32, 64)
