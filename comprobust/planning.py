@@ -193,10 +193,11 @@ def _evaluation_runs(
                 else [r for r in by_stage[stage] if r.architecture == model.architecture]
                 for role, stage in system.roles.items()
             }
-            label = system.label
-            if len(models) > 1:
+            label, slug = system.label, "".join(ch if ch.isalnum() else "-" for ch in system.label.lower())
+            if len(models) > 1:  # e.g. ERM[architecture=vit-cpu], eval-erm-vit-cpu-s0-...
                 label += "[" + ",".join(f"{k}={v}" for k, v in model.axes.items()) + "]"
-            runs.extend(_system_runs(experiment, system, label, seed, chosen, model, shards))
+                slug += "".join(f"-{_slug(v)}" for v in model.axes.values())
+            runs.extend(_system_runs(experiment, system, label, slug, seed, chosen, model, shards))
     return runs
 
 
@@ -204,6 +205,7 @@ def _system_runs(
     experiment: ExperimentConfig,
     system: SystemConfig,
     label: str,
+    slug: str,
     seed: int,
     inputs: Mapping[str, list[TrainRun]],
     model: TrainRun,
@@ -225,7 +227,6 @@ def _system_runs(
             config["module_order"] = system.module_order
         digest = config_hash(config)
         suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
-        slug = "".join(ch if ch.isalnum() else "-" for ch in label.lower())
         runs.append(
             EvalRun(
                 f"eval-{slug}-s{seed}{suffix}-{digest}",
@@ -238,6 +239,7 @@ def _system_runs(
                 {role: tuple(run.run_id for run in ins) for role, ins in inputs.items()},
                 model.architecture,
                 dict(model.axes),
+                dict(system.roles),
             )
         )
     return runs

@@ -104,6 +104,7 @@ class EvalRun:
     inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     architecture: str = ""
     axes: Mapping[str, Any] = field(default_factory=dict)  # the axes of the run of its one-model role
+    roles: Mapping[str, str] = field(default_factory=dict)  # role -> the stage that fills it
     kind: ClassVar[str] = "evaluate"
     corruption: ClassVar[None] = None
 

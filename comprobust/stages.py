@@ -51,8 +51,7 @@ def producer_stage(experiment: ExperimentConfig, run: Run, role: str) -> str:
     """The stage whose runs fill `role` of `run` (for error messages and lineage)."""
     if isinstance(run, TrainRun):
         return experiment.stages[run.stage].refs[role]
-    system = next(s for s in experiment.evaluation.systems if s.label == run.label)
-    return system.roles[role]
+    return run.roles[role]
 
 
 def execute(

@@ -264,3 +264,28 @@ def test_the_conditions_frame_has_one_row_per_run_and_condition_with_axes_as_col
     assert len(first) == 2 and students[0].run_id not in set(frame["run_id"])
     assert notes and students[0].run_id in notes[0]
     assert set(frame["stage"]) == {"student"} and set(frame["method"]) == {"distill"}
+
+
+@pytest.mark.slow
+def test_the_architecture_demo_runs_end_to_end_at_the_smoke_budget(tmp_path: Path) -> None:
+    """ERM and Modular on a CNN and a ViT, through the real stages, offline; each system once per network."""
+    from comprobust.pipeline import launch
+    from comprobust.results import open_store
+
+    body = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "experiments" / "arch-demo.yaml").read_text()
+    )
+    body["compositions"] = ["Identity", "Contrast", "Invert", "Contrast-Invert"]
+    body["dataset"]["root"] = str(tmp_path / "data")
+    body["wandb"]["mode"] = "offline"
+    path = write(tmp_path, body)
+    experiment, runs = resolve(path, smoke=True)
+    launch(experiment, runs, experiment.cluster.with_executor("inline"))
+    results = open_store(experiment, source="offline").results()
+    assert sorted(set(results["method"])) == [
+        "ERM[architecture=small]",
+        "ERM[architecture=vit-cpu]",
+        "Modular[architecture=small]",
+        "Modular[architecture=vit-cpu]",
+    ]
+    assert len(results) == 4 * 4
