@@ -82,13 +82,20 @@ def context(
     )
 
 
+def epochs_into(records: list[dict[str, float]]) -> Callable[[dict[str, float], int], None]:
+    return lambda metrics, epoch: records.append(dict(metrics))
+
+
 @pytest.fixture(scope="module")
 def teacher(data: CueDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Export, Tables]:
     tables: Tables = {}
+    records: list[dict[str, float]] = []
     out = tmp_path_factory.mktemp("teacher")
+    settings = {"mechanisms": "IAB", "max_epochs": 3, "lr": 0.1}
     export = trainer("supervised")(
-        context(data, out, "supervised", tables, mechanisms="IAB", max_epochs=3, lr=0.1)
+        context(data, out, "supervised", tables, log_epoch=epochs_into(records), **settings)
     )
+    tables["epochs"] = (list(records[0]), [list(r.values()) for r in records])
     return export, tables
 
 
@@ -105,6 +112,8 @@ def test_supervised_exports_a_rectangular_network_with_per_condition_accuracies(
     assert export.meta["mechanisms"] == "IAB"
     assert {"best_epoch", "val_loss", "val_acc", "acc/mean"} <= set(export.meta)
     assert {f"acc/{c}" for c in EXHAUSTIVE} | {f"loss/{c}" for c in EXHAUSTIVE} <= set(export.meta)
+    epoch_keys, epochs = tables["epochs"]
+    assert len(epochs) == 3 and {f"cf/{c}/acc" for c in EXHAUSTIVE} <= set(epoch_keys)
     columns, rows = tables["conditions"]
     assert columns == supervised.CONDITION_COLUMNS
     assert [r[0] for r in rows] == list(EXHAUSTIVE) and [r[1] for r in rows] == [1, 1, 1, 2, 2, 2, 3]
@@ -132,7 +141,20 @@ def test_a_kd_student_agrees_with_its_teacher_far_above_chance_and_reports_every
 ) -> None:
     teacher_export, teacher_tables = teacher
     tables: Tables = {}
-    student = kd_student(data, tmp_path, teacher_export, tables, max_epochs=3)
+    records: list[dict[str, float]] = []
+    student = kd_student(data, tmp_path, teacher_export, tables, log_epoch=epochs_into(records), max_epochs=3)
+    assert len(records) == 3
+    for key in (
+        "train_kd",
+        "train_aux",
+        "val_kd",
+        "val_ts_agree",
+        "val_ts_kl",
+        "cf/A/acc",
+        "cf/A/ts_agree",
+        "cf/A/ts_kl",
+    ):
+        assert key in records[-1], key
     meta = student.meta
     assert meta["loss"] == "kd" and meta["mechanisms"] == "IAB" and meta["teacher_mechanisms"] == "IAB"
     for key in ("val_loss", "val_acc", "val_ts_agree", "val_ts_kl", "best_epoch"):

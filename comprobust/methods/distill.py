@@ -13,7 +13,8 @@ from `comprobust.distill.names.DEFAULTS`):
 
 The teacher stays in eval mode, outside the task's model. Per epoch: `train_kd`, `train_aux`, `train_acc`, and on
 the valid split under the transfer condition `val_loss` (the distillation loss, which selects the best epoch),
-`val_kd`, `val_aux`, `val_acc`, `val_ts_agree` and `val_ts_kl` (KL(teacher || student) at T = 1). After training,
+`val_kd`, `val_aux`, `val_acc`, `val_ts_agree` and `val_ts_kl` (KL(teacher || student) at T = 1), and
+`cf/<condition>/{acc,ts_agree,ts_kl}` on the first 2 valid batches of every test condition. After training,
 `fidelity_by_condition` on the test split under every condition of `conditions` (rendered with `cue_test_seed`):
 the `conditions` table and `acc|teacher_acc|loss|kl|agree/<condition>` plus their `/mean` in the export's meta.
 Only the student is exported.
@@ -33,7 +34,7 @@ from comprobust.distill.metrics import FidelityAccumulator, fidelity_by_conditio
 from comprobust.distill.names import DEFAULTS, DIVERGENCES, HEAD_MODES, PAIR_MODES, check_choice, check_loss
 from comprobust.errors import UserError
 from comprobust.methods.common import Export, StageContext, accuracy, cue_data, cue_test_seed, mean_metrics
-from comprobust.methods.supervised import param
+from comprobust.methods.supervised import cf_sources, param
 from comprobust.models.blocks import BlockNetwork
 
 CONDITION_COLUMNS = [
@@ -109,9 +110,11 @@ class DistillTask:
         valid_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
         device: torch.device,
         heads_seed: int,
+        cf: Mapping[str, Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]] | None = None,
     ) -> None:
         self.student, self.teacher, self.settings, self.device = student, teacher, dict(settings), device
         self._train, self._valid, self.heads_seed = train_batches, valid_batches, heads_seed
+        self.cf = dict(cf or {})
         parts: dict[str, nn.Module] = {"student": student}
         self.fresh = settings["loss"] == "contrastive" and settings["crd_heads"] == "fresh"
         if settings["loss"] == "contrastive" and not self.fresh:
@@ -206,12 +209,22 @@ class DistillTask:
 
         metrics = mean_metrics(scored())
         result = fidelity.result("valid")
-        return {
-            **metrics,
-            "val_acc": result.accuracy,
-            "val_ts_agree": result.ts_agree,
-            "val_ts_kl": result.ts_kl,
-        }
+        metrics.update(val_acc=result.accuracy, val_ts_agree=result.ts_agree, val_ts_kl=result.ts_kl)
+        for name, batches in self.cf.items():
+            cf = FidelityAccumulator()
+            with torch.no_grad():
+                for x, y in batches():
+                    x, y = x.to(self.device), y.to(self.device)
+                    cf.update(self.student(x), self.teacher(x), y)
+            result = cf.result(name)
+            metrics.update(
+                {
+                    f"cf/{name}/acc": result.accuracy,
+                    f"cf/{name}/ts_agree": result.ts_agree,
+                    f"cf/{name}/ts_kl": result.ts_kl,
+                }
+            )
+        return metrics
 
 
 def condition_rows(
@@ -251,6 +264,7 @@ def train(ctx: StageContext) -> Export:
         lambda: data.batches("valid", transfer, valid_seed, 0, batch_size),
         ctx.device,
         heads_seed=ctx.stream_seed("crd-heads"),
+        cf=cf_sources(ctx, tests),
     )
     result = ctx.fit(task)
     rows, summary = condition_rows(ctx, student, teacher, tests)

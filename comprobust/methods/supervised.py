@@ -1,5 +1,6 @@
 """`supervised` (cue datasets): one network trained with cross-entropy on the condition `mechanisms` of the train
-split, validated on the same condition of the valid split; a teacher, or a student's from-scratch baseline.
+split, validated on the same condition of the valid split; a teacher, or a student's from-scratch baseline. Each
+epoch also logs `cf/<condition>/acc` on the first 2 valid batches of every test condition.
 
 After training, the test split is scored under every condition of `conditions` (rendered with `cue_test_seed`, so
 every run of a seed sees the same test images): the `conditions` table (condition, length, accuracy, loss, images)
@@ -8,7 +9,8 @@ and `acc/<condition>`, `loss/<condition>` and `acc/mean` in the export's meta (h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +22,7 @@ from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_
 from comprobust.methods.specs import METHODS
 
 CONDITION_COLUMNS = ["condition", "length", "accuracy", "loss", "images"]
+CF_BATCHES = 2  # per-epoch counterfactual metrics read at most this many valid batches per test condition
 
 
 def param(ctx: StageContext, name: str) -> Any:
@@ -68,6 +71,41 @@ def score_conditions(
     return rows, summary
 
 
+def cf_sources(
+    ctx: StageContext, conditions: Sequence[Condition]
+) -> dict[str, Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+    """Per test condition, the first `CF_BATCHES` batches of the valid split under it (for `cf/<condition>/...`
+    metrics every epoch: how training on one condition moves the others, without touching the test split)."""
+    data = cue_data(ctx)
+    seed, batch_size = ctx.data_seed("valid"), int(param(ctx, "batch_size"))
+
+    def source(condition: Condition) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        return lambda: itertools.islice(data.batches("valid", condition, seed, 0, batch_size), CF_BATCHES)
+
+    return {condition.name: source(condition) for condition in conditions}
+
+
+class ConditionTask(ClassifierTask):
+    """`ClassifierTask` whose validation also reports `cf/<condition>/acc` on a few valid batches per condition."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_batches: Callable[[int], Iterable],
+        valid_batches: Callable[[], Iterable],
+        device: torch.device,
+        cf: Mapping[str, Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]],
+    ) -> None:
+        super().__init__(model, train_batches, valid_batches, device)
+        self.cf = dict(cf)
+
+    def validate(self) -> dict[str, float]:
+        metrics = super().validate()
+        for name, batches in self.cf.items():
+            metrics[f"cf/{name}/acc"] = score(self.model, batches(), self.device)[0]
+        return metrics
+
+
 def train(ctx: StageContext) -> Export:
     data = cue_data(ctx)
     condition = data.entry.condition(param(ctx, "mechanisms"))
@@ -76,11 +114,12 @@ def train(ctx: StageContext) -> Export:
     network = ctx.new_network()
     batch_size = int(param(ctx, "batch_size"))
     train_seed, valid_seed = ctx.data_seed("train"), ctx.data_seed("valid")
-    task = ClassifierTask(
+    task = ConditionTask(
         network,
         lambda epoch: data.batches("train", condition, train_seed, epoch, batch_size, shuffle=True),
         lambda: data.batches("valid", condition, valid_seed, 0, batch_size),
         ctx.device,
+        cf_sources(ctx, tests),
     )
     result = ctx.fit(task)
     rows, summary = score_conditions(ctx, network, tests)
