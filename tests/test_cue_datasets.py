@@ -129,3 +129,10 @@ def test_dominoes_cifar_loads_from_cifar_and_fashion_files(
     assert x.shape == (30, 3, 64, 32) and float(x[:, :, 32:].max()) == 0.0  # B only: a black bottom half
     rendered = data.entry.render(data.parts["test"], np.arange(30), "B", seed=1)
     assert torch.allclose(x, torch.from_numpy(rendered.images).float() / 255, atol=1e-7, rtol=0)
+
+
+def test_the_preview_shows_a_cue_dataset_under_its_conditions(data: CueDataset, tmp_path: Path) -> None:
+    from comprobust.data.preview import save_sample_grid
+
+    out = save_sample_grid(data, tmp_path / "grid.png", classes=2, conditions=["IAB", "100 R 100"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
-"""A picture of a dataset: rows are samples of a few classes, columns are Identity and the six elementals."""
+"""A picture of a dataset: rows are samples of a few classes, columns are Identity and the six elementals (for a
+cue dataset: its conditions, `exhaustive` by default)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from comprobust.atomic import atomic_open
 from comprobust.corruptions import abbreviate, corrupt_batch
-from comprobust.data.dataset import LoadedDataset
+from comprobust.data.dataset import CueDataset, LoadedDataset
 from comprobust.data.loaders import ELEMENTAL_SETS
 from comprobust.errors import UserError
 
@@ -37,8 +38,10 @@ def save_sample_grid(
     per_class: int = 1,
     corruptions: Sequence[str] = ELEMENTAL_SETS,
     seed: int = 0,
+    conditions: object = "exhaustive",
 ) -> Path:
-    """Write a PNG grid (rows: samples, columns: corruptions) to `out` atomically; returns its path."""
+    """Write a PNG grid (rows: samples, columns: corruptions, or a cue dataset's `conditions`) to `out` atomically;
+    returns its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,17 +50,28 @@ def save_sample_grid(
     positions = pick_samples(data, split, classes, per_class, seed)
     images = data.split(split).images[torch.from_numpy(positions)]
     labels = data.split(split).labels[torch.from_numpy(positions)].tolist()
-    columns = [corrupt_batch(images, name, seed=seed, indices=positions) for name in corruptions]
+    if isinstance(data, CueDataset):
+        chosen = data.conditions(conditions)
+        titles = [f"{c.name}\n(length {c.length})" for c in chosen]
+        columns = [
+            torch.from_numpy(data.entry.render(data.parts[split], positions, c, seed).images) for c in chosen
+        ]
+        what = "under each condition"
+    else:
+        titles = [f"{name}\n({abbreviate(name)})" for name in corruptions]
+        columns = [corrupt_batch(images, name, seed=seed, indices=positions) for name in corruptions]
+        what = "under Identity and the elementals"
     names = data.spec.class_names
     size = 1.3
+    height, width = data.spec.image_hw
     fig, axes = plt.subplots(
         len(positions),
-        len(corruptions),
+        len(columns),
         squeeze=False,
-        figsize=(size * len(corruptions) + 0.6, size * len(positions) + 0.5),
+        figsize=(size * len(columns) + 0.6, size * height / width * len(positions) + 0.5),
     )
-    for col, (name, batch) in enumerate(zip(corruptions, columns, strict=True)):
-        axes[0, col].set_title(f"{name}\n({abbreviate(name)})", fontsize=8)
+    for col, (title, batch) in enumerate(zip(titles, columns, strict=True)):
+        axes[0, col].set_title(title, fontsize=8)
         for row in range(len(positions)):
             ax = axes[row, col]
             pixels = batch[row].permute(1, 2, 0).numpy()
@@ -70,7 +84,7 @@ def save_sample_grid(
             if col == 0:
                 label = labels[row]
                 ax.set_ylabel(f"{names[label] if names else label}", fontsize=8, rotation=0, labelpad=14)
-    fig.suptitle(f"{data.name} ({split}): samples per class under Identity and the elementals", fontsize=9)
+    fig.suptitle(f"{data.name} ({split}): samples per class {what}", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
