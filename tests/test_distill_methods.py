@@ -14,10 +14,11 @@ import torch
 from helpers.dataset_files import write_idx
 
 from comprobust.data.dataset import CueDataset, load_dataset
+from comprobust.distill.evaluate import accuracy_table, fidelity_table, render_seed
 from comprobust.distill.metrics import fidelity
 from comprobust.errors import UserError
 from comprobust.methods import distill, supervised, trainer
-from comprobust.methods.common import Export, StageContext, cue_test_seed
+from comprobust.methods.common import Export, StageContext
 from comprobust.methods.specs import METHODS
 
 EXHAUSTIVE = ("I", "A", "B", "AB", "IB", "IA", "IAB")
@@ -35,6 +36,15 @@ def write_fake_fashion(root: Path, train_per_class: int = 15, test_per_class: in
             raw / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
         )
         write_idx(raw / f"{part}-labels-idx1-ubyte", labels)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # type: ignore[no-untyped-def]
+    """One thread for this file: on a shared 2-core machine two threads thrash when other jobs run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +181,7 @@ def test_a_kd_student_agrees_with_its_teacher_far_above_chance_and_reports_every
     # far above chance (10 %), and above an untrained student's agreement with the same teacher (43 vs 13 here)
     torch.manual_seed(0)
     fresh = context(data, tmp_path, "distill").new_network()
-    batches = data.batches("test", "IAB", cue_test_seed(0), 0, 20)
+    batches = data.batches("test", "IAB", render_seed(0), 0, 20)
     untrained = fidelity(fresh, teacher_export.build_network(torch.device("cpu")), batches, "IAB")
     assert meta["agree/IAB"] >= 30.0
     assert meta["agree/IAB"] > untrained.ts_agree + 15
@@ -273,3 +283,22 @@ def test_one_line_errors(
     mnist_ctx = context(data, tmp_path, "supervised")
     mnist_ctx.data = small_mnist
     expect_error(lambda: supervised.train(mnist_ctx), "cue dataset", "mnist5k")
+
+
+def test_a_student_that_is_its_teacher_agrees_on_every_condition(
+    data: CueDataset, teacher: tuple[Export, Tables]
+) -> None:
+    network = teacher[0].build_network(torch.device("cpu"))
+    conditions = data.conditions("exhaustive")
+    rows, summary = fidelity_table(network, network, data, conditions, seed=0, batch_size=16)
+    assert [r[0] for r in rows] == list(EXHAUSTIVE)
+    assert all(r[6] == 100.0 and abs(r[5]) <= 1e-6 and r[2] == r[3] for r in rows)
+    assert summary["agree/mean"] == 100.0
+    plain, plain_summary = accuracy_table(network, data, conditions, seed=0, batch_size=7)
+    assert [r[2] for r in plain] == [r[2] for r in rows]  # the same images at any batch size
+    assert {k: v for k, v in plain_summary.items() if k.startswith("acc/")} == pytest.approx(
+        {k: v for k, v in summary.items() if k.startswith("acc/")}
+    )
+    assert {f"acc/{c}": r[2] for c, r in zip(EXHAUSTIVE, plain)} == pytest.approx(
+        {k: v for k, v in teacher[0].meta.items() if k.startswith("acc/") and k != "acc/mean"}
+    )

@@ -14,6 +14,15 @@ from comprobust.methods.common import Export
 from comprobust.models import build_autoencoder, build_module, build_network, num_levels
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # type: ignore[no-untyped-def]
+    """One thread for this file: on a shared 2-core machine two threads thrash when other jobs run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def spec(image_size: object) -> DatasetSpec:
     return DatasetSpec(
         name="x",

@@ -212,12 +212,6 @@ def cue_data(ctx: StageContext) -> CueDataset:
     return ctx.data
 
 
-def cue_test_seed(seed: int) -> int:
-    """The seed the test split's conditions are rendered with: the experiment seed's alone (not the stage's), so
-    every run of a seed (teachers, students, baselines, evaluations) is scored on the same test images."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/cue-test".encode()).digest()[:8], "little") >> 1
-
-
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent: the one unit of every accuracy comprobust logs (training and evaluation)."""
     return 100.0 * float((logits.argmax(dim=1) == labels).float().mean())

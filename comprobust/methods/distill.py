@@ -15,7 +15,7 @@ The teacher stays in eval mode, outside the task's model. Per epoch: `train_kd`,
 the valid split under the transfer condition `val_loss` (the distillation loss, which selects the best epoch),
 `val_kd`, `val_aux`, `val_acc`, `val_ts_agree` and `val_ts_kl` (KL(teacher || student) at T = 1), and
 `cf/<condition>/{acc,ts_agree,ts_kl}` on the first 2 valid batches of every test condition. After training,
-`fidelity_by_condition` on the test split under every condition of `conditions` (rendered with `cue_test_seed`):
+`fidelity_table` on the test split under every condition of `conditions` (`comprobust.distill.evaluate`):
 the `conditions` table and `acc|teacher_acc|loss|kl|agree/<condition>` plus their `/mean` in the export's meta.
 Only the student is exported.
 """
@@ -30,23 +30,15 @@ from torch import nn
 
 from comprobust.data.cues import Condition
 from comprobust.distill import losses
-from comprobust.distill.metrics import FidelityAccumulator, fidelity_by_condition, summaries
+from comprobust.distill.evaluate import FIDELITY_COLUMNS, fidelity_table
+from comprobust.distill.metrics import FidelityAccumulator
 from comprobust.distill.names import DEFAULTS, DIVERGENCES, HEAD_MODES, PAIR_MODES, check_choice, check_loss
 from comprobust.errors import UserError
-from comprobust.methods.common import Export, StageContext, accuracy, cue_data, cue_test_seed, mean_metrics
+from comprobust.methods.common import Export, StageContext, accuracy, cue_data, mean_metrics
 from comprobust.methods.supervised import cf_sources, param
 from comprobust.models.blocks import BlockNetwork
 
-CONDITION_COLUMNS = [
-    "condition",
-    "length",
-    "accuracy",
-    "teacher_accuracy",
-    "loss",
-    "kl",
-    "agreement",
-    "images",
-]
+CONDITION_COLUMNS = FIDELITY_COLUMNS
 STEPS_PER_EPOCH = 1_000_000  # fresh CRD heads are drawn per (seed, epoch * this + batch)
 
 
@@ -231,19 +223,9 @@ def condition_rows(
     ctx: StageContext, student: nn.Module, teacher: nn.Module, conditions: tuple[Condition, ...]
 ) -> tuple[list[list[Any]], dict[str, float]]:
     """The `conditions` table's rows and summary keys of student vs teacher on the test split."""
-    data = cue_data(ctx)
-    seed, batch_size = cue_test_seed(ctx.seed), int(param(ctx, "batch_size"))
-    results = fidelity_by_condition(
-        student,
-        teacher,
-        {c.name: data.batches("test", c, seed, 0, batch_size) for c in conditions},
-        ctx.device,
+    return fidelity_table(
+        student, teacher, cue_data(ctx), conditions, ctx.seed, int(param(ctx, "batch_size")), ctx.device
     )
-    rows = [
-        [r.condition, c.length, r.accuracy, r.teacher_accuracy, r.loss, r.ts_kl, r.ts_agree, r.images]
-        for r, c in zip(results, conditions)
-    ]
-    return rows, summaries(results)
 
 
 def train(ctx: StageContext) -> Export:

@@ -2,8 +2,8 @@
 split, validated on the same condition of the valid split; a teacher, or a student's from-scratch baseline. Each
 epoch also logs `cf/<condition>/acc` on the first 2 valid batches of every test condition.
 
-After training, the test split is scored under every condition of `conditions` (rendered with `cue_test_seed`, so
-every run of a seed sees the same test images): the `conditions` table (condition, length, accuracy, loss, images)
+After training, the test split is scored under every condition of `conditions` (rendered with
+`comprobust.distill.evaluate.render_seed` of the experiment seed, so every run of a seed sees the same test images): the `conditions` table (condition, length, accuracy, loss, images)
 and `acc/<condition>`, `loss/<condition>` and `acc/mean` in the export's meta (hence in the run's summary).
 """
 
@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from comprobust.data.cues import Condition
-from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_data, cue_test_seed
+from comprobust.distill.evaluate import ACCURACY_COLUMNS, accuracy_table, score
+from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_data
 from comprobust.methods.specs import METHODS
 
-CONDITION_COLUMNS = ["condition", "length", "accuracy", "loss", "images"]
+CONDITION_COLUMNS = ACCURACY_COLUMNS
 CF_BATCHES = 2  # per-epoch counterfactual metrics read at most this many valid batches per test condition
 
 
@@ -35,40 +35,13 @@ def param(ctx: StageContext, name: str) -> Any:
     raise KeyError(name)
 
 
-def score(
-    network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
-) -> tuple[float, float, int]:
-    """(accuracy in percent, mean cross-entropy, images) of `network` in eval mode over every batch."""
-    network.eval()
-    correct, loss, count = 0, 0.0, 0
-    with torch.no_grad():
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            logits = network(x).to(torch.float64)
-            correct += int((logits.argmax(dim=1) == y).sum())
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            count += len(y)
-    if not count:
-        raise ValueError("no test images were scored")
-    return 100.0 * correct / count, loss / count, count
-
-
 def score_conditions(
     ctx: StageContext, network: nn.Module, conditions: Sequence[Condition]
 ) -> tuple[list[list[Any]], dict[str, float]]:
     """The `conditions` table's rows and the summary keys of `network` on the test split."""
-    data = cue_data(ctx)
-    seed, batch_size = cue_test_seed(ctx.seed), int(param(ctx, "batch_size"))
-    rows: list[list[Any]] = []
-    summary: dict[str, float] = {}
-    for condition in conditions:
-        acc, loss, count = score(network, data.batches("test", condition, seed, 0, batch_size), ctx.device)
-        rows.append([condition.name, condition.length, acc, loss, count])
-        summary[f"acc/{condition.name}"] = acc
-        summary[f"loss/{condition.name}"] = loss
-    if rows:
-        summary["acc/mean"] = sum(row[2] for row in rows) / len(rows)
-    return rows, summary
+    return accuracy_table(
+        network, cue_data(ctx), conditions, ctx.seed, int(param(ctx, "batch_size")), ctx.device
+    )
 
 
 def cf_sources(
