@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export WANDB_SILENT ?= true
 
-.PHONY: demo test test-fast test-online test-slurm lint bench gallery lock check-lock clean-venv
+.PHONY: fashion-mnist demo test test-fast test-online test-slurm lint bench gallery lock check-lock clean-venv
 
 # Installs exactly the locked environment (every transitive package), then proves it.
 $(STAMP): requirements.lock
@@ -16,11 +16,20 @@ $(STAMP): requirements.lock
 	$(PY) scripts/check_lock.py requirements.lock
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Fashion-MNIST (the distillation datasets' items) from Debian's dataset-fashion-mnist: installed when missing and
+# running as root, else the command is printed (the readers also take torchvision's layout under data/).
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-mnist:
+	@test -f $(FASHION) || { if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "warning: could not install dataset-fashion-mnist; the distillation tests will fail"; \
+	else echo "Fashion-MNIST is missing: sudo apt-get install dataset-fashion-mnist"; fi; }
+
+demo: $(STAMP) fashion-mnist
 	$(PY) launch.py demo
 
 # two workers (pytest-xdist); tests sharing a module fixture stay on one worker (xdist_group)
-test: $(STAMP)
+test: $(STAMP) fashion-mnist
 	$(PY) -m pytest -q -m "not slurm" -n 2 --dist loadgroup
 
 # the gates: lint rules, formatting and types (all three must be clean)

@@ -141,7 +141,7 @@ def _slugs(
         producer = experiment.stages[run.stage]
         told = [_slug(v) for k, v in run.axes.items() if "." not in k and producer.fans_out(k)]
         if told:
-            slugs.append(f"{role[0]}.{'.'.join(told)}")
+            slugs.append(f"{role[0]}_{'_'.join(told)}")
     return slugs
 
 

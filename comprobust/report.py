@@ -39,6 +39,7 @@ import pandas as pd
 from comprobust.atomic import atomic_write_text
 from comprobust.claims import Verdict, claims_frame, format_claims, judge_claims
 from comprobust.claims_config import ClaimCriteria
+from comprobust.config import cue_model
 from comprobust.errors import UserError
 from comprobust.results import RunStore, method_order
 from comprobust.statistics import Statistics, compute_statistics, per_seed_length_means
@@ -217,6 +218,19 @@ def build_report(
 
     store = store if store is not None else open_store(experiment, source=source)
     out = Path(out_dir) if out_dir is not None else experiment.output_dir / "report"
+    if cue_model(experiment.dataset.name) is not None:
+        from comprobust.report_cues import render_cue_report
+
+        return render_cue_report(
+            store,
+            out,
+            title=experiment.name,
+            dataset=experiment.dataset.name,
+            teacher_stages=sorted(
+                {s.refs["teacher"] for s in experiment.stages.values() if "teacher" in s.refs}
+            ),
+            hint=f"run the experiment first: python launch.py run {experiment.path}",
+        )
     expected = {(system.label, seed) for system in experiment.evaluation.systems for seed in experiment.seeds}
     compositions = ["-".join(c) for c in experiment.compositions]
     log_target = None

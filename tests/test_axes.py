@@ -125,7 +125,7 @@ def test_each_student_reads_exactly_one_teacher_and_carries_its_axes(tmp_path: P
         ("IAB", "kd"),
         ("IAB", "jacobian"),
     }
-    assert any(s.run_id.startswith("student-kd-t.iab-s0-") for s in students)
+    assert any(s.run_id.startswith("student-kd-t_iab-s0-") for s in students)
 
 
 def test_a_one_value_list_plans_the_same_run_as_the_value(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from comprobust.results.records import RunRecord, sort_time
 
 CONDITIONS_TABLE = "conditions"
 IDENTITY_COLUMNS = ["stage", "method", "dataset", "seed", "run_id"]
+TABLE_RENAMES = {"loss": "cross_entropy"}  # the table's loss column, apart from a student's `loss` axis
 
 
 def conditions_frame(records: Iterable[RunRecord]) -> tuple[pd.DataFrame, list[str]]:
@@ -34,6 +35,7 @@ def conditions_frame(records: Iterable[RunRecord]) -> tuple[pd.DataFrame, list[s
             **axes,
             "_created": sort_time(record.created),
         }
+        table = table.rename(columns=TABLE_RENAMES)
         parts.append(table.assign(**{k: [v] * len(table) for k, v in identity.items()}))
     if not parts:
         return pd.DataFrame(columns=[*IDENTITY_COLUMNS, "condition"]), []
