@@ -9,9 +9,9 @@ from torch import nn
 from torchvision.models import inception_v3, resnet18
 from torchvision.models.resnet import BasicBlock
 
+from comprobust.architectures import CNN_ARCHITECTURES
 from comprobust.errors import UserError
 from comprobust.models import (
-    ARCHITECTURES,
     AutoEncoder,
     BlockNetwork,
     build_autoencoder,
@@ -78,7 +78,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def networks() -> dict[str, BlockNetwork]:
     torch.manual_seed(0)
-    return {arch: build_network(arch, CLASSES[arch]) for arch in ARCHITECTURES}
+    return {arch: build_network(arch, CLASSES[arch]) for arch in CNN_ARCHITECTURES}
 
 
 # ------------------------------------------------------------------------------------------ parameter counts
@@ -112,7 +112,7 @@ def test_facescrub_level14_module_is_the_papers_large_one() -> None:
 # ------------------------------------------------------------------------------------------------- structure
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", CNN_ARCHITECTURES)
 def test_level_shapes_match_the_paper_tables(arch: str, networks: dict[str, BlockNetwork]) -> None:
     net = networks[arch]
     assert net.level_shapes() == PAPER_LEVEL_SHAPES[arch]
@@ -156,7 +156,7 @@ def test_cifar_has_no_max_pool_and_facescrub_weights_are_truncated(networks: dic
     assert 0.08 < weights.std() < 0.095  # std of a normal truncated at +-2 sigma: 0.088
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", CNN_ARCHITECTURES)
 def test_every_candidate_module_maps_its_level_shape_to_itself(
     arch: str, networks: dict[str, BlockNetwork]
 ) -> None:
@@ -176,7 +176,7 @@ def test_cifar_modules_are_fresh_copies_of_resnet_blocks(networks: dict[str, Blo
     assert isinstance(level8, BasicBlock) and level8.conv1.in_channels == 512
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", CNN_ARCHITECTURES)
 def test_modules_and_networks_are_deterministic_given_the_seed(arch: str) -> None:
     def states() -> list[dict[str, torch.Tensor]]:
         torch.manual_seed(123)
@@ -291,7 +291,7 @@ def test_level_shapes_leave_training_mode_and_batchnorm_statistics_alone() -> No
 # ------------------------------------------------------------------------------------------ grey, sizes, AEs
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", CNN_ARCHITECTURES)
 def test_grey_input_works_for_network_modules_and_autoencoder(arch: str) -> None:
     net = build_network(arch, 5, in_channels=1).eval()
     size = default_image_size(arch)
@@ -305,7 +305,7 @@ def test_grey_input_works_for_network_modules_and_autoencoder(arch: str) -> None
         assert ae.decoder(ae.encoder(x)).shape == x.shape
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", CNN_ARCHITECTURES)
 def test_autoencoder_output_shape_equals_input_shape(arch: str) -> None:
     size = default_image_size(arch)
     x = torch.randn(2, 3, size, size)
