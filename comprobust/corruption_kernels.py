@@ -56,8 +56,12 @@ def _mirror(index: np.ndarray, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def swirl_matrix(h: int, w: int, strength: float, device: torch.device) -> torch.Tensor:
-    """Sparse (H*W, H*W) matrix: row p holds the bilinear weights of output pixel p's 4 source neighbours."""
+def swirl_matrix(h: int, w: int, strength: float) -> scipy.sparse.csr_matrix:
+    """Sparse float32 (H*W, H*W) matrix: row p holds the bilinear weights of output pixel p's 4 source neighbours.
+
+    On CPU the engine multiplies with scipy's CSR product (a plain loop over each row's entries, the same bits for
+    any number of planes, and steadier than torch's sparse product at one thread on a loaded machine).
+    """
     rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     x0, y0 = w / 2.0, h / 2.0
     radius = math.sqrt(2.0) * h / 2.0 / 5.0 * math.log(2.0)
@@ -76,18 +80,20 @@ def swirl_matrix(h: int, w: int, strength: float, device: torch.device) -> torch
     out_index = np.repeat(np.arange(h * w), 4)
     in_index = np.stack(neighbours, axis=-1).reshape(-1)
     values = np.stack(weights, axis=-1).reshape(-1)
-    matrix = scipy.sparse.csr_matrix((values, (out_index, in_index)), shape=(h * w, h * w))
+    matrix = scipy.sparse.csr_matrix((values, (out_index, in_index)), shape=(h * w, h * w))  # sums duplicates
+    return matrix.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def swirl_matrix_on(h: int, w: int, strength: float, device: torch.device) -> torch.Tensor:
+    """`swirl_matrix` as a torch sparse CSR tensor on `device` (the engine's path on GPUs)."""
+    matrix = swirl_matrix(h, w, strength)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch calls sparse CSR "beta"; the product below is all we use
         return torch.sparse_csr_tensor(
             torch.from_numpy(matrix.indptr.astype(np.int64)),
             torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data.astype(np.float32)),
-            size=(h * w, h * w),
+            torch.from_numpy(matrix.data),
+            size=matrix.shape,
             device=device,
         )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reproducible randomness: counter-based hashing (splitmix64), so the noise of image i under a composition
-# depends only on (seed, composition, step, i) and never on batch size or process split.
