@@ -66,7 +66,10 @@ def element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
             np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
             + np.arange(quads, dtype=np.uint64)[:, None]
         ) * _GOLDEN
-    hashes = _splitmix64(keys[None, :, None] ^ counters[:, None, :])  # (quads, N, C)
+    hashes = np.empty((quads, n, channels), dtype=np.uint64)
+    for channel in range(channels):  # one long inner loop per channel (a broadcast over C would loop over C)
+        np.bitwise_xor(keys[None, :], counters[:, channel, None], out=hashes[:, :, channel])
+    hashes = _splitmix64(hashes)
     return _deinterleave_lanes(hashes.view(np.uint16).reshape(quads, n * channels, 4)).reshape(
         pixels, n, channels
     )
