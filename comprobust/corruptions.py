@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from comprobust.corruption_kernels import (
+    blur_bands,
     blur_matrix,
     column_sums,
     rotation_rows,
@@ -196,11 +197,13 @@ class GaussianBlur(Corruption):
         return self._blur(planes).view(x.shape)
 
     def _blur(self, planes: torch.Tensor) -> torch.Tensor:
-        """Blur `(H, W, P)` planes along H, then along W: two matrix products."""
+        """Blur `(H, W, P)` planes along H (a product per band of rows), then along W (one batched product)."""
         h, w, p = planes.shape
         sigma = self.strength
-        along_h = torch.matmul(blur_matrix(h, sigma, planes.device), planes.reshape(h, w * p)).view(h, w, p)
-        return torch.matmul(blur_matrix(w, sigma, planes.device), along_h)
+        source, along_h = planes.reshape(h, w * p), planes.new_empty(h, w * p)
+        for rows, inputs, band in blur_bands(h, sigma, planes.device):
+            torch.matmul(band, source[inputs], out=along_h[rows])
+        return torch.matmul(blur_matrix(w, sigma, planes.device), along_h.view(h, w, p))
 
 
 @register
