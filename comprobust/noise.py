@@ -4,6 +4,7 @@ test set is split across processes, or on which other compositions are evaluated
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -28,14 +29,19 @@ def _stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+@functools.lru_cache(maxsize=4096)
+def _prefix_key(seed: int, prefix: tuple[str, ...]) -> np.uint64:
+    """The key of (seed, prefix), shared by its images (cached: a batch's 295 prefixes hash once per process)."""
+    return _splitmix64(np.array([_stable_hash(f"{seed}/{'-'.join(prefix)}")], np.uint64))[0]
+
+
 def noise_keys(seed: int, prefix: tuple[str, ...], indices: np.ndarray) -> np.ndarray:
     """One uint64 key per image for the last step of `prefix` (the corruptions applied so far, in order).
 
     A pure function of (seed, prefix, image index): the noise of an image never depends on its batch, on how a
     test set is split across processes, or on which other compositions are evaluated alongside.
     """
-    base = _splitmix64(np.array([_stable_hash(f"{seed}/{'-'.join(prefix)}")], np.uint64))
-    return _splitmix64(base ^ _splitmix64(np.asarray(indices, dtype=np.uint64)))
+    return _splitmix64(_prefix_key(seed, tuple(prefix)) ^ _splitmix64(np.asarray(indices, dtype=np.uint64)))
 
 
 def element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
@@ -60,6 +66,21 @@ def element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
             np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
             + np.arange(quads, dtype=np.uint64)[:, None]
         ) * _GOLDEN
-    hashes = _splitmix64(keys[None, :, None] ^ counters[:, None, :])  # (quads, N, C)
-    lanes = hashes.view(np.uint16).reshape(quads, n, channels, 4)
-    return np.ascontiguousarray(lanes.transpose(0, 3, 1, 2)).reshape(pixels, n, channels)
+    hashes = np.empty((quads, n, channels), dtype=np.uint64)
+    for channel in range(channels):  # one long inner loop per channel (a broadcast over C would loop over C)
+        np.bitwise_xor(keys[None, :], counters[:, channel, None], out=hashes[:, :, channel])
+    hashes = _splitmix64(hashes)
+    return _deinterleave_lanes(hashes.view(np.uint16).reshape(quads, n * channels, 4)).reshape(
+        pixels, n, channels
+    )
+
+
+def _deinterleave_lanes(lanes: np.ndarray) -> np.ndarray:
+    """(Q, P, 4) -> contiguous (Q, 4, P): lane l of every hash moves to row l of its quad (OpenCV's SIMD split
+    writes the four rows directly, several times faster than numpy's strided transpose)."""
+    out = np.empty((lanes.shape[0], 4, lanes.shape[1]), dtype=lanes.dtype)
+    if out.size:  # OpenCV refuses empty matrices
+        import cv2  # on first use: the command line imports this module and must start fast
+
+        cv2.split(lanes, [out[:, lane] for lane in range(4)])
+    return out
