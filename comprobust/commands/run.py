@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
+    from comprobust.config import cue_model
     from comprobust.data.registry import check_dataset_files
     from comprobust.errors import UserError
     from comprobust.planning import resolve
@@ -70,7 +71,11 @@ def run_experiment(args: argparse.Namespace) -> int:
         return 0
     paths = output_paths(experiment)
     print(f"runs:   {paths['runs']}\nW&B:    {paths['wandb']}")
-    if not args.no_report and not args.stages and experiment.evaluation.systems:
+    if (
+        not args.no_report
+        and not args.stages
+        and (experiment.evaluation.systems or cue_model(experiment.dataset.name))
+    ):
         from comprobust.report import build_report
 
         build_report(experiment)  # prints the headline table and the report's path

@@ -14,8 +14,7 @@ import pandas as pd
 
 from comprobust.errors import UserError
 from comprobust.results.records import (
-    COMPOSITIONS_TABLE,
-    INVARIANCE_TABLE,
+    RESULT_TABLES,
     RunRecord,
     read_table,
     scalars,
@@ -115,11 +114,12 @@ class ApiRunStore(RunStore):
             config=config,
             summary=scalars(summary),
         )
-        if record.is_evaluation and record.state == "finished":
-            for key in (COMPOSITIONS_TABLE, INVARIANCE_TABLE):
+        if record.state == "finished":  # evaluations, and the runs of cue-dataset stages (their conditions)
+            for key in RESULT_TABLES:
                 ref = summary.get(key)
                 if isinstance(ref, dict) and ref.get("_type") == "table-file" and ref.get("path"):
                     record.tables[key] = self._download_table(run, ref["path"])
+        if record.is_evaluation and record.state == "finished":
             record.stats = f"{self.path}/{activations_artifact(record.run_id)}:latest"
         return record
 

@@ -8,9 +8,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from comprobust.results.records import RunRecord, sort_time
+from comprobust.results.records import CONDITIONS_TABLE, RunRecord, sort_time
 
-CONDITIONS_TABLE = "conditions"
 IDENTITY_COLUMNS = ["stage", "method", "dataset", "seed", "run_id"]
 TABLE_RENAMES = {"loss": "cross_entropy"}  # the table's loss column, apart from a student's `loss` axis
 

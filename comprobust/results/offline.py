@@ -8,8 +8,7 @@ from pathlib import Path
 
 from comprobust.errors import UserError
 from comprobust.results.records import (
-    COMPOSITIONS_TABLE,
-    INVARIANCE_TABLE,
+    RESULT_TABLES,
     RunRecord,
     read_table,
     scalars,
@@ -101,7 +100,7 @@ def _offline_record(folder: Path) -> RunRecord:
 
     run = read_run(folder)
     tables = {}
-    for key in (COMPOSITIONS_TABLE, INVARIANCE_TABLE):
+    for key in RESULT_TABLES:
         if key in run.tables:
             tables[key] = read_table(run.tables[key])
     stats = ""

@@ -18,6 +18,10 @@ from comprobust.runs import method_label
 EVALUATE = "evaluate"
 COMPOSITIONS_TABLE = "compositions"
 INVARIANCE_TABLE = "invariance"
+CONDITIONS_TABLE = "conditions"  # per test condition, logged by the runs of cue-dataset stages
+CUE_CONFLICT_TABLE = "cue_conflict"  # shape-bias decisions on cue-conflict conditions
+RESULT_TABLES = (COMPOSITIONS_TABLE, INVARIANCE_TABLE, CONDITIONS_TABLE, CUE_CONFLICT_TABLE)
+"""The W&B tables both stores read back."""
 METHOD_ORDER = ("ERM", "Contrastive", "Modular", "ImgSpace-Identity", "ImgSpace-Joint")
 RESULT_COLUMNS = [
     "method",
