@@ -59,7 +59,9 @@ def test_each_cue_dataset_is_registered_with_the_renderers_fields(name: str) -> 
         assert (dict(got) if key == "default_split_sizes" else got) == (
             dict(value) if key == "default_split_sizes" else value  # type: ignore[call-overload]
         ), key
-    assert entry.spec.image_shape == entry.layout.image_shape
+    layout = {"dominoes": dominoes.DOMINOES, "dominoes-cifar": dominoes.DOMINOES_CIFAR}[name]
+    assert entry.spec.image_shape == layout.image_shape
+    assert entry.natural == "IAB" and entry.label("IAB") == "IAB"
     assert entry.model.names == ("image", "box", "half")
     assert [c.name for c in entry.conditions("exhaustive")] == ["I", "A", "B", "AB", "IB", "IA", "IAB"]
     assert not cue_datasets.is_cue_dataset("mnist5k")

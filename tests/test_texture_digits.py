@@ -109,6 +109,6 @@ def test_the_rendered_bytes_are_pinned() -> None:
     }
     assert digests == {
         "natural": "9b48f7f9b8521f43",
-        "stylized": "db87600d95439087",
-        "conflict": "d897989cb0be0a83",
+        "stylized": "3580f0e7051980e3",
+        "conflict": "ab87ecacfbf31bc3",
     }

