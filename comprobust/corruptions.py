@@ -50,6 +50,7 @@ from comprobust.corruption_names import (
     known_names,
     parse_composition,
 )
+from comprobust.device import keep_freed_memory
 from comprobust.errors import UserError
 from comprobust.noise import NO_KEYS, element_bits16, noise_keys
 from comprobust.registry import Registry
@@ -335,6 +336,8 @@ def corrupt_many(
             keys = noise_keys(seed, step, indices) if corruption.uses_randomness else NO_KEYS
             yield from walk(child, step, _apply_in_float32(corruption, x, keys))
 
+    if images.device.type == "cpu":
+        keep_freed_memory()  # a call frees and allocates batch-sized tensors hundreds of times
     planes_last = _transpose_uint8(images.reshape(n * c, h * w)).to(torch.float32).view(h, w, n, c)
     yield from walk(tree, (), planes_last)
 
