@@ -178,6 +178,11 @@ def _load(path: Path) -> ExperimentConfig:
     from comprobust.data.registry import get_dataset_spec
 
     evaluation = _load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation")
+    if evaluation.systems and cue_model(dataset.name) is not None:
+        raise UserError(
+            f"{where}: evaluation.systems test compositions of corruptions, and dataset {dataset.name!r} is a cue "
+            "dataset: its runs score themselves under each of their `conditions`; drop the evaluation block"
+        )
     return ExperimentConfig(
         name=name,
         path=path,

@@ -18,7 +18,16 @@ from comprobust.architectures import ARCHITECTURES
 from comprobust.corruption_names import ELEMENTALS, corruption_name
 from comprobust.distill.names import DIVERGENCES, HEAD_MODES, LOSS_NAMES, PAIR_MODES
 from comprobust.errors import UserError
-from comprobust.methods.specs import ARCHITECTURE_AXIS, COMMON_PARAMS, METHODS, PARAM_TYPES, MethodSpec
+from comprobust.methods.specs import (
+    ARCHITECTURE_AXIS,
+    COMMON_PARAMS,
+    CORRUPTION,
+    CUE,
+    CUE_PARAMS,
+    METHODS,
+    PARAM_TYPES,
+    MethodSpec,
+)
 from comprobust.validation import check_keys, check_range, expect, suggest
 
 if TYPE_CHECKING:
@@ -82,7 +91,7 @@ class StageConfig:
     def axes(self, default_architecture: str) -> dict[str, tuple[Any, ...]]:
         """Each run axis of the stage with its values, in a fixed order: the method's axis parameters, then the
         architecture (its values listed only when the stage names its own). Corruptions are not among them."""
-        axes = {name: _values(self.params[name]) for name in self.spec.axes}
+        axes = {name: _values(self.params[name]) for name in self.spec.axes if name in self.params}
         axes[ARCHITECTURE_AXIS] = self.architectures or (default_architecture,)
         return axes
 
@@ -90,7 +99,7 @@ class StageConfig:
         """Whether the stage runs once per value of `axis` (it lists several)."""
         if axis == ARCHITECTURE_AXIS:
             return len(self.architectures) > 1
-        return axis in self.spec.axes and len(_values(self.params[axis])) > 1
+        return axis in self.params and len(_values(self.params[axis])) > 1
 
 
 def _values(value: Any) -> tuple[Any, ...]:
@@ -155,7 +164,7 @@ def with_params(stage: StageConfig, overrides: Mapping[str, Any], cues: CueModel
     params = dict(stage.params)
     for key, value in overrides.items():
         at = f"override {key}={value!r} for stage {stage.name!r}"
-        if key not in stage.spec.all_params:
+        if key not in stage.spec.all_params or (cues is None and key in CUE_PARAMS):
             raise UserError(
                 f"{at}: {stage.method} has no parameter {key!r}{suggest(key, stage.spec.all_params)}"
             )
@@ -184,11 +193,11 @@ def load_stages(
                 raise UserError(
                     f"{at}: names stage {target!r}, which is not defined{suggest(str(target), stages)}"
                 )
-            wanted = stage.spec.refs[role]
-            if stages[target].method != wanted:
+            wanted = stage.spec.accepts(role)
+            if stages[target].method not in wanted:
                 raise UserError(
                     f"{at}: stage {target!r} has method {stages[target].method!r}; {role} needs a "
-                    f"{wanted!r} stage"
+                    f"{' or '.join(repr(w) for w in wanted)} stage"
                 )
     return stages
 
@@ -200,21 +209,27 @@ def _load_stage(
     if "method" not in body:
         raise UserError(f"{at}: missing required key 'method' (one of {', '.join(METHODS)})")
     spec = METHODS.require(body["method"], f"{at}.method")
-    if spec.cue_dataset and cues is None:
-        raise UserError(
-            f"{at}.method: {spec.name} trains on the conditions of a cue dataset, and dataset {dataset!r} has "
-            "none; use a cue dataset (e.g. dominoes) or a corruption method (erm, contrastive, ...)"
-        )
-    if cues is not None and not spec.cue_dataset:
+    if CUE not in spec.datasets and cues is not None:
         raise UserError(
             f"{at}.method: {spec.name} trains on corruptions, and dataset {dataset!r} is a cue dataset "
             "(conditions, not corruptions); use supervised or distill"
+        )
+    if CORRUPTION not in spec.datasets and cues is None:
+        raise UserError(
+            f"{at}.method: {spec.name} trains on the conditions of a cue dataset, and dataset {dataset!r} has "
+            "none; use a cue dataset (e.g. dominoes) or a corruption method (erm, contrastive, ...)"
         )
     allowed = ["method", ARCHITECTURE_AXIS, *spec.all_params, *spec.refs]
     check_keys(
         body, allowed + (["corruptions"] if spec.per_corruption else []), at, required=tuple(spec.refs)
     )
+    if cues is None:  # a corruption dataset: a method for both kinds leaves its cue parameters out
+        for key in CUE_PARAMS:
+            if key in body:
+                raise UserError(f"{at}.{key}: dataset {dataset!r} has no cues (conditions); drop {key}")
     params = {**spec.all_params, **{k: v for k, v in training.items() if k in spec.all_params}}
+    if cues is None:
+        params = {k: v for k, v in params.items() if k not in CUE_PARAMS}
     params.update({k: v for k, v in body.items() if k in spec.all_params})
     if params["lr"] is None:
         raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")

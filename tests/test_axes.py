@@ -289,3 +289,32 @@ def test_the_architecture_demo_runs_end_to_end_at_the_smoke_budget(tmp_path: Pat
         "Modular[architecture=vit-cpu]",
     ]
     assert len(results) == 4 * 4
+
+
+def test_cue_parameters_are_refused_on_a_corruption_dataset_and_systems_on_a_cue_dataset(
+    tmp_path: Path,
+) -> None:
+    body = {
+        **CORRUPTION_EXPERIMENT,
+        "stages": {
+            "erm": {"method": "erm"},
+            "student": {"method": "distill", "teacher": "erm", "mechanisms": "I"},
+        },
+        "evaluation": {},
+    }
+    with pytest.raises(UserError, match=r"stages\.student\.mechanisms: dataset 'mnist5k' has no cues"):
+        load_experiment(write(tmp_path / "a", body))
+    cue = {**CUE_EXPERIMENT, "evaluation": {"systems": {"S": {"classifier": "student"}}}}
+    with pytest.raises(
+        UserError, match=r"evaluation\.systems test compositions .* 'dominoes' is a cue dataset"
+    ):
+        load_experiment(write(tmp_path / "b", cue))
+    wrong = {
+        **CUE_EXPERIMENT,
+        "stages": {
+            **CUE_EXPERIMENT["stages"],
+            "student": {"method": "distill", "teacher": "x"},
+            "x": {"method": "supervised"},
+        },
+    }
+    assert load_experiment(write(tmp_path / "c", wrong)).stages["student"].refs == {"teacher": "x"}

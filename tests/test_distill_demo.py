@@ -66,3 +66,35 @@ def test_teachers_learn_the_cues_they_see_and_not_the_ones_they_do_not(tmp_path:
     assert acc[("I", "I")] >= 60
     assert max(acc[("I", "A")], acc[("I", "B")], acc[("I", "AB")]) <= 25
     assert acc[("IA", "A")] >= 80
+
+
+def test_a_student_distilled_on_clean_images_is_scored_on_the_compositions(tmp_path: Path) -> None:
+    """The EMNIST setting (experiments/distill-emnist.yaml) on mnist5k at the smoke budget: an ERM teacher, students
+    of each loss on Identity images, each evaluated as a classifier on the compositions."""
+    from comprobust.results import open_store
+
+    body = yaml.safe_load((DEMO.parent / "distill-emnist.yaml").read_text())
+    body.update(
+        output_root=str(tmp_path / "outputs"),
+        wandb={"project": "t", "mode": "offline"},
+        dataset={"name": "mnist5k", "root": str(tmp_path / "data")},
+        architecture="small",
+        seeds=[0],
+        cluster={"executor": "inline"},
+    )
+    body["evaluation"]["shards"] = 1
+    path = tmp_path / "distill-emnist.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    experiment, runs = run_all(path, smoke=True)
+    students = [r for r in runs if isinstance(r, TrainRun) and r.stage == "student"]
+    assert sorted(r.axes["loss"] for r in students) == ["contrastive", "jacobian", "kd"]
+    assert all("mechanisms" not in r.config["params"] for r in students)
+    results = open_store(experiment, source="offline").results()
+    assert set(results["method"]) == {
+        "Teacher",
+        "Scratch",
+        "Student[loss=kd]",
+        "Student[loss=jacobian]",
+        "Student[loss=contrastive]",
+    }
+    assert results.groupby("method")["composition"].nunique().eq(len(experiment.compositions)).all()

@@ -1,5 +1,7 @@
-"""`distill` (cue datasets): a fresh student of the stage's architecture distilled from one frozen teacher run
-(`ctx.inputs["teacher"]`, exactly one export) on the transfer set `mechanisms` (a condition of the train split).
+"""`distill`: a fresh student of the stage's architecture distilled from one frozen teacher run
+(`ctx.inputs["teacher"]`, exactly one export) on the transfer set: on a cue dataset the condition `mechanisms` of
+the train split; on a corruption dataset its clean (Identity) train images, the student then being evaluated on
+the compositions like any classifier (`{classifier: <distill stage>}`).
 
 Losses (`comprobust.distill.losses`; `loss` is kd, jacobian or contrastive, `alpha` None takes the loss's default
 from `comprobust.distill.names.DEFAULTS`):
@@ -29,6 +31,8 @@ import torch
 from torch import nn
 
 from comprobust.data.cues import Condition
+from comprobust.data.dataset import CueDataset
+from comprobust.data.loaders import PairedViewLoader
 from comprobust.distill import losses
 from comprobust.distill.evaluate import FIDELITY_COLUMNS, fidelity_table
 from comprobust.distill.metrics import FidelityAccumulator
@@ -229,6 +233,8 @@ def condition_rows(
 
 
 def train(ctx: StageContext) -> Export:
+    if not isinstance(ctx.data, CueDataset):
+        return train_on_clean_images(ctx)
     data = cue_data(ctx)
     transfer = data.entry.condition(param(ctx, "mechanisms"))
     tests = data.conditions(param(ctx, "conditions"))
@@ -261,5 +267,38 @@ def train(ctx: StageContext) -> Export:
         "resolved_alpha": settings["alpha"],
         "teacher_mechanisms": str(teacher_meta.get("mechanisms", "")),
         **summary,
+    }
+    return ctx.export("network", student.state_dict(), meta)
+
+
+def train_on_clean_images(ctx: StageContext) -> Export:
+    """A corruption dataset: the student learns from the teacher on clean (Identity) train images only, validated
+    on clean valid images; how much robustness to corruptions it inherits is for the evaluation to measure."""
+    settings = loss_settings(ctx)
+    teacher = the_teacher(ctx)
+    ctx.seed_torch("init")
+    student = ctx.new_network()
+    batch_size = int(param(ctx, "batch_size"))
+    loaders = {
+        split: PairedViewLoader(
+            ctx.data, split, views=("Identity",), batch_size=batch_size, seed=ctx.data_seed(split)
+        )
+        for split in ("train", "valid")
+    }
+    task = DistillTask(
+        student,
+        teacher,
+        settings,
+        lambda epoch: ((x[0], y) for x, y in loaders["train"].batches(epoch)),
+        lambda: ((x[0], y) for x, y in loaders["valid"].batches(0)),
+        ctx.device,
+        heads_seed=ctx.stream_seed("crd-heads"),
+    )
+    result = ctx.fit(task)
+    meta = {
+        "best_epoch": result.best_epoch,
+        **result.best_metrics,
+        "loss": settings["loss"],
+        "resolved_alpha": settings["alpha"],
     }
     return ctx.export("network", student.state_dict(), meta)

@@ -61,6 +61,9 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     }
 )
 
+CORRUPTION = "corruption"  # a kind of dataset: corruptions and their compositions
+CUE = "cue"  # a kind of dataset: cues and conditions
+CUE_PARAMS = ("mechanisms", "conditions")  # parameters that mean something on a cue dataset only
 ARCHITECTURE_AXIS = "architecture"
 """Every stage may name its own network (`architecture: small`) or a list of them, one run each; without it a
 stage trains the experiment's architecture."""
@@ -73,14 +76,21 @@ class MethodSpec:
     name: str
     summary: str
     params: Mapping[str, Any] = field(default_factory=dict)  # method-specific parameters and defaults
-    refs: Mapping[str, str] = field(default_factory=dict)  # parameter -> method of the stage it must name
+    refs: Mapping[str, str | tuple[str, ...]] = field(
+        default_factory=dict
+    )  # role -> the method(s) it may name
     per_corruption: bool = False
     metrics: tuple[str, ...] = ("val_loss", "val_acc")  # what a finished run reports (done.json, W&B summary)
     axes: tuple[
         str, ...
     ] = ()  # parameters that may be a list: the stage runs once per value (and per product)
     each: tuple[str, ...] = ()  # refs read one upstream run per downstream run (else every run of the stage)
-    cue_dataset: bool = False  # trains on a cue dataset's conditions (else on a corruption dataset)
+    datasets: tuple[str, ...] = (CORRUPTION,)  # the kinds of dataset it trains on: CORRUPTION and/or CUE
+
+    def accepts(self, role: str) -> tuple[str, ...]:
+        """The methods whose stages `role` may name."""
+        wanted = self.refs[role]
+        return (wanted,) if isinstance(wanted, str) else wanted
 
     @property
     def all_params(self) -> dict[str, Any]:
@@ -129,12 +139,12 @@ for _spec in (
         "from-scratch baseline of a student)",
         params={"mechanisms": "I", "conditions": "exhaustive"},
         axes=("mechanisms",),
-        cue_dataset=True,
+        datasets=(CUE,),
     ),
     MethodSpec(
         "distill",
-        "cue datasets: a fresh student distilled from one frozen teacher run on the transfer set `mechanisms`, "
-        "with loss kd, jacobian or contrastive",
+        "a fresh student distilled from one frozen teacher run with loss kd, jacobian or contrastive: on a cue "
+        "dataset over the transfer set `mechanisms`, on a corruption dataset over clean (Identity) images",
         params={
             "mechanisms": "I",
             "conditions": "exhaustive",
@@ -150,16 +160,16 @@ for _spec in (
             "crd_heads": "trained",
             "crd_dim": 128,
         },
-        refs={"teacher": "supervised"},
+        refs={"teacher": ("supervised", "erm", "contrastive", "backbone", "imgspace")},
         axes=("mechanisms", "loss"),
         each=("teacher",),
-        cue_dataset=True,
+        datasets=(CUE, CORRUPTION),
         metrics=("val_loss", "val_acc", "val_ts_agree", "val_ts_kl"),
     ),
 ):
     METHODS.add(_spec.name, _spec)
 
-CLASSIFIER_METHODS = frozenset({"erm", "contrastive", "backbone", "imgspace"})
+CLASSIFIER_METHODS = frozenset({"erm", "contrastive", "backbone", "imgspace", "distill"})
 
 SYSTEM_ROLES: Mapping[str, Mapping[str, frozenset[str]]] = MappingProxyType(
     {
