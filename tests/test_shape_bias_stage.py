@@ -110,6 +110,9 @@ def test_fractions_and_a_randomised_shape_follow_the_cue_model(data: CueDataset)
     assert (np.bincount(test.labels[textured], minlength=10) == 30).all()  # `first`: half of each class
     shape_only = data.entry.render(test, np.arange(len(test)), "S", seed=0)
     assert np.array_equal(half.images[~textured], shape_only.images[~textured])
+    for needs_a_split in ("R 100", "100 50"):
+        with pytest.raises(ValueError, match="use render_parts"):
+            td.render(test.images, test.labels, test.sources, needs_a_split, seed=0)
     swapped = data.entry.render(test, np.arange(len(test)), "R 100", seed=0)
     shown = swapped.cues["shape"]
     assert (swapped.labels == test.labels).all() and 0.03 <= (shown == test.labels).mean() <= 0.2

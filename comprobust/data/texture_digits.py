@@ -182,8 +182,8 @@ def draw(
 def render(
     digits: np.ndarray, labels: np.ndarray, indices: np.ndarray, condition: object, seed: int, epoch: int = 0
 ) -> Rendered:
-    """Render ``condition`` (a name of ``CONDITIONS``, or a condition of ``CUE_MODEL`` whose shape is 0, 1 or absent)
-    from uint8 digits (N, 1, H, W) or (N, H, W) with their labels and mnist5k ``indices``.
+    """Render ``condition`` (a name of ``CONDITIONS``, or a condition of ``CUE_MODEL`` without a randomised or
+    conflicting shape or a texture fraction strictly between 0 and 1) from uint8 digits (N, 1, H, W) or (N, H, W) with their labels and mnist5k ``indices``.
 
     A pure function of (seed, index, epoch) per image; pass a fixed epoch (0) for evaluation sets and the training
     epoch for training, so ``stylized`` draws fresh textures every epoch. (A randomised or conflicting shape needs
@@ -194,9 +194,17 @@ def render(
     labels, indices = np.asarray(labels, np.int64), np.asarray(indices, np.int64)
     if not len(digits) == len(labels) == len(indices):
         raise ValueError(f"{len(digits)} digits, {len(labels)} labels and {len(indices)} indices")
-    cues = draw(condition, labels, indices, seed, epoch)
+    parsed = parse(condition)
+    texture = parsed.settings[1]
+    if not isinstance(texture, str) and 0 < texture < 1:
+        raise ValueError(
+            f"{parsed.name}: a texture fraction picks the first images of each class of a split: use render_parts"
+        )
+    cues = draw(parsed, labels, indices, seed, epoch)
     if (cues.modes["shape"] > TRUE).any():
-        raise ValueError("a randomised or conflicting shape draws other digits of a split: use render_parts")
+        raise ValueError(
+            f"{parsed.name}: a randomised or conflicting shape draws other digits of a split: use render_parts"
+        )
     shapes, textures = cues.classes["shape"], cues.classes["texture"]
     images = compose(digits, shapes, textures, _phases(seed, indices, epoch))
     return Rendered(images, labels, shapes, textures)
