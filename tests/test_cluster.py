@@ -253,3 +253,21 @@ def test_local_preemption_requeues_and_resumes(tmp_path):
     assert state["done"] == list(range(8)), "an epoch was lost or repeated"
     assert state["starts"] == 2
     assert "Epochs signalled; requeueing" in job.stderr()
+
+
+def test_a_submitted_job_uses_its_tasks_cpus_and_an_inline_run_keeps_the_default(monkeypatch) -> None:
+    import torch
+
+    from comprobust.stages import limit_threads_in_jobs
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+        limit_threads_in_jobs(ClusterConfig(cpus_per_task=1))
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+        limit_threads_in_jobs(ClusterConfig(cpus_per_task=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
