@@ -28,7 +28,9 @@ from comprobust.results.records import (
 
 log = logging.getLogger(__name__)
 
-_CACHE_VERSION = 3  # 3: records hold the conditions and cue_conflict tables; 2: JSON (1 was a pickle, ignored)
+_CACHE_VERSION = (
+    3  # 3: records hold the conditions and cue_conflict tables; 2: JSON (1 was a pickle, ignored)
+)
 
 
 class RunStore:
