@@ -110,7 +110,7 @@ def check_param(key: str, value: Any, where: str, cues: CueModel | None = None) 
     """A stage parameter of the right type, finite, within `PARAM_RANGES`, one of its `CHOICES`; `levels`
     distinct ints; `mechanisms` and `conditions` in the canonical names of the dataset's cue model."""
     value = expect(value, PARAM_TYPES.get(key, (object,)), where)
-    if value is None:
+    if value is None and not (cues is not None and key == "mechanisms"):
         return value
     if key in PARAM_RANGES:
         low, high, low_open, high_open = PARAM_RANGES[key]
@@ -127,7 +127,8 @@ def check_param(key: str, value: Any, where: str, cues: CueModel | None = None) 
         if len(set(value)) != len(value):
             raise UserError(f"{where}: levels repeat ({value}); list each once")
     if cues is not None and key == "mechanisms":
-        return _with_where(lambda v: cues.parse(v).name, value, where)
+        every_cue = "".join(m.letter for m in cues.mechanisms)  # the default: the dataset's natural condition
+        return _with_where(lambda v: cues.parse(every_cue if v is None else v).name, value, where)
     if cues is not None and key == "conditions":
         return [c.name for c in _with_where(cues.conditions, value, where)]
     return value

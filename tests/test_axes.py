@@ -318,3 +318,16 @@ def test_cue_parameters_are_refused_on_a_corruption_dataset_and_systems_on_a_cue
         },
     }
     assert load_experiment(write(tmp_path / "c", wrong)).stages["student"].refs == {"teacher": "x"}
+
+
+@pytest.mark.parametrize(("dataset", "natural"), [("dominoes", "IAB"), ("texture-digits", "ST")])
+def test_a_cue_stage_without_mechanisms_trains_on_every_cue(
+    tmp_path: Path, dataset: str, natural: str
+) -> None:
+    body = {**CUE_EXPERIMENT, "dataset": dataset, "stages": {"t": {"method": "supervised"}}}
+    experiment = load_experiment(write(tmp_path, body))
+    assert experiment.stages["t"].params["mechanisms"] == natural
+    explicit = load_experiment(
+        write(tmp_path / "b", {**body, "stages": {"t": {"method": "supervised", "mechanisms": natural}}})
+    )
+    assert [r.run_id for r in plan(experiment)] == [r.run_id for r in plan(explicit)]

@@ -39,7 +39,7 @@ from comprobust.distill.metrics import FidelityAccumulator
 from comprobust.distill.names import DEFAULTS, DIVERGENCES, HEAD_MODES, PAIR_MODES, check_choice, check_loss
 from comprobust.errors import UserError
 from comprobust.methods.common import Export, StageContext, accuracy, cue_data, mean_metrics
-from comprobust.methods.supervised import cf_sources, param
+from comprobust.methods.supervised import cf_sources, param, training_condition
 from comprobust.models.blocks import BlockNetwork
 
 CONDITION_COLUMNS = FIDELITY_COLUMNS
@@ -236,7 +236,7 @@ def train(ctx: StageContext) -> Export:
     if not isinstance(ctx.data, CueDataset):
         return train_on_clean_images(ctx)
     data = cue_data(ctx)
-    transfer = data.entry.condition(param(ctx, "mechanisms"))
+    transfer = training_condition(ctx, data)
     tests = data.conditions(param(ctx, "conditions"))
     settings = loss_settings(ctx)
     teacher = the_teacher(ctx)

@@ -46,7 +46,7 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "search_epochs": (int,),
         "levels": (list, type(None)),
         "search_val_batches": (int, type(None)),
-        "mechanisms": (str, dict),
+        "mechanisms": (str, dict, type(None)),  # None: every cue (the dataset's natural condition)
         "conditions": (str, list),
         "loss": (str,),
         "alpha": (float, type(None)),
@@ -137,7 +137,7 @@ for _spec in (
         "supervised",
         "cue datasets: one network trained with cross-entropy on the condition `mechanisms` (a teacher, or the "
         "from-scratch baseline of a student)",
-        params={"mechanisms": "I", "conditions": "exhaustive"},
+        params={"mechanisms": None, "conditions": "exhaustive"},
         axes=("mechanisms",),
         datasets=(CUE,),
     ),
@@ -146,7 +146,7 @@ for _spec in (
         "a fresh student distilled from one frozen teacher run with loss kd, jacobian or contrastive: on a cue "
         "dataset over the transfer set `mechanisms`, on a corruption dataset over clean (Identity) images",
         params={
-            "mechanisms": "I",
+            "mechanisms": None,
             "conditions": "exhaustive",
             "loss": "kd",
             "temperature": 30.0,

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from comprobust.data.cues import Condition
+from comprobust.data.dataset import CueDataset
 from comprobust.distill.evaluate import ACCURACY_COLUMNS, accuracy_table, cue_conflict_table, score
 from comprobust.methods.common import ClassifierTask, Export, StageContext, cue_data
 from comprobust.methods.specs import METHODS
@@ -37,6 +38,12 @@ def param(ctx: StageContext, name: str) -> Any:
         if name in METHODS[method].params:
             return METHODS[method].params[name]
     raise KeyError(name)
+
+
+def training_condition(ctx: StageContext, data: CueDataset) -> Condition:
+    """The condition a run trains on: its `mechanisms`, by default every cue (the dataset's natural condition)."""
+    value = param(ctx, "mechanisms")
+    return data.entry.condition(data.entry.natural if value is None else value)
 
 
 def score_conditions(
@@ -101,7 +108,7 @@ class ConditionTask(ClassifierTask):
 
 def train(ctx: StageContext) -> Export:
     data = cue_data(ctx)
-    condition = data.entry.condition(param(ctx, "mechanisms"))
+    condition = training_condition(ctx, data)
     tests = data.conditions(param(ctx, "conditions"))  # checked before any training
     ctx.seed_torch("init")
     network = ctx.new_network()
