@@ -51,6 +51,7 @@ from comprobust.data.cues import (
     Mechanism,
     class_ranks,
 )
+from comprobust.data.sources import CIFAR10_CLASSES
 from comprobust.data.splits import select_test, split_pool
 from comprobust.errors import UserError
 from comprobust.noise import element_bits16, noise_keys
@@ -127,18 +128,7 @@ SPEC_FIELDS: Mapping[str, Mapping[str, object]] = MappingProxyType(
                 "default_split_sizes": MappingProxyType({"train": 4000, "valid": 1000, "test": None}),
                 "architecture": "cifar",
                 "official_test": True,
-                "class_names": (
-                    "airplane",
-                    "automobile",
-                    "bird",
-                    "cat",
-                    "deer",
-                    "dog",
-                    "frog",
-                    "horse",
-                    "ship",
-                    "truck",
-                ),
+                "class_names": tuple(CIFAR10_CLASSES),
                 "description": "the paper's cue dataset: CIFAR-10 (I) + class box (A) + Fashion-MNIST half (B), 3x64x32",
             }
         ),
