@@ -117,7 +117,11 @@ def build_report(
             ),
             hint=f"run the experiment first: python launch.py run {experiment.path}",
         )
-    expected = {(system.label, seed) for system in experiment.evaluation.systems for seed in experiment.seeds}
+    from comprobust.planning import plan
+    from comprobust.runs import EvalRun
+
+    # the evaluations planned: one per system, seed and model run (ERM[architecture=vit-cpu] along an axis)
+    expected = {(run.label, run.seed) for run in plan(experiment) if isinstance(run, EvalRun)}
     compositions = ["-".join(c) for c in experiment.compositions]
     log_target = None
     if log_to_wandb:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -180,8 +182,8 @@ def _training_html(training: pd.DataFrame) -> str:
 
 
 def levels_table(training: pd.DataFrame) -> pd.DataFrame:
-    """Corruptions x seeds of 'level (margin ± SE)' strings for the module runs, '?' marking a margin within
-    `RESOLVED_SE` standard errors of zero."""
+    """Corruptions x seeds (x architectures, when modules of several were trained) of 'level (margin ± SE)'
+    strings for the module runs, '?' marking a margin within `RESOLVED_SE` standard errors of zero."""
     modules = training[training["level"].notna()]
     if modules.empty:
         return pd.DataFrame()
@@ -197,7 +199,8 @@ def levels_table(training: pd.DataFrame) -> pd.DataFrame:
         )
 
     cells = modules.assign(text=[text(r) for r in modules.itertuples()])
-    return cells.pivot_table(index="corruption", columns="seed", values="text", aggfunc="first")
+    columns = ["seed", "architecture"] if cells["architecture"].nunique() > 1 else "seed"
+    return cells.pivot_table(index="corruption", columns=columns, values="text", aggfunc="first")
 
 
 def format_levels(training: pd.DataFrame) -> str:
@@ -209,6 +212,11 @@ def format_levels(training: pd.DataFrame) -> str:
         f"Module level per corruption and seed (search margin over the runner-up level ± its standard "
         f"error, pp; ? = within {RESOLVED_SE:.0f} SE):\n" + table.to_string(na_rep="n/a")
     )
+
+
+def _seed_header(column: Any) -> str:
+    """`seed 0`, or `seed 0, small` when the levels table has a column per (seed, architecture)."""
+    return "seed " + ", ".join(esc(part) for part in (column if isinstance(column, tuple) else (column,)))
 
 
 def _levels_html(training: pd.DataFrame) -> str:
@@ -225,7 +233,7 @@ def _levels_html(training: pd.DataFrame) -> str:
         "(validation accuracy, pp) ± the standard error of that paired difference over validation images; "
         f"<b>{unresolved}</b> level choices (marked ?) are within {RESOLVED_SE:.0f} standard errors, i.e. "
         "decided by noise as much as by the data.</p>"
-        + html_table(["corruption"] + [f"seed {esc(s)}" for s in table.columns], rows)
+        + html_table(["corruption"] + [_seed_header(column) for column in table.columns], rows)
     )
 
 
