@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -160,3 +162,31 @@ def test_vit_cpu_is_deterministic_given_the_seed_and_fits_a_fixed_batch() -> Non
     (losses, state), (again, state_again) = train(), train()
     assert losses[-1] < 0.2 * losses[0]
     assert losses == again and all(torch.equal(state[k], state_again[k]) for k in state)
+
+
+@pytest.mark.slow
+def test_all_four_methods_run_end_to_end_on_vit_cpu_at_the_smoke_budget(tmp_path: Path) -> None:
+    """The demo's ERM, Contrastive, Modular and both ImgSpace systems with `architecture: vit-cpu`: the ViT's
+    levels, modules and auto-encoders go through the real stages, evaluations and results, offline."""
+    import yaml
+
+    from comprobust.pipeline import launch
+    from comprobust.planning import resolve
+    from comprobust.results import open_store
+
+    body = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml").read_text())
+    body.update(
+        architecture="vit-cpu",
+        output_root=str(tmp_path / "outputs"),
+        wandb={"project": "t", "mode": "offline"},
+        compositions=["Identity", "Contrast", "Invert", "Contrast-Invert"],
+    )
+    body["dataset"]["root"] = str(tmp_path / "data")
+    path = tmp_path / "vit-demo.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    experiment, runs = resolve(path, smoke=True)
+    launch(experiment, runs, experiment.cluster.with_executor("inline"))
+    results = open_store(experiment, source="offline").results()
+    assert set(results["method"]) == {"ERM", "Contrastive", "Modular", "ImgSpace-Identity", "ImgSpace-Joint"}
+    assert len(results) == 5 * 4
+    assert {run.architecture for run in runs} == {"vit-cpu"}
