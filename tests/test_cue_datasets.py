@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers.dataset_files import write_fake_cifar
-from test_distill_methods import write_fake_fashion
+from helpers.dataset_files import write_fake_cifar, write_fake_fashion
 
 from comprobust.data import cue_datasets, dominoes, fashion_mnist
 from comprobust.data.dataset import CueDataset, LoadedDataset, load_dataset
 from comprobust.data.registry import check_dataset_files, get_dataset_spec
+from comprobust.data.sources import CIFAR10_CLASSES
 from comprobust.errors import UserError
 
 SIZES = {"train": 6, "valid": 2, "test": 3}
@@ -54,13 +54,15 @@ def test_the_registry_and_the_cue_datasets_need_no_torch() -> None:
 def test_each_cue_dataset_is_registered_with_the_renderers_fields(name: str) -> None:
     entry = cue_datasets.CUE_DATASETS.require(name)
     assert entry.spec is get_dataset_spec(name) and cue_datasets.is_cue_dataset(name)
-    for key, value in dominoes.SPEC_FIELDS[name].items():
-        got = getattr(entry.spec, key)
-        assert (dict(got) if key == "default_split_sizes" else got) == (
-            dict(value) if key == "default_split_sizes" else value  # type: ignore[call-overload]
-        ), key
     layout = {"dominoes": dominoes.DOMINOES, "dominoes-cifar": dominoes.DOMINOES_CIFAR}[name]
-    assert entry.spec.image_shape == layout.image_shape
+    classes = {"dominoes": fashion_mnist.CLASSES, "dominoes-cifar": CIFAR10_CLASSES}[name]
+    spec = entry.spec
+    assert spec.image_shape == layout.image_shape and spec.image_size == layout.image_shape[1:]
+    assert spec.num_classes == dominoes.NUM_CLASSES and tuple(spec.class_names) == tuple(classes)
+    assert spec.mean == (0.0,) * layout.channels and spec.std == (1.0,) * layout.channels  # x / 255
+    assert (spec.crop_padding, spec.hflip, spec.official_test) == (0, False, True)
+    if name == "dominoes":
+        assert dict(spec.default_split_sizes) == dict(dominoes.DEFAULT_SPLIT_SIZES)
     assert entry.natural == "IAB" and entry.label("IAB") == "IAB"
     assert entry.model.names == ("image", "box", "half")
     assert [c.name for c in entry.conditions("exhaustive")] == ["I", "A", "B", "AB", "IB", "IA", "IAB"]

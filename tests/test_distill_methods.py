@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers.dataset_files import write_idx
+from helpers.dataset_files import write_fake_fashion
 
 from comprobust.data.dataset import CueDataset, load_dataset
 from comprobust.distill.evaluate import accuracy_table, fidelity_table, render_seed
@@ -23,19 +23,6 @@ from comprobust.methods.specs import METHODS
 
 EXHAUSTIVE = ("I", "A", "B", "AB", "IB", "IA", "IAB")
 SIZES = {"train": 10, "valid": 3, "test": 3}
-
-
-def write_fake_fashion(root: Path, train_per_class: int = 15, test_per_class: int = 5) -> None:
-    """Fashion-MNIST's four IDX files in torchvision's layout, random pixels, shuffled labels."""
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for part, per_class in (("train", train_per_class), ("t10k", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
-        write_idx(
-            raw / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
-        )
-        write_idx(raw / f"{part}-labels-idx1-ubyte", labels)
 
 
 @pytest.fixture(scope="module", autouse=True)

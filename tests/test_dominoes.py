@@ -14,9 +14,13 @@ import torch
 from helpers.dataset_files import write_idx
 
 from comprobust.data import dominoes
+from comprobust.data.cue_datasets import CUE_DATASETS
 from comprobust.data.cues import RANDOMISED
+from comprobust.data.registry import get_dataset_spec
 from comprobust.data.sources import read_mnist5k_arrays
 from comprobust.errors import UserError
+
+BATCHES = CUE_DATASETS["dominoes"].batches
 
 LAYOUT = dominoes.DOMINOES
 
@@ -65,8 +69,8 @@ def test_box_position_and_size_per_class() -> None:
     assert dominoes.box_slices(4, dominoes.DOMINOES_CIFAR) == (slice(12, 20), slice(12, 20))
     assert dominoes.box_slices(8, dominoes.DOMINOES_CIFAR) == (slice(24, 32), slice(24, 32))
     assert LAYOUT.image_shape == (1, 56, 28) and dominoes.DOMINOES_CIFAR.image_shape == (3, 64, 32)
-    assert dominoes.SPEC_FIELDS["dominoes"]["image_size"] == (56, 28)
-    assert dominoes.SPEC_FIELDS["dominoes-cifar"]["image_size"] == (64, 32)
+    assert get_dataset_spec("dominoes").image_size == (56, 28)
+    assert get_dataset_spec("dominoes-cifar").image_size == (64, 32)
 
 
 def test_label_4_has_its_box_at_rows_38_to_44_and_the_kth_digit_4_on_top(parts) -> None:  # type: ignore[no-untyped-def]
@@ -323,19 +327,18 @@ def test_dominoes_cifar_layout() -> None:
 
 
 def test_batches_cover_the_split_once_and_equal_render(parts) -> None:  # type: ignore[no-untyped-def]
+    """The registered dominoes entry's batches (`CueDatasetEntry.batches`, every cue dataset's)."""
     part = parts["valid"]
-    plain = list(dominoes.batches(part, "IAB", seed=0, epoch=0, batch_size=64))
+    plain = list(BATCHES(part, "IAB", seed=0, epoch=0, batch_size=64))
     assert [len(y) for _, y in plain] == [64] * 15 + [40]
     np.testing.assert_array_equal(np.concatenate([y for _, y in plain]), part.labels)
     whole = dominoes.render(part, np.arange(1000), "IAB", 0, 0).images
     np.testing.assert_array_equal(np.concatenate([x for x, _ in plain]), whole)
-    shuffled = list(
-        dominoes.batches(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True)
-    )
+    shuffled = list(BATCHES(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True))
     assert len(shuffled) == 15
-    again = list(dominoes.batches(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True))
+    again = list(BATCHES(part, "IAB", seed=0, epoch=3, batch_size=64, shuffle=True, drop_last=True))
     assert all((a[0] == b[0]).all() for a, b in zip(shuffled, again))
-    other = next(dominoes.batches(part, "IAB", seed=0, epoch=4, batch_size=64, shuffle=True))
+    other = next(BATCHES(part, "IAB", seed=0, epoch=4, batch_size=64, shuffle=True))
     assert not np.array_equal(other[1], shuffled[0][1]) or not np.array_equal(other[0], shuffled[0][0])
     at_epoch_3 = dominoes.render(part, np.arange(1000), "IAB", 0, 3).images
     position = {at_epoch_3[i].tobytes(): i for i in range(1000)}

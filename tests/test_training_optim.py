@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 import torch
-from test_training import ToyTask
+from helpers.toy_task import IDENTITY, ToyTask
 
 from comprobust.errors import UserError
 from comprobust.optim import warmup_cosine
 from comprobust.training import LAST, TrainConfig, fit
-
-IDENTITY = {"stage": "toy", "config_hash": "abc123"}
 
 
 @pytest.fixture(autouse=True)

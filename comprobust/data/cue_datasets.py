@@ -76,8 +76,8 @@ class CueDatasetEntry:
         drop_last: bool = False,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """uint8 image and int64 label batches of a split under `condition`, in split order or shuffled by a
-        permutation that is a pure function of (seed, epoch) (`dominoes.batches`'s); each batch equals `render`
-        of its indices, so the bytes never depend on the batch size."""
+        permutation that is a pure function of (seed, epoch); each batch equals `render` of its indices, so the
+        bytes never depend on the batch size."""
         cond = self.condition(condition)
         order = np.arange(len(parts))
         if shuffle:

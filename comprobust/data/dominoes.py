@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -51,7 +51,6 @@ from comprobust.data.cues import (
     Mechanism,
     class_ranks,
 )
-from comprobust.data.sources import CIFAR10_CLASSES
 from comprobust.data.splits import select_test, split_pool
 from comprobust.errors import UserError
 from comprobust.noise import element_bits16, noise_keys
@@ -95,46 +94,6 @@ class Layout:
 
 DOMINOES = Layout("dominoes", 1, 28)
 DOMINOES_CIFAR = Layout("dominoes-cifar", 3, 32)
-
-
-SPEC_FIELDS: Mapping[str, Mapping[str, object]] = MappingProxyType(
-    {
-        "dominoes": MappingProxyType(
-            {
-                "num_classes": NUM_CLASSES,
-                "channels": 1,
-                "image_size": DOMINOES.image_shape[1:],  # (56, 28): needs DatasetSpec to accept (H, W)
-                "mean": (0.0,),  # x / 255, as Robust Socratic v2 (no normalisation)
-                "std": (1.0,),
-                "crop_padding": 0,
-                "hflip": False,
-                "default_split_sizes": DEFAULT_SPLIT_SIZES,
-                "architecture": "small",
-                "official_test": True,  # I's test split comes from the Fashion-MNIST test set
-                "class_names": fashion_mnist.CLASSES,
-                "description": "offline cue dataset: Fashion-MNIST item (I) + class box (A) + mnist5k digit half (B), "
-                "1x56x28",
-            }
-        ),
-        "dominoes-cifar": MappingProxyType(
-            {
-                "num_classes": NUM_CLASSES,
-                "channels": 3,
-                "image_size": DOMINOES_CIFAR.image_shape[1:],  # (64, 32)
-                "mean": (0.0, 0.0, 0.0),
-                "std": (1.0, 1.0, 1.0),
-                "crop_padding": 0,
-                "hflip": False,
-                "default_split_sizes": MappingProxyType({"train": 4000, "valid": 1000, "test": None}),
-                "architecture": "cifar",
-                "official_test": True,
-                "class_names": tuple(CIFAR10_CLASSES),
-                "description": "the paper's cue dataset: CIFAR-10 (I) + class box (A) + Fashion-MNIST half (B), 3x64x32",
-            }
-        ),
-    }
-)
-"""What a `DatasetSpec` of each variant would hold (the registry's wiring; `image_size` is (H, W))."""
 
 
 def box_slices(location: int, layout: Layout) -> tuple[slice, slice] | None:
@@ -488,32 +447,3 @@ def render(
 
     images = np.concatenate([top, bottom], axis=2)
     return Rendered(images, labels, draws.classes, draws.modes)
-
-
-def batches(
-    parts: SplitParts,
-    condition: Condition | str | Mapping[str, object],
-    seed: int,
-    epoch: int = 0,
-    batch_size: int = 64,
-    *,
-    shuffle: bool = False,
-    drop_last: bool = False,
-    layout: Layout = DOMINOES,
-    pattern: Literal["random", "mandelbrot"] = "random",
-    box_randomise: Literal["class", "position"] = "class",
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(uint8 images, int64 labels) batches of a split under `condition`, in split order or shuffled by a
-    permutation that is a pure function of (seed, epoch): what a `MechanismLoader` wraps (as float tensors,
-    x / 255). Each batch equals `render` of its indices, so the bytes never depend on the batch size."""
-    cond = CUE_MODEL.parse(condition)
-    order = np.arange(len(parts))
-    if shuffle:
-        order = np.random.default_rng([int(seed), int(epoch), 0x0D0]).permutation(len(parts))
-    stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    for start in range(0, stop, batch_size):
-        chosen = order[start : start + batch_size]
-        out = render(
-            parts, chosen, cond, seed, epoch, layout=layout, pattern=pattern, box_randomise=box_randomise
-        )
-        yield out.images, out.labels

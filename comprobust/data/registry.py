@@ -226,8 +226,8 @@ register_dataset(
 
 # Cue datasets (Robust Socratic's dominoes): their metadata is registered here like every dataset's, so configs,
 # `data list` and the pre-run file check know them; `comprobust.data.cue_datasets` holds their mechanisms and
-# loaders (it imports the numpy renderers, which import this module), and `load_dataset` renders them. These
-# fields equal `comprobust.data.dominoes.SPEC_FIELDS` (tests/test_cue_datasets.py checks it).
+# loaders (it imports the numpy renderers, which import this module), and `load_dataset` renders them.
+# tests/test_cue_datasets.py checks these fields against the renderers' layouts, classes and split sizes.
 
 _FASHION_FILES = (
     "the Fashion-MNIST IDX files in <root>/FashionMNIST/raw/ (--download fetches them) or the Debian package "

@@ -77,3 +77,16 @@ def write_fake_cifar(
         part: (np.concatenate(images), np.concatenate(labels).astype(np.int64))
         for part, (images, labels) in arrays.items()
     }
+
+
+def write_fake_fashion(root: Path, train_per_class: int = 15, test_per_class: int = 5) -> None:
+    """Fashion-MNIST's four IDX files in torchvision's layout, random pixels, shuffled labels."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, per_class in (("train", train_per_class), ("t10k", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+        write_idx(
+            raw / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
+        )
+        write_idx(raw / f"{part}-labels-idx1-ubyte", labels)
