@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -62,6 +63,31 @@ def save(fig: Figure, path: Path) -> Path:
 # -------------------------------------------------------------------------------------------------- box plot
 
 
+def reference_line(
+    ax: Axes,
+    y: float,
+    text: str,
+    color: str,
+    *,
+    text_color: str | None = None,
+    linewidth: float = 1.2,
+    fontsize: float = 9,
+    gid: str | None = None,
+) -> None:
+    """A dashed horizontal line at `y` behind the data, labelled with `text` just right of the axes."""
+    ax.axhline(y, color=color, linestyle="--", linewidth=linewidth, zorder=0, gid=gid)
+    ax.annotate(
+        text,
+        xy=(1.0, y),
+        xycoords=("axes fraction", "data"),
+        xytext=(4, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=fontsize,
+        color=text_color or color,
+    )
+
+
 def boxplot(
     means: pd.DataFrame, methods: Sequence[str], chance: float | None, ceiling: float | None, path: Path
 ) -> Path:
@@ -86,29 +112,9 @@ def boxplot(
         saturation=1.0,
     )
     if chance is not None:
-        ax.axhline(chance, color="0.35", linestyle="--", linewidth=1.2, zorder=0)
-        ax.annotate(
-            f"chance {chance:.1f}%",
-            xy=(1.0, chance),
-            xycoords=("axes fraction", "data"),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=9,
-            color="0.25",
-        )
+        reference_line(ax, chance, f"chance {chance:.1f}%", "0.35", text_color="0.25")
     if ceiling is not None:
-        ax.axhline(ceiling, color="firebrick", linestyle="--", linewidth=1.2, zorder=0)
-        ax.annotate(
-            f"ceiling {ceiling:.1f}%\n(best Identity)",
-            xy=(1.0, ceiling),
-            xycoords=("axes fraction", "data"),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=9,
-            color="firebrick",
-        )
+        reference_line(ax, ceiling, f"ceiling {ceiling:.1f}%\n(best Identity)", "firebrick")
     ax.set_ylim(0, 100)
     ax.set_xlabel("Corruptions in composition", fontsize=11)
     ax.set_ylabel("Accuracy (%)", fontsize=11)

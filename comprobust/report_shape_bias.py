@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from comprobust.atomic import atomic_write_text
+from comprobust.report_figures import reference_line
 from comprobust.shape_bias import CueConflict
 from comprobust.statistics import ONE_SEED, format_interval, t_interval
 
@@ -215,16 +216,8 @@ def _annotate_missing(ax: Axes, x: np.ndarray, part: pd.DataFrame, y_missing: fl
 
 
 def _no_preference_line(ax: Axes) -> None:
-    ax.axhline(NO_PREFERENCE, color="0.35", linestyle="--", linewidth=1.1, zorder=0, gid="no-preference")
-    ax.annotate(
-        "no preference (0.5)",
-        xy=(1.0, NO_PREFERENCE),
-        xycoords=("axes fraction", "data"),
-        xytext=(4, 0),
-        textcoords="offset points",
-        va="center",
-        fontsize=8,
-        color="0.35",
+    reference_line(
+        ax, NO_PREFERENCE, "no preference (0.5)", "0.35", linewidth=1.1, fontsize=8, gid="no-preference"
     )
 
 
