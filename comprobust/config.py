@@ -172,13 +172,14 @@ def _load(path: Path) -> ExperimentConfig:
     dataset = _load_dataset(raw["dataset"], f"{where}: dataset")
     training = raw.get("training") or {}
     check_keys(training, COMMON_PARAMS, f"{where}: training")
-    stages = load_stages(raw["stages"], training, where, dataset.name, cue_model(dataset.name))
+    cues = cue_model(dataset.name)
+    stages = load_stages(raw["stages"], training, where, dataset.name, cues)
     output_root = Path(expect(raw.get("output_root", "outputs"), str, f"{where}: output_root"))
     check_output_folder(output_root / name, f"{where}: output_root", write=False)
     from comprobust.data.registry import get_dataset_spec
 
     evaluation = _load_evaluation(raw.get("evaluation") or {}, stages, f"{where}: evaluation")
-    if evaluation.systems and cue_model(dataset.name) is not None:
+    if evaluation.systems and cues is not None:
         raise UserError(
             f"{where}: evaluation.systems test compositions of corruptions, and dataset {dataset.name!r} is a cue "
             "dataset: its runs score themselves under each of their `conditions`; drop the evaluation block"
