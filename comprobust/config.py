@@ -206,10 +206,15 @@ def _load(path: Path) -> ExperimentConfig:
 
 
 def cue_model(dataset: str) -> CueModel | None:
-    """The cue model (mechanisms, condition sets) of a cue dataset, or None for a corruption dataset."""
+    """The cue model (mechanisms, condition sets) of a cue dataset, or None for a corruption dataset (whose
+    configs then import no cue renderer, nor numpy)."""
+    from comprobust.data.registry import is_cue_dataset
+
+    if not is_cue_dataset(dataset):
+        return None
     from comprobust.data.cue_datasets import CUE_DATASETS
 
-    return CUE_DATASETS[dataset].model if dataset in CUE_DATASETS else None
+    return CUE_DATASETS.require(dataset).model
 
 
 def _with_where(fn, value: Any, where: str) -> Any:

@@ -1,10 +1,13 @@
 """The shape of the house: comprobust's import graph (every import, module-level or deferred inside a function)
-has no cycle, nothing below the command layer imports it, and every method's name leads to its `train`."""
+has no cycle, nothing below the command layer imports it, every method's name leads to its `train`, and checking
+and dry-running an experiment stays light."""
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,32 @@ def test_every_named_architecture_can_be_built(arch: str) -> None:
 def test_every_method_name_leads_to_its_train(method: str) -> None:
     train = trainer(method)
     assert train.__name__ == "train" and train.__module__ == f"comprobust.methods.{method}"
+
+
+DRY_RUN = """
+import io, sys
+from pathlib import Path
+from comprobust.config import load_experiment
+from comprobust.planning import plan
+from comprobust.run_state import describe_plan
+experiment = load_experiment(Path(sys.argv[1]))
+describe_plan(experiment, plan(experiment), experiment.cluster.with_executor("local"), out=io.StringIO())
+heavy = sorted(set(sys.argv[2].split(",")) & set(sys.modules))
+assert not heavy, f"imported {heavy}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("experiment", "heavy"),
+    [
+        ("demo.yaml", "torch,numpy,pandas,wandb"),
+        ("emnist.yaml", "torch,numpy,pandas,wandb"),
+        ("distill-demo.yaml", "torch,pandas,wandb"),  # a cue dataset's condition model is numpy's
+    ],
+)
+def test_checking_and_dry_running_an_experiment_imports_no_heavy_library(experiment: str, heavy: str) -> None:
+    """What makes `launch.py run --dry-run` and `status` start in well under a second: none of these libraries
+    on the path from the YAML to the printed plan."""
+    path = PACKAGE.parent / "experiments" / experiment
+    result = subprocess.run([sys.executable, "-c", DRY_RUN, str(path), heavy], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

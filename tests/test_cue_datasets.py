@@ -15,7 +15,7 @@ from helpers.dataset_files import write_fake_cifar, write_fake_fashion
 
 from comprobust.data import cue_datasets, dominoes, fashion_mnist
 from comprobust.data.dataset import CueDataset, LoadedDataset, load_dataset
-from comprobust.data.registry import check_dataset_files, get_dataset_spec
+from comprobust.data.registry import check_dataset_files, get_dataset_spec, is_cue_dataset
 from comprobust.data.sources import CIFAR10_CLASSES
 from comprobust.errors import UserError
 
@@ -53,7 +53,7 @@ def test_the_registry_and_the_cue_datasets_need_no_torch() -> None:
 @pytest.mark.parametrize("name", ["dominoes", "dominoes-cifar"])
 def test_each_cue_dataset_is_registered_with_the_renderers_fields(name: str) -> None:
     entry = cue_datasets.CUE_DATASETS.require(name)
-    assert entry.spec is get_dataset_spec(name) and cue_datasets.is_cue_dataset(name)
+    assert entry.spec is get_dataset_spec(name) and is_cue_dataset(name)
     layout = {"dominoes": dominoes.DOMINOES, "dominoes-cifar": dominoes.DOMINOES_CIFAR}[name]
     classes = {"dominoes": fashion_mnist.CLASSES, "dominoes-cifar": CIFAR10_CLASSES}[name]
     spec = entry.spec
@@ -66,7 +66,7 @@ def test_each_cue_dataset_is_registered_with_the_renderers_fields(name: str) -> 
     assert entry.natural == "IAB" and entry.label("IAB") == "IAB"
     assert entry.model.names == ("image", "box", "half")
     assert [c.name for c in entry.conditions("exhaustive")] == ["I", "A", "B", "AB", "IB", "IA", "IAB"]
-    assert not cue_datasets.is_cue_dataset("mnist5k")
+    assert not is_cue_dataset("mnist5k")
 
 
 def test_an_unknown_cue_dataset_suggests_the_closest() -> None:

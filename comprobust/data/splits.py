@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from comprobust.data.registry import DatasetSpec, SplitSize
 from comprobust.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where splits are drawn: checking split sizes needs none of it
+    import numpy as np
 
 SPLITS = ("train", "valid", "test")
 
@@ -73,6 +75,8 @@ def split_pool(
 
     `where` names the data in error messages (e.g. "the official EMNIST training set in data/EMNIST/raw").
     """
+    import numpy as np
+
     labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
@@ -104,6 +108,8 @@ def split_pool(
 
 def select_test(labels: np.ndarray, num_classes: int, size: SplitSize, where: str) -> np.ndarray:
     """Indices of an official test set in label order: all of it (size None) or the first `size` per class."""
+    import numpy as np
+
     labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
     if size is None:
