@@ -48,7 +48,7 @@ def apply_crop_flip(images: torch.Tensor, padding: int, draw: CropFlip | None) -
     """Crop every image of `(B, C, H, W)` at its offset in the zero-padded image, then flip where drawn.
 
     Equivalent to torchvision's `pad(img, padding, fill=0)`, `crop(top, left, H, W)`, `hflip` per image, done
-    as one gather on the whole batch (any dtype).
+    as one gather on the whole batch (any dtype, on the images' device; the draw stays on the CPU).
     """
     if draw is None:
         return images
@@ -59,7 +59,7 @@ def apply_crop_flip(images: torch.Tensor, padding: int, draw: CropFlip | None) -
     cols = draw.left[:, None] + torch.arange(w)  # (B, W)
     cols = torch.where(draw.flip[:, None], cols.flip(1), cols)
     index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-    return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+    return padded.reshape(b, c, -1).gather(2, index.to(images.device)).view(b, c, h, w)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,10 @@
   corruption as in the paper's ERM pipeline. The sets are made in memory when the loader is built: they are a
   pure function of (split, corruption, noise seed), a few seconds of corruption at the paper's scale.
 - `PairedViewLoader` (Contrastive, modules, auto-encoders): the same images under each view, with identical
-  crop/flip applied to the clean image before corrupting, and fresh noise every epoch.
+  crop/flip applied to the clean image before corrupting, and fresh noise every epoch. Given a `device` (the
+  stages pass their training device when it is not the CPU), it moves each batch's uint8 images there and crops,
+  corrupts and normalises them on it, so a GPU never waits for CPU corruption; on the CPU (the default) it runs
+  single-threaded, as it always did.
 
 All randomness comes from `augment.generator(seed, epoch, stream)`: `batches(epoch)` is a pure function of the
 loader's arguments and `epoch`, so a resumed run sees the batches an uninterrupted run sees. Train loaders
@@ -14,6 +17,7 @@ drop the last incomplete batch (as the paper does); valid/test loaders keep it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 
@@ -159,6 +163,12 @@ class PairedViewLoader(_Loader):
 
     `.batches(epoch)` yields (x float32 normalised (V, B, C, H, W) in `views` order, y int64 (B,)). `augment`
     applies to valid too (the paper augments validation of the paired methods).
+
+    `device` (default: the CPU) is where the views are made: each batch's uint8 images are moved there (the
+    crop/flip draws, the order and the noise keys stay on the CPU) and cropped, corrupted and normalised on it,
+    so x is on `device` and y on the CPU. On the CPU this runs single-threaded, as it always did; on a GPU the
+    images and the noise are the same, and the float corruptions agree with the CPU's to the engine's tolerance
+    (its kernels round differently).
     """
 
     def __init__(
@@ -171,11 +181,13 @@ class PairedViewLoader(_Loader):
         augment: bool = True,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__(data, split, batch_size, seed, augment, shuffle, drop_last)
         self.views = tuple(composition_name(v) for v in views)
         if not self.views:
             raise UserError("PairedViewLoader needs at least one view")
+        self.device = torch.device("cpu" if device is None else device)
 
     def __len__(self) -> int:
         return _num_batches(len(self.split), self.batch_size, self.drop_last)
@@ -186,14 +198,19 @@ class PairedViewLoader(_Loader):
         noise_seed = derive_seed(self.seed, epoch, "noise")
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            with single_threaded():
-                clean = augment(self.split.images[idx])
-                out = torch.empty((len(self.views), *clean.shape), dtype=torch.float32)
-                for v, view in enumerate(self.views):
-                    corrupted = (
-                        clean
-                        if view == "Identity"
-                        else corrupt_batch(clean, view, seed=noise_seed, indices=idx.numpy())
-                    )
-                    self.data.normalize(corrupted, out=out[v])
+            with single_threaded() if self.device.type == "cpu" else contextlib.nullcontext():
+                out = self._views(self.split.images[idx].to(self.device), idx, augment, noise_seed)
             yield out, self.split.labels[idx]
+
+    def _views(self, images: torch.Tensor, idx: torch.Tensor, augment, noise_seed: int) -> torch.Tensor:
+        """The normalised (V, B, C, H, W) views of one batch of uint8 `images`, on their device."""
+        clean = augment(images)
+        out = torch.empty((len(self.views), *clean.shape), dtype=torch.float32, device=images.device)
+        for v, view in enumerate(self.views):
+            corrupted = (
+                clean
+                if view == "Identity"
+                else corrupt_batch(clean, view, seed=noise_seed, indices=idx.numpy())
+            )
+            self.data.normalize(corrupted, out=out[v])
+        return out

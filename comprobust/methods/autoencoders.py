@@ -19,11 +19,16 @@ class AutoEncoderTask:
         assert ctx.corruption is not None, "auto-encoders are trained per corruption"
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
-        self.train_loader = PairedViewLoader(
-            ctx.data, "train", views=views, batch_size=size, seed=ctx.data_seed("train")
-        )
-        self.valid_loader = PairedViewLoader(
-            ctx.data, "valid", views=views, batch_size=size, seed=ctx.data_seed("valid")
+        self.train_loader, self.valid_loader = (
+            PairedViewLoader(
+                ctx.data,
+                split,
+                views=views,
+                batch_size=size,
+                seed=ctx.data_seed(split),
+                device=ctx.views_device,
+            )
+            for split in ("train", "valid")
         )
 
     def train_batches(self, epoch: int) -> Iterable:

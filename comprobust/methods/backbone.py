@@ -11,10 +11,20 @@ def train(ctx: StageContext) -> Export:
     network = ctx.new_network()
     batch_size = ctx.params["batch_size"]
     train_loader = PairedViewLoader(
-        ctx.data, "train", views=("Identity",), batch_size=batch_size, seed=ctx.data_seed("train")
+        ctx.data,
+        "train",
+        views=("Identity",),
+        batch_size=batch_size,
+        seed=ctx.data_seed("train"),
+        device=ctx.views_device,
     )
     valid_loader = PairedViewLoader(
-        ctx.data, "valid", views=("Identity",), batch_size=batch_size, seed=ctx.data_seed("valid")
+        ctx.data,
+        "valid",
+        views=("Identity",),
+        batch_size=batch_size,
+        seed=ctx.data_seed("valid"),
+        device=ctx.views_device,
     )
     task = ClassifierTask(
         network,

@@ -59,6 +59,12 @@ class StageContext:
             warmup_epochs=p.get("warmup_epochs", COMMON_PARAMS["warmup_epochs"]),
         )
 
+    @property
+    def views_device(self) -> torch.device | None:
+        """Where paired views are made (`PairedViewLoader(device=)`): the training device when it is not the CPU,
+        so a GPU never waits for CPU corruption; None (the CPU loader, single-threaded) on a CPU."""
+        return None if self.device.type == "cpu" else self.device
+
     def stream_seed(self, *salt: Any) -> int:
         """A 63-bit seed from (experiment seed, stage, corruption, `salt`) only.
 
@@ -283,11 +289,16 @@ class PairedContrastiveTask:
         from comprobust.data.loaders import PairedViewLoader
 
         self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
-        self.train_loader = PairedViewLoader(
-            ctx.data, "train", views=views, batch_size=per_view, seed=ctx.data_seed("train")
-        )
-        self.valid_loader = PairedViewLoader(
-            ctx.data, "valid", views=views, batch_size=per_view, seed=ctx.data_seed("valid")
+        self.train_loader, self.valid_loader = (
+            PairedViewLoader(
+                ctx.data,
+                split,
+                views=views,
+                batch_size=per_view,
+                seed=ctx.data_seed(split),
+                device=ctx.views_device,
+            )
+            for split in ("train", "valid")
         )
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -281,7 +281,12 @@ def train_on_clean_images(ctx: StageContext) -> Export:
     batch_size = int(param(ctx, "batch_size"))
     loaders = {
         split: PairedViewLoader(
-            ctx.data, split, views=("Identity",), batch_size=batch_size, seed=ctx.data_seed(split)
+            ctx.data,
+            split,
+            views=("Identity",),
+            batch_size=batch_size,
+            seed=ctx.data_seed(split),
+            device=ctx.views_device,
         )
         for split in ("train", "valid")
     }

@@ -30,10 +30,20 @@ def train(ctx: StageContext) -> Export:
     network = ctx.new_network()
     per_view = max(1, ctx.params["batch_size"] // len(VIEWS))
     train_loader = PairedViewLoader(
-        ctx.data, "train", views=VIEWS, batch_size=per_view, seed=ctx.data_seed("train")
+        ctx.data,
+        "train",
+        views=VIEWS,
+        batch_size=per_view,
+        seed=ctx.data_seed("train"),
+        device=ctx.views_device,
     )
     valid_loader = PairedViewLoader(
-        ctx.data, "valid", views=VIEWS, batch_size=per_view, seed=ctx.data_seed("valid")
+        ctx.data,
+        "valid",
+        views=VIEWS,
+        batch_size=per_view,
+        seed=ctx.data_seed("valid"),
+        device=ctx.views_device,
     )
 
     def reconstructed(batches):
