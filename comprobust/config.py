@@ -88,6 +88,13 @@ class EvaluationConfig:
     systems: tuple[SystemConfig, ...] = ()
     batch_size: int = 512
     shards: int = 1
+    bf16: bool = False  # bf16 autocast of the forward passes (`comprobust.device.Precision`)
+    channels_last: bool = False  # inputs (and convolutions) in NHWC
+
+    def identity(self) -> dict[str, bool]:
+        """What an evaluation run's identity adds for its precision: the keys set to something else than their
+        default (off), so that runs planned before they existed keep their ids, and a bf16 run is another run."""
+        return {key: True for key in PRECISION_KEYS if getattr(self, key)}
 
 
 @dataclass(frozen=True)
@@ -280,9 +287,14 @@ def _load_wandb(raw: Any, where: str) -> WandbConfig:
     )
 
 
+PRECISION_KEYS = ("bf16", "channels_last")
+"""The evaluation's (and every stage's) precision switches, off by default (`comprobust.device.Precision`)."""
+
+
 def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) -> EvaluationConfig:
     expect(raw, dict, where)
-    check_keys(raw, ("systems", "batch_size", "shards"), where)
+    check_keys(raw, ("systems", "batch_size", "shards", *PRECISION_KEYS), where)
+    precision = {key: _load_switch(raw.get(key, False), key, f"{where}.{key}") for key in PRECISION_KEYS}
     systems = []
     for label, roles in expect(raw.get("systems") or {}, dict, f"{where}.systems").items():
         at = f"{where}.systems.{label}"
@@ -310,4 +322,12 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
         expect(raw.get("batch_size", 512), int, f"{where}.batch_size"), f"{where}.batch_size", 1, 1_000_000
     )
     shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)
-    return EvaluationConfig(tuple(systems), int(batch_size), int(shards))
+    return EvaluationConfig(tuple(systems), int(batch_size), int(shards), **precision)
+
+
+def _load_switch(raw: Any, key: str, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise UserError(
+            f"{where}: expected true or false, got {raw!r}; write {key}: true (or false, the default)"
+        )
+    return raw

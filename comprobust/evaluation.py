@@ -266,8 +266,15 @@ def evaluate_run(
     shard, shards = run.shard, run.shards
     compositions = shard_compositions(experiment.compositions, shard, shards)
     forward = build_system(run.system, ctx.inputs, ctx.device, run.module_order)
+    settings = experiment.evaluation
     result = evaluate(
-        forward, ctx.data, compositions, experiment.evaluation.batch_size, seed=run.seed, device=ctx.device
+        forward,
+        ctx.data,
+        compositions,
+        settings.batch_size,
+        seed=run.seed,
+        device=ctx.device,
+        precision=Precision(bf16=settings.bf16, channels_last=settings.channels_last),
     )
     columns = ["composition", "abbreviation", "length", "elements", "accuracy", "loss", "images"]
     tracker.log_table("compositions", columns, [[row[c] for c in columns] for row in result.rows])

@@ -225,6 +225,7 @@ def _system_runs(
         }
         if system.module_order != "composition":  # the default stays out, so existing ids are unchanged
             config["module_order"] = system.module_order
+        config.update(experiment.evaluation.identity())  # bf16 / channels_last: only when on, as module_order
         digest = config_hash(config)
         suffix = f"-shard{shard}of{shards}" if shards > 1 else ""
         runs.append(

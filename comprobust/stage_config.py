@@ -60,7 +60,7 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
     "crd_pairs": PAIR_MODES,
     "crd_heads": HEAD_MODES,
 }
-UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs")
+UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs", "bf16", "channels_last")
 """Stage parameters added after experiments had run: at their default (`COMMON_PARAMS`) they stay out of a stage's
 resolved params, and so out of its runs' identities (planning hashes the params), which stay what they were. The
 training loop resolves them (`StageContext.train_config`). Set to anything else, they are listed and hashed."""
@@ -109,6 +109,10 @@ def _values(value: Any) -> tuple[Any, ...]:
 def check_param(key: str, value: Any, where: str, cues: CueModel | None = None) -> Any:
     """A stage parameter of the right type, finite, within `PARAM_RANGES`, one of its `CHOICES`; `levels`
     distinct ints; `mechanisms` and `conditions` in the canonical names of the dataset's cue model."""
+    if PARAM_TYPES.get(key) == (bool,) and not isinstance(value, bool):
+        raise UserError(
+            f"{where}: expected true or false, got {value!r}; write {key}: true (or false, the default)"
+        )
     value = expect(value, PARAM_TYPES.get(key, (object,)), where)
     if value is None and not (cues is not None and key == "mechanisms"):
         return value

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from comprobust.atomic import atomic_open
 from comprobust.data.dataset import CueDataset, LoadedDataset
+from comprobust.device import Precision
 from comprobust.errors import UserError
 from comprobust.methods.specs import COMMON_PARAMS
 from comprobust.models import build_autoencoder, build_module, build_network
@@ -57,6 +58,13 @@ class StageContext:
             cosine_epochs=p.get("cosine_epochs"),
             optimizer=p.get("optimizer", COMMON_PARAMS["optimizer"]),
             warmup_epochs=p.get("warmup_epochs", COMMON_PARAMS["warmup_epochs"]),
+        )
+
+    def precision(self) -> Precision:
+        """The stage's `bf16` and `channels_last` (off, and out of its params, unless a stage sets them)."""
+        return Precision(
+            bf16=self.params.get("bf16", COMMON_PARAMS["bf16"]),
+            channels_last=self.params.get("channels_last", COMMON_PARAMS["channels_last"]),
         )
 
     @property
@@ -107,6 +115,7 @@ class StageContext:
             dict(identity or self.identity),
             self.log_epoch if log else None,
             label or self.run_id,
+            precision=self.precision(),
         )
 
     def export(self, kind: str, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Export:

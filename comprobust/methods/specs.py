@@ -24,12 +24,16 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
         "patience": None,
         "optimizer": "sgd",
         "warmup_epochs": 0,
+        "bf16": False,
+        "channels_last": False,
     }
 )
 """Parameters of every training stage (the paper's defaults; `lr` has none and must be given).
 
-`optimizer` ("sgd" | "adamw") and `warmup_epochs` came later: a stage's resolved params hold them only when set to
-another value than these defaults (`config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids."""
+`optimizer` ("sgd" | "adamw"), `warmup_epochs`, `bf16` (bf16 autocast of the forward and backward passes) and
+`channels_last` (the model and its convolutions in NHWC) came later: a stage's resolved params hold them only when set
+to another value than these defaults (`stage_config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep
+their ids."""
 
 PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     {
@@ -41,6 +45,8 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "patience": (int, type(None)),
         "optimizer": (str,),
         "warmup_epochs": (int,),
+        "bf16": (bool,),
+        "channels_last": (bool,),
         "weight": (float,),
         "temperature": (float,),
         "search_epochs": (int,),
