@@ -277,3 +277,56 @@ def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
     assert torch.equal(
         cr._impulse_on_device(x, bits, threshold), cr.get_corruption("ImpulseNoise").apply(x, keys)
     )
+
+
+@pytest.mark.parametrize("name", [*DETERMINISTIC, "ImpulseNoise"])
+def test_a_last_steps_fused_truncation_equals_truncating_after_it(name: str) -> None:
+    x = torch.from_numpy(np.random.default_rng(8).random((28, 28, 5, 3), dtype=np.float32) * 255)
+    x[0, 0] = 255.0  # exact extremes too
+    x[1, 1] = 0.0
+    corruption, keys = cr.get_corruption(name), cr.noise_keys(1, (name,), np.arange(5))
+    fused = corruption.apply_uint8(x, keys)
+    assert fused.dtype == torch.uint8
+    assert torch.equal(fused, cr._truncate_uint8(corruption.apply(x, keys)))
+
+
+def test_commuting_steps_move_and_share_work_but_noise_keeps_its_key() -> None:
+    corruptions = {name: cr.get_corruption(name) for name in cr.ELEMENTALS}
+    given = ("Invert", "Rotate90", "GaussianBlur", "ImpulseNoise", "Invert", "Swirl")
+    assert cr._work_order(given, corruptions) == (
+        ("GaussianBlur", None),
+        ("Rotate90", None),
+        ("Invert", None),
+        ("ImpulseNoise", given[:4]),  # never moves, and draws with the key of its place as given
+        ("Swirl", None),
+        ("Invert", None),
+    )
+    images = np.random.default_rng(9).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    together = dict(cr.corrupt_many(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), [given]))
+    alone = cr.corrupt(images, "-".join(given))
+    np.testing.assert_array_equal(together[given].permute(0, 2, 3, 1).numpy(), alone)
+    # Orders that differ only in where a commuting corruption stands give one result, each its own tensor.
+    orders = [
+        ("Invert", "Contrast", "Swirl"),
+        ("Contrast", "Invert", "Swirl"),
+        ("Contrast", "Swirl", "Invert"),
+    ]
+    results = dict(cr.corrupt_many(torch.from_numpy(images[:, :, :, 0]).unsqueeze(1), orders))
+    assert set(results) == set(orders)
+    assert all(torch.equal(results[orders[0]], results[order]) for order in orders)
+    assert len({results[order].data_ptr() for order in orders}) == 3
+
+
+def test_noise_after_moved_steps_flips_the_elements_of_its_composition_as_given() -> None:
+    images = np.full((4, 32, 32, 3), 128, dtype=np.uint8)
+    composition = ("Invert", "GaussianBlur", "ImpulseNoise")
+    out = cr.corrupt(images, "-".join(composition), seed=3, indices=np.arange(10, 14))
+    keys = cr.noise_keys(3, composition, np.arange(10, 14))
+    bits = element_bits16(keys, 32 * 32, 3).astype(np.int32)  # (pixels, N, C)
+    threshold = round(0.27 * 2**15)
+    flipped = (bits & 0x7FFF) < threshold
+    salt = flipped & (bits >= 2**15)
+    planes_last = out.transpose(1, 2, 0, 3).reshape(32 * 32, 4, 3)
+    np.testing.assert_array_equal(planes_last == 255, salt)
+    np.testing.assert_array_equal(planes_last == 0, flipped & ~salt)
+    assert set(np.unique(planes_last[~flipped])) <= {126, 127}
