@@ -31,7 +31,7 @@ def _stable_hash(text: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _prefix_key(seed: int, prefix: tuple[str, ...]) -> np.uint64:
-    """The key of (seed, prefix), shared by its images (cached: a batch's 295 prefixes hash once per process)."""
+    """The key of (seed, prefix), shared by its images (cached: hashed once per process)."""
     return _splitmix64(np.array([_stable_hash(f"{seed}/{'-'.join(prefix)}")], np.uint64))[0]
 
 
@@ -61,18 +61,42 @@ def element_bits16(keys: np.ndarray, pixels: int, channels: int) -> np.ndarray:
         )
         return np.ascontiguousarray(bits.transpose(2, 0, 1))
     quads = pixels // 4
-    with np.errstate(over="ignore"):
-        counters = (
-            np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
-            + np.arange(quads, dtype=np.uint64)[:, None]
-        ) * _GOLDEN
-    hashes = np.empty((quads, n, channels), dtype=np.uint64)
-    for channel in range(channels):  # one long inner loop per channel (a broadcast over C would loop over C)
-        np.bitwise_xor(keys[None, :], counters[:, channel, None], out=hashes[:, :, channel])
+    if channels > 1 and quads * n * channels <= _KEPT_COUNTERS:
+        hashes = np.bitwise_xor(_plane_counters(quads, n, channels), np.repeat(keys, channels)[None, :])
+    else:
+        counters = _counters(quads, channels)
+        hashes = np.empty((quads, n, channels), dtype=np.uint64)
+        for channel in range(channels):  # one long inner loop per channel (a broadcast over C loops over C)
+            np.bitwise_xor(keys[None, :], counters[:, channel, None], out=hashes[:, :, channel])
     hashes = _splitmix64(hashes)
     return _deinterleave_lanes(hashes.view(np.uint16).reshape(quads, n * channels, 4)).reshape(
         pixels, n, channels
     )
+
+
+_KEPT_COUNTERS = 1 << 21
+"""Batches with up to this many hashes (16 MB of counters) keep their counters laid out for one XOR pass."""
+
+
+def _counters(quads: int, channels: int) -> np.ndarray:
+    """(quads, channels) uint64: the counter of quad q of channel c, (c * quads + q) * golden."""
+    with np.errstate(over="ignore"):
+        return (
+            np.arange(channels, dtype=np.uint64)[None, :] * np.uint64(quads)
+            + np.arange(quads, dtype=np.uint64)[:, None]
+        ) * _GOLDEN
+
+
+@functools.lru_cache(maxsize=2)
+def _plane_counters(quads: int, n: int, channels: int) -> np.ndarray:
+    """(quads, n * channels) uint64, read-only: `_counters` repeated for each of n images, in the hashes' layout,
+    so that XORing in the keys is one contiguous pass (per channel, its stride-C writes cost three times as
+    much). Cached: a batch size comes back call after call."""
+    counters = _counters(quads, channels)
+    out = np.empty((quads, n, channels), dtype=np.uint64)
+    out[:] = counters[:, None, :]
+    out.flags.writeable = False
+    return out.reshape(quads, n * channels)
 
 
 def _deinterleave_lanes(lanes: np.ndarray) -> np.ndarray:
