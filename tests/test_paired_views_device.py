@@ -154,3 +154,25 @@ def test_stages_make_their_views_on_the_training_device_unless_it_is_the_cpu(
         assert x.device.type == "meta"
     assert next(iter(tasks[0].train_batches(0)))[0].shape[0] == len(VIEWS)
     assert {device for _, device in corruption_devices} == {"meta"}
+
+
+EXACT = ("Identity", "Invert", "Rotate90", "ImpulseNoise")  # no float arithmetic that a GPU rounds otherwise
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dataset", ["small_mnist", "small_cifar"])
+def test_views_made_on_a_gpu_are_the_cpus_to_the_engines_tolerance(
+    request: pytest.FixtureRequest, dataset: str
+) -> None:
+    data = request.getfixturevalue(dataset)
+    cpu = PairedViewLoader(data, "train", views=ALL_VIEWS, batch_size=32, seed=7)
+    gpu = PairedViewLoader(data, "train", views=ALL_VIEWS, batch_size=32, seed=7, device="cuda")
+    for (x, y), (xg, yg) in zip(cpu.batches(2), gpu.batches(2), strict=True):
+        assert xg.device.type == "cuda" and torch.equal(y, yg)
+        levels, levels_gpu = (data.denormalize(v.cpu()).round() for v in (x, xg))
+        for v, view in enumerate(ALL_VIEWS):
+            difference = (levels[v] - levels_gpu[v]).abs()
+            if view in EXACT:
+                assert torch.equal(levels[v], levels_gpu[v]), view
+            else:  # the engine's fidelity bound: within 1 grey level on >= 99.5% of the elements
+                assert float((difference <= 1).float().mean()) >= 0.995, view
