@@ -3,13 +3,14 @@ and read back by results, and `resolve`, the one way from an experiment file to 
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
 import pytest
 
 from comprobust.errors import UserError
-from comprobust.planning import resolve, resolve_stage
+from comprobust.planning import canonical_json, config_hash, resolve, resolve_stage
 from comprobust.results.records import RunRecord
 from comprobust.runs import (
     EvalRun,
@@ -92,3 +93,20 @@ def test_a_job_receives_its_run_as_planned() -> None:
     experiment, runs = resolve(DEMO)
     shipped = pickle.loads(pickle.dumps((experiment, runs[-1])))
     assert shipped == (experiment, runs[-1])
+
+
+def test_config_hash_hashes_the_canonical_json_whether_values_come_encoded_or_not() -> None:
+    """Run ids hash this text: encoding a shared value once (the evaluation runs' compositions) must not change
+    one id."""
+    payload = {
+        "system": "modular",
+        "compositions": ["Identity", "Contrast-Invert", "Swirl-Ïmpulse"],
+        "dataset": {"split_sizes": {"valid": 0.5, "train": 100}, "name": "mnist5k"},
+        "seed": 7,
+        "path": Path("/x"),  # encoded as its str, as json.dumps(default=str) does
+        "input_hashes": {"modules": ["b", "a"]},
+    }
+    expected = hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:10]
+    assert config_hash(payload) == expected
+    assert config_hash(payload, {"compositions": canonical_json(payload["compositions"])}) == expected
+    assert config_hash({**payload, "seed": 8}) != expected
