@@ -24,11 +24,14 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
         "patience": None,
         "optimizer": "sgd",
         "warmup_epochs": 0,
+        "min_improvement": 0.0,
     }
 )
 """Parameters of every training stage (the paper's defaults; `lr` has none and must be given).
 
-`optimizer` ("sgd" | "adamw") and `warmup_epochs` came later: a stage's resolved params hold them only when set to
+`min_improvement` is the fraction by which an epoch's validation loss must undercut the best so far to become the
+best (0: the paper's rule, a tie counts); `optimizer` ("sgd" | "adamw"), `warmup_epochs` and `min_improvement` came
+later: a stage's resolved params hold them only when set to
 another value than these defaults (`config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids."""
 
 PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
@@ -41,6 +44,7 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "patience": (int, type(None)),
         "optimizer": (str,),
         "warmup_epochs": (int,),
+        "min_improvement": (float,),
         "weight": (float,),
         "temperature": (float,),
         "search_epochs": (int,),
