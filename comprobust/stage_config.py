@@ -46,6 +46,7 @@ PARAM_RANGES: Mapping[str, tuple[float, float, bool, bool]] = {
     "search_epochs": (1, 100_000, False, False),
     "search_val_batches": (1, 1_000_000, False, False),
     "warmup_epochs": (0, 100_000, False, False),
+    "min_improvement": (0.0, 0.5, False, False),
     "alpha": (0.0, 1_000.0, False, False),
     "top_k": (1, 100_000, False, False),
     "contrast_temperature": (0.0, 100.0, True, False),
@@ -60,7 +61,7 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
     "crd_pairs": PAIR_MODES,
     "crd_heads": HEAD_MODES,
 }
-UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs", "bf16", "channels_last")
+UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs", "bf16", "channels_last", "min_improvement")
 """Stage parameters added after experiments had run: at their default (`COMMON_PARAMS`) they stay out of a stage's
 resolved params, and so out of its runs' identities (planning hashes the params), which stay what they were. The
 training loop resolves them (`StageContext.train_config`). Set to anything else, they are listed and hashed."""

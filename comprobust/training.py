@@ -57,6 +57,7 @@ class TrainConfig:
     cosine_epochs: int | None = None  # T_max of the cosine schedule (default max_epochs)
     optimizer: str = "sgd"  # "sgd" (with `momentum`) | "adamw" (betas 0.9/0.999, decoupled `weight_decay`)
     warmup_epochs: int = 0  # linear warmup lr*(e+1)/(w+1) for epochs e < w, then the cosine
+    min_improvement: float = 0.0  # the fraction of the best validation loss a new best must undercut it by
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -69,6 +70,14 @@ class TrainConfig:
                 f"warmup_epochs: {self.warmup_epochs!r} must be an integer in 0..{total - 1} "
                 f"(below the {total} epochs of the schedule)"
             )
+
+    def improves(self, val_loss: float, best: float) -> bool:
+        """Whether an epoch with `val_loss` becomes the best: with `min_improvement` 0 (the paper's rule) when it
+        is at most `best` (a tie counts), else when it undercuts `best` by more than that fraction of it. A slow
+        creep at the end of an annealed schedule then leaves the best epoch where the curve flattened."""
+        if self.min_improvement == 0 or math.isinf(best):
+            return val_loss <= best
+        return val_loss < best - self.min_improvement * abs(best)
 
     @property
     def schedule_epochs(self) -> int:
@@ -166,7 +175,7 @@ def fit(
             with precision.autocast(parameters[0].device):
                 record = _train_epoch(task, optimizer, scheduler, epoch, label, config.lr)
             history.append(record)
-            improved = record["val_loss"] <= best["val_loss"]
+            improved = config.improves(record["val_loss"], best["val_loss"])
             if improved:
                 best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
             state = _snapshot(

@@ -1,4 +1,4 @@
-"""Stage parameters `optimizer` and `warmup_epochs`: validation, the path to `TrainConfig`, and unchanged run ids."""
+"""Stage parameters `optimizer`, `warmup_epochs` and `min_improvement`: validation, the path to `TrainConfig`, and unchanged run ids."""
 
 from __future__ import annotations
 
@@ -96,13 +96,14 @@ def test_every_method_takes_them_and_the_choices_match_the_training_loop() -> No
 
 def test_defaults_stay_out_of_the_params_and_the_ids_whether_written_or_not(tmp_path: Path) -> None:
     plain = ids(write(tmp_path, ""))
-    explicit = ids(write(tmp_path, ", optimizer: sgd, warmup_epochs: 0"))
+    explicit = ids(write(tmp_path, ", optimizer: sgd, warmup_epochs: 0, min_improvement: 0.0"))
     assert explicit == plain
     in_training = ids(write(tmp_path, "", training="training: {optimizer: sgd, warmup_epochs: 0}\n"))
     assert in_training == plain
     experiment = load_experiment(write(tmp_path, ", optimizer: sgd"))
     assert "optimizer" not in experiment.stages["erm"].params
     assert "warmup_epochs" not in experiment.stages["erm"].params
+    assert "min_improvement" not in experiment.stages["erm"].params
 
 
 def test_set_values_are_params_and_change_only_that_stages_ids(tmp_path: Path) -> None:
@@ -117,6 +118,7 @@ def test_set_values_are_params_and_change_only_that_stages_ids(tmp_path: Path) -
     params = experiment.stages["erm"].params
     assert (params["optimizer"], params["warmup_epochs"]) == ("adamw", 1)
     assert ids(write(tmp_path, ", warmup_epochs: 1")) != ids(write(tmp_path, ", warmup_epochs: 2"))
+    assert ids(write(tmp_path, ", min_improvement: 0.001")) != plain
     for run in plan(experiment):
         if run.run_id.startswith("erm-"):
             assert run.config["params"]["optimizer"] == "adamw"
@@ -142,6 +144,11 @@ def test_stage_overrides_resolve_the_same_way(tmp_path: Path) -> None:
             r"exp\.yaml: stages\.erm\.optimizer: 'adam' is not one of sgd, adamw; did you mean 'adamw'\?$",
         ),
         (", optimizer: 1", r"exp\.yaml: stages\.erm\.optimizer: expected str, got 1 \(int\)$"),
+        (
+            ", min_improvement: 0.9",
+            r"exp\.yaml: stages\.erm\.min_improvement: must be at most 0\.5, got 0\.9; a larger value is almost "
+            r"certainly a typo$",
+        ),
         (", warmup_epochs: -1", r"exp\.yaml: stages\.erm\.warmup_epochs: must not be negative, got -1$"),
         (", warmup_epochs: 1.5", r"exp\.yaml: stages\.erm\.warmup_epochs: expected int, got 1\.5 \(float\)$"),
         (
@@ -183,7 +190,14 @@ def _context(params: dict[str, Any]) -> StageContext:
 def test_stage_params_reach_the_train_config(tmp_path: Path) -> None:
     plain = load_experiment(write(tmp_path, "")).stages["erm"].params
     config = _context(dict(plain)).train_config()
-    assert (config.optimizer, config.warmup_epochs, config.lr) == ("sgd", 0, 0.01)
+    assert (config.optimizer, config.warmup_epochs, config.lr, config.min_improvement) == (
+        "sgd",
+        0,
+        0.01,
+        0.0,
+    )
+    tolerant = load_experiment(write(tmp_path, ", min_improvement: 0.002")).stages["erm"].params
+    assert _context(dict(tolerant)).train_config().min_improvement == 0.002
     set_ = load_experiment(write(tmp_path, ", optimizer: adamw, warmup_epochs: 3, weight_decay: 0.05"))
     config = _context(dict(set_.stages["erm"].params)).train_config()
     assert (config.optimizer, config.warmup_epochs, config.weight_decay) == ("adamw", 3, 0.05)

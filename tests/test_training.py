@@ -121,6 +121,29 @@ def test_patience_stops_early(tmp_path: Path) -> None:
     assert result.epochs_run == [0, 1, 2] and result.best_epoch == 0
 
 
+def test_min_improvement_keeps_the_best_epoch_where_the_curve_flattened(tmp_path: Path) -> None:
+    """A validation loss creeping down by 0.03% an epoch: under the paper's rule every epoch is the best, with a
+    0.1% tolerance the best stays at the epoch after the last real drop, and both restore that epoch's weights."""
+    curve = [2.0, 1.5, 1.2, 1.2 * 0.9997, 1.2 * 0.9997**2, 1.2 * 0.9997**3]
+
+    def fit_on(config: TrainConfig, folder: Path) -> int:
+        task = ToyTask()
+        calls: list[int] = []
+
+        def creeping() -> dict[str, float]:
+            calls.append(0)
+            return {"val_loss": curve[len(calls) - 1]}
+
+        task.validate = creeping
+        return fit(task, config, folder, IDENTITY).best_epoch
+
+    assert fit_on(TrainConfig(lr=0.1, max_epochs=6), tmp_path / "paper") == 5
+    assert fit_on(TrainConfig(lr=0.1, max_epochs=6, min_improvement=0.001), tmp_path / "tolerant") == 2
+    config = TrainConfig(lr=0.1, max_epochs=6, min_improvement=0.001)
+    assert config.improves(1.0, math.inf) and config.improves(0.998, 1.0) and not config.improves(0.9995, 1.0)
+    assert TrainConfig(lr=0.1, max_epochs=6).improves(1.0, 1.0)  # the paper's rule: a tie counts
+
+
 def test_divergence_is_reported_with_the_learning_rate(tmp_path: Path) -> None:
     task = ToyTask()
     task.validate = lambda: {"val_loss": float("nan")}

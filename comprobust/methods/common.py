@@ -45,7 +45,8 @@ class StageContext:
     log_extra: Callable[[str, list[str], list[list[Any]]], None] | None = None  # (key, columns, rows) tables
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        """The stage's `TrainConfig`. `optimizer` and `warmup_epochs` are in the params only when a stage sets them
+        """The stage's `TrainConfig`. `optimizer`, `warmup_epochs` and `min_improvement` are in the params only when
+        a stage sets them
         to something else than their default (`COMMON_PARAMS`), so that runs planned before they existed keep
         their ids; they are resolved here."""
         p = {**self.params, **overrides}
@@ -58,6 +59,7 @@ class StageContext:
             cosine_epochs=p.get("cosine_epochs"),
             optimizer=p.get("optimizer", COMMON_PARAMS["optimizer"]),
             warmup_epochs=p.get("warmup_epochs", COMMON_PARAMS["warmup_epochs"]),
+            min_improvement=p.get("min_improvement", COMMON_PARAMS["min_improvement"]),
         )
 
     def precision(self) -> Precision:

@@ -26,14 +26,16 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
         "warmup_epochs": 0,
         "bf16": False,
         "channels_last": False,
+        "min_improvement": 0.0,
     }
 )
 """Parameters of every training stage (the paper's defaults; `lr` has none and must be given).
 
-`optimizer` ("sgd" | "adamw"), `warmup_epochs`, `bf16` (bf16 autocast of the forward and backward passes) and
-`channels_last` (the model and its convolutions in NHWC) came later: a stage's resolved params hold them only when set
-to another value than these defaults (`stage_config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep
-their ids."""
+`min_improvement` is the fraction by which an epoch's validation loss must undercut the best so far to become the
+best (0: the paper's rule, a tie counts). `optimizer` ("sgd" | "adamw"), `warmup_epochs`, `bf16` (bf16 autocast of
+the forward and backward passes), `channels_last` (the model and its convolutions in NHWC) and `min_improvement` came
+later: a stage's resolved params hold them only when set to another value than these defaults
+(`stage_config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids."""
 
 PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     {
@@ -47,6 +49,7 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "warmup_epochs": (int,),
         "bf16": (bool,),
         "channels_last": (bool,),
+        "min_improvement": (float,),
         "weight": (float,),
         "temperature": (float,),
         "search_epochs": (int,),
