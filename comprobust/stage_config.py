@@ -65,6 +65,12 @@ UNLISTED_DEFAULTS = ("optimizer", "warmup_epochs", "bf16", "channels_last", "min
 """Stage parameters added after experiments had run: at their default (`COMMON_PARAMS`) they stay out of a stage's
 resolved params, and so out of its runs' identities (planning hashes the params), which stay what they were. The
 training loop resolves them (`StageContext.train_config`). Set to anything else, they are listed and hashed."""
+EXECUTION_PARAMS = ("loader_workers",)
+"""Stage parameters that change how a run is executed, not what it computes: checked like the others, then never kept
+in a stage's params (set or not), so never in its runs' identities; `StageConfig` holds them as fields, which the
+stage context reads. `loader_workers: 1` prepares the training batches in one background thread
+(`comprobust.data.prefetch`): the batches, and so the weights, are bit-identical to those of 0."""
+LOADER_WORKERS = (0, 1)
 MAX_LEVEL = 100
 
 
@@ -80,6 +86,7 @@ class StageConfig:
     refs: Mapping[str, str] = field(default_factory=dict)
     corruptions: tuple[str, ...] = ()  # non-empty for per-corruption methods
     architectures: tuple[str, ...] = ()
+    loader_workers: int = 0  # an EXECUTION_PARAMS: never in `params`
 
     @property
     def spec(self) -> MethodSpec:
@@ -113,6 +120,11 @@ def check_param(key: str, value: Any, where: str, cues: CueModel | None = None) 
     if PARAM_TYPES.get(key) == (bool,) and not isinstance(value, bool):
         raise UserError(
             f"{where}: expected true or false, got {value!r}; write {key}: true (or false, the default)"
+        )
+    if key == "loader_workers" and (type(value) is not int or value not in LOADER_WORKERS):
+        raise UserError(
+            f"{where}: expected 0 or 1, got {value!r}; write loader_workers: 1 to prepare the training batches in "
+            "one background thread (the same batches), or 0 (the default) to prepare them between steps"
         )
     value = expect(value, PARAM_TYPES.get(key, (object,)), where)
     if value is None and not (cues is not None and key == "mechanisms"):
@@ -175,7 +187,16 @@ def with_params(stage: StageConfig, overrides: Mapping[str, Any], cues: CueModel
                 f"{at}: {stage.method} has no parameter {key!r}{suggest(key, stage.spec.all_params)}"
             )
         params[key] = check_stage_param(stage.spec, key, value, at, cues)
-    return replace(stage, params=unlist_defaults(params, f"overrides for stage {stage.name!r}"))
+    params, workers = _execution(params, stage.loader_workers)
+    return replace(
+        stage, params=unlist_defaults(params, f"overrides for stage {stage.name!r}"), loader_workers=workers
+    )
+
+
+def _execution(params: dict[str, Any], loader_workers: int) -> tuple[dict[str, Any], int]:
+    """`params` without the `EXECUTION_PARAMS`, and the stage's `loader_workers` (`loader_workers` when unset)."""
+    workers = params.pop("loader_workers", loader_workers)
+    return params, workers
 
 
 def load_stages(
@@ -240,6 +261,7 @@ def _load_stage(
     if params["lr"] is None:
         raise UserError(f"{at}: missing 'lr' (set it in the stage or under training)")
     params = {k: check_stage_param(spec, k, v, f"{at}.{k}", cues) for k, v in params.items()}
+    params, workers = _execution(params, COMMON_PARAMS["loader_workers"])
     corruptions: tuple[str, ...] = ()
     if spec.per_corruption:
         listed = expect(body.get("corruptions", list(ELEMENTALS)), list, f"{at}.corruptions")
@@ -251,6 +273,7 @@ def _load_stage(
         {r: body[r] for r in spec.refs},
         corruptions,
         _load_architectures(body.get(ARCHITECTURE_AXIS), f"{at}.{ARCHITECTURE_AXIS}"),
+        workers,
     )
 
 

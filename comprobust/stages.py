@@ -201,6 +201,7 @@ def _execute_unlocked(
             inputs=resolved,
             log_epoch=lambda metrics, epoch: tracker.log(metrics, step=epoch),
             log_extra=lambda key, columns, rows: tracker.log_table(key, columns, rows),
+            loader_workers=experiment.stages[run.stage].loader_workers if isinstance(run, TrainRun) else 0,
         )
         if isinstance(run, TrainRun):
             export = trainer(run.method)(ctx)

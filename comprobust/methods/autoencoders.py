@@ -15,7 +15,7 @@ from comprobust.models import build_autoencoder
 
 class AutoEncoderTask:
     def __init__(self, ctx: StageContext, model: torch.nn.Module) -> None:
-        self.model, self.device = model, ctx.device
+        self.model, self.device, self.prefetch = model, ctx.device, ctx.prefetch
         assert ctx.corruption is not None, "auto-encoders are trained per corruption"
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
@@ -32,7 +32,7 @@ class AutoEncoderTask:
         )
 
     def train_batches(self, epoch: int) -> Iterable:
-        return self.train_loader.batches(epoch)
+        return self.prefetch(self.train_loader.batches(epoch))
 
     def _mse(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x = batch[0].to(self.device)

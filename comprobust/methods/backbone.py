@@ -28,7 +28,7 @@ def train(ctx: StageContext) -> Export:
     )
     task = ClassifierTask(
         network,
-        lambda epoch: ((x[0], y) for x, y in train_loader.batches(epoch)),
+        lambda epoch: ((x[0], y) for x, y in ctx.prefetch(train_loader.batches(epoch))),
         lambda: ((x[0], y) for x, y in valid_loader.batches(0)),
         ctx.device,
     )

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
 from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
 
+T = TypeVar("T")
 EXPORT_FORMAT = 1
 EXPORT_FILE = MODEL_FILE
 
@@ -43,6 +44,7 @@ class StageContext:
     inputs: Mapping[str, list[Export]] = field(default_factory=dict)
     log_epoch: EpochLogger | None = None
     log_extra: Callable[[str, list[str], list[list[Any]]], None] | None = None  # (key, columns, rows) tables
+    loader_workers: int = 0  # the stage's `loader_workers` (not a param: it leaves the batches as they are)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The stage's `TrainConfig`. `optimizer`, `warmup_epochs` and `min_improvement` are in the params only when
@@ -68,6 +70,16 @@ class StageContext:
             bf16=self.params.get("bf16", COMMON_PARAMS["bf16"]),
             channels_last=self.params.get("channels_last", COMMON_PARAMS["channels_last"]),
         )
+
+    def prefetch(self, batches: Iterable[T]) -> Iterable[T]:
+        """The training `batches` as they are (`loader_workers: 0`), or made by one background thread, the next
+        batch while the model trains on this one (`loader_workers: 1`, `comprobust.data.prefetch`): the same
+        batches either way, bit for bit."""
+        if not self.loader_workers:
+            return batches
+        from comprobust.data.prefetch import prefetch
+
+        return prefetch(batches)
 
     @property
     def views_device(self) -> torch.device | None:
@@ -316,7 +328,7 @@ class PairedContrastiveTask:
         raise NotImplementedError
 
     def train_batches(self, epoch: int) -> Iterable:
-        return self.train_loader.batches(epoch)
+        return self.ctx.prefetch(self.train_loader.batches(epoch))
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         ce, ctv, acc = self._losses(batch)

@@ -248,7 +248,9 @@ def train(ctx: StageContext) -> Export:
         student,
         teacher,
         settings,
-        lambda epoch: data.batches("train", transfer, train_seed, epoch, batch_size, shuffle=True),
+        lambda epoch: ctx.prefetch(
+            data.batches("train", transfer, train_seed, epoch, batch_size, shuffle=True)
+        ),
         lambda: data.batches("valid", transfer, valid_seed, 0, batch_size),
         ctx.device,
         heads_seed=ctx.stream_seed("crd-heads"),
@@ -294,7 +296,7 @@ def train_on_clean_images(ctx: StageContext) -> Export:
         student,
         teacher,
         settings,
-        lambda epoch: ((x[0], y) for x, y in loaders["train"].batches(epoch)),
+        lambda epoch: ((x[0], y) for x, y in ctx.prefetch(loaders["train"].batches(epoch))),
         lambda: ((x[0], y) for x, y in loaders["valid"].batches(0)),
         ctx.device,
         heads_seed=ctx.stream_seed("crd-heads"),

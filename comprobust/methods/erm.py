@@ -12,7 +12,9 @@ def train(ctx: StageContext) -> Export:
     batch_size = ctx.params["batch_size"]
     train_loader = MixedElementalLoader(ctx.data, "train", batch_size=batch_size, seed=ctx.data_seed("train"))
     valid_loader = MixedElementalLoader(ctx.data, "valid", batch_size=batch_size, seed=ctx.data_seed("valid"))
-    task = ClassifierTask(network, train_loader.batches, valid_loader.batches, ctx.device)
+    task = ClassifierTask(
+        network, lambda epoch: ctx.prefetch(train_loader.batches(epoch)), valid_loader.batches, ctx.device
+    )
     result = ctx.fit(task)
     return ctx.export(
         "network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics}

@@ -57,7 +57,7 @@ def train(ctx: StageContext) -> Export:
 
     task = ClassifierTask(
         network,
-        lambda epoch: reconstructed(train_loader.batches(epoch)),
+        lambda epoch: reconstructed(ctx.prefetch(train_loader.batches(epoch))),
         lambda: reconstructed(valid_loader.batches(0)),
         ctx.device,
     )

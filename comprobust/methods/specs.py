@@ -27,6 +27,7 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
         "bf16": False,
         "channels_last": False,
         "min_improvement": 0.0,
+        "loader_workers": 0,
     }
 )
 """Parameters of every training stage (the paper's defaults; `lr` has none and must be given).
@@ -35,7 +36,11 @@ COMMON_PARAMS: Mapping[str, Any] = MappingProxyType(
 best (0: the paper's rule, a tie counts). `optimizer` ("sgd" | "adamw"), `warmup_epochs`, `bf16` (bf16 autocast of
 the forward and backward passes), `channels_last` (the model and its convolutions in NHWC) and `min_improvement` came
 later: a stage's resolved params hold them only when set to another value than these defaults
-(`stage_config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids."""
+(`stage_config.UNLISTED_DEFAULTS`), so the runs of existing experiments keep their ids.
+
+`loader_workers` (0: the training batches are prepared between steps; 1: by one background thread, the next batch
+while the model trains on this one) changes how a run is executed, not what it computes (the same batches, bit for
+bit): it is never among a stage's resolved params, so never in a run's identity (`stage_config.EXECUTION_PARAMS`)."""
 
 PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     {
@@ -50,6 +55,7 @@ PARAM_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "bf16": (bool,),
         "channels_last": (bool,),
         "min_improvement": (float,),
+        "loader_workers": (int,),
         "weight": (float,),
         "temperature": (float,),
         "search_epochs": (int,),

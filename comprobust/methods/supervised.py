@@ -116,7 +116,9 @@ def train(ctx: StageContext) -> Export:
     train_seed, valid_seed = ctx.data_seed("train"), ctx.data_seed("valid")
     task = ConditionTask(
         network,
-        lambda epoch: data.batches("train", condition, train_seed, epoch, batch_size, shuffle=True),
+        lambda epoch: ctx.prefetch(
+            data.batches("train", condition, train_seed, epoch, batch_size, shuffle=True)
+        ),
         lambda: data.batches("valid", condition, valid_seed, 0, batch_size),
         ctx.device,
         cf_sources(ctx, tests),
