@@ -1,9 +1,10 @@
 """The report of a cue-dataset experiment (distillation, teachers and from-scratch baselines): the per-condition
-results of its runs (`RunStore.conditions()`) as the heatmaps and tables of `comprobust.report_distill`; when runs
-scored cue-conflict trials with the cues shape and texture (texture-digits), the shape-bias part of
-`comprobust.report_shape_bias` (shape bias by architecture and training regime with seed intervals and the 0.5 line,
-per shape class, the share of decisions for each cue, accuracy on natural / shape / texture / conflict) from the
-runs' summaries (`shape_bias_frames`); a text summary on stdout, and one self-contained HTML page."""
+results of its runs (`RunStore.conditions()`) as the tables of `comprobust.report_distill` and their heatmaps
+(`comprobust.report_distill_figures`); when runs scored cue-conflict trials with the cues shape and texture
+(texture-digits), the shape-bias part of `comprobust.report_shape_bias` (shape bias by architecture and training
+regime with seed intervals and the 0.5 line, per shape class, the share of decisions for each cue, accuracy on
+natural / shape / texture / conflict) from the runs' summaries (`shape_bias_frames`); a text summary on stdout, and
+one self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def render_cue_report(
     hint: str = "",
 ) -> Path:
     """Write the cue-dataset report under `out_dir` (figures, CSVs, `index.html`); returns the page's path."""
-    from comprobust.report_distill import write_distill_report
+    from comprobust.report_distill_figures import write_distill_report
 
     frame = store.conditions()
     shape_summary, shape_per_class = shape_bias_frames(store.records(), _labels(dataset))

@@ -14,13 +14,15 @@ from scipy import stats
 
 from comprobust.report_distill import (
     baselines_table,
-    distill_figure,
     distill_table,
-    drawn_cells,
     identify_teacher_stages,
+    teachers_table,
+)
+from comprobust.report_distill_figures import (
+    distill_figure,
+    drawn_cells,
     panel,
     teachers_figure,
-    teachers_table,
     write_distill_report,
 )
 from comprobust.results.conditions import conditions_frame
