@@ -303,3 +303,26 @@ def test_lineage_store_concurrent_writers(tmp_path):
     assert ArtifactRef.parse("ckpt-abc") == ArtifactRef("ckpt-abc", "latest")
     with pytest.raises(UserError, match="name:alias"):
         ArtifactRef.parse("../etc:passwd")
+
+
+def test_an_experiment_moved_as_a_whole_still_finds_its_checkpoints(tmp_path):
+    """Lineage records a checkpoint inside the experiment's folder relative to it: moving or copying the folder
+    keeps every artifact resolvable (an absolute path outside it stays absolute)."""
+    first = tmp_path / "first" / "exp"
+    (first / "wandb-data").mkdir(parents=True)
+    (first / "wandb-data" / "model.pt").write_bytes(b"weights")
+    outside = tmp_path / "elsewhere.pt"
+    store = LineageStore(first / "lineage")
+    recorded = store.record("model-a", "best", first / "wandb-data" / "model.pt", "a", {}, "d")
+    store.record("model-b", "best", outside, "b", {}, "d")
+    assert Path(recorded.path) == (first / "wandb-data" / "model.pt").resolve()
+    on_disk = json.loads((first / "lineage" / "model-a" / "best.json").read_text())
+    assert on_disk["path"] == str(Path("wandb-data") / "model.pt")
+    moved = tmp_path / "second" / "exp"
+    moved.parent.mkdir()
+    first.rename(moved)
+    again = LineageStore(moved / "lineage")
+    rec = again.resolve("model-a:best")
+    assert rec is not None and Path(rec.path) == moved / "wandb-data" / "model.pt"
+    assert Path(rec.path).read_bytes() == b"weights"
+    assert again.resolve("model-b:best").path == str(outside.resolve())

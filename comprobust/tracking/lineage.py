@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,15 @@ class LineageStore:
 
     Many jobs may write at once: each record is written to a temporary file and renamed into place (the last
     writer of a name+alias wins, readers never see half a record), and there is no shared index to rewrite.
+
+    A file inside the folder that holds `root` (the experiment's output folder) is recorded relative to it, so an
+    experiment moved or copied elsewhere as a whole still finds its checkpoints; records read back carry absolute
+    paths either way (records written with absolute paths still read as they are).
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.base = self.root.parent
 
     def _file(self, ref: ArtifactRef) -> Path:
         return self.root / ref.name / f"{ref.alias}.json"
@@ -96,17 +101,21 @@ class LineageStore:
     ) -> LineageRecord:
         """Record (or replace) the file behind `name:alias`."""
         ref = ArtifactRef.parse(f"{name}:{alias}")
+        absolute, base = Path(path).resolve(), self.base.resolve()
         rec = LineageRecord(
             name=ref.name,
             alias=ref.alias,
-            path=str(Path(path).resolve()),
+            path=str(absolute.relative_to(base) if absolute.is_relative_to(base) else absolute),
             run_id=run_id,
             metadata=scrub(dict(metadata or {})),
             digest=digest,
             recorded_at=time.time(),
         )
         atomic_write_text(self._file(ref), json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n")
-        return rec
+        return self._absolute(rec)
+
+    def _absolute(self, rec: LineageRecord) -> LineageRecord:
+        return rec if Path(rec.path).is_absolute() else replace(rec, path=str(self.base / rec.path))
 
     def resolve(self, ref: str | ArtifactRef) -> LineageRecord | None:
         """The record for "name:alias", or None when nothing was recorded under it."""
@@ -117,7 +126,7 @@ class LineageStore:
         except FileNotFoundError:
             return None
         try:
-            return LineageRecord(**json.loads(text))
+            return self._absolute(LineageRecord(**json.loads(text)))
         except (ValueError, TypeError) as err:
             raise UserError(
                 f"{file}: unreadable lineage record ({err}); delete it and re-run the stage that "
