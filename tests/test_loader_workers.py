@@ -162,3 +162,30 @@ def test_a_stage_trained_with_a_loader_worker_has_the_weights_of_one_without(
         assert run_id == run_id1  # the same run
         assert weights.keys() == weights1.keys()
         assert all(torch.equal(weights[k], weights1[k]) for k in weights), f"{stage}: weights differ"
+
+
+def test_a_sweep_over_it_is_refused_since_its_values_are_one_run() -> None:
+    from comprobust.sweeps.validate import validate_sweep
+
+    command = [
+        "${env}",
+        "${interpreter}",
+        "launch.py",
+        "run-stage",
+        "experiments/demo.yaml",
+        "--stage",
+        "erm",
+    ]
+    config = {
+        "method": "grid",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "command": [*command, "${args}"],
+    }
+    repo = Path(__file__).resolve().parents[1]
+    validate_sweep({**config, "parameters": {"lr": {"values": [0.01, 0.1]}}}, where="s.yaml", workdir=repo)
+    with pytest.raises(
+        UserError, match=r"^s\.yaml: parameters\.loader_workers: loader_workers changes how a run"
+    ):
+        validate_sweep(
+            {**config, "parameters": {"loader_workers": {"values": [0, 1]}}}, where="s.yaml", workdir=repo
+        )

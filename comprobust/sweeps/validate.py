@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from comprobust.errors import UserError
+from comprobust.stage_config import EXECUTION_PARAMS
 from comprobust.sweeps.command import StageTarget, parse_command
 from comprobust.sweeps.engine import plain, seeded, sweeps_engine
 from comprobust.validation import check_keys, load_yaml_mapping, parse_overrides, suggest
@@ -210,6 +211,12 @@ def check_parameters(config: Mapping[str, Any], experiment: Any, target: StageTa
             raise UserError(
                 f"{where}: parameters.{name}: not a parameter of stage {target.stage!r} (method "
                 f"{stage.method}) in {target.experiment}{suggest(str(name), allowed)}"
+            )
+        if name in EXECUTION_PARAMS:
+            raise UserError(
+                f"{where}: parameters.{name}: {name} changes how a run is executed, not its result or its id "
+                "(the same batches either way), so its values would be one run; set it in the experiment file "
+                f"or the command (--{name}=1) instead"
             )
         if isinstance(spec, dict) and "parameters" in spec:
             raise UserError(
