@@ -8,7 +8,6 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
-from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.common import Export, StageContext, mean_metrics
 from comprobust.models import build_autoencoder
 
@@ -20,15 +19,7 @@ class AutoEncoderTask:
         views = (ctx.corruption, "Identity")
         size = ctx.params["batch_size"]
         self.train_loader, self.valid_loader = (
-            PairedViewLoader(
-                ctx.data,
-                split,
-                views=views,
-                batch_size=size,
-                seed=ctx.data_seed(split),
-                device=ctx.views_device,
-            )
-            for split in ("train", "valid")
+            ctx.paired_views(split, views, size) for split in ("train", "valid")
         )
 
     def train_batches(self, epoch: int) -> Iterable:

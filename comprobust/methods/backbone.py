@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.common import ClassifierTask, Export, StageContext
 
 
@@ -10,28 +9,7 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     batch_size = ctx.params["batch_size"]
-    train_loader = PairedViewLoader(
-        ctx.data,
-        "train",
-        views=("Identity",),
-        batch_size=batch_size,
-        seed=ctx.data_seed("train"),
-        device=ctx.views_device,
-    )
-    valid_loader = PairedViewLoader(
-        ctx.data,
-        "valid",
-        views=("Identity",),
-        batch_size=batch_size,
-        seed=ctx.data_seed("valid"),
-        device=ctx.views_device,
-    )
-    task = ClassifierTask(
-        network,
-        lambda epoch: ((x[0], y) for x, y in ctx.prefetch(train_loader.batches(epoch))),
-        lambda: ((x[0], y) for x, y in valid_loader.batches(0)),
-        ctx.device,
-    )
+    task = ClassifierTask(network, *ctx.clean_batches(batch_size), ctx.device)
     result = ctx.fit(task)
     return ctx.export(
         "network", network.state_dict(), {"best_epoch": result.best_epoch, **result.best_metrics}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from comprobust.models import build_autoencoder, build_module, build_network
 from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
 from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
+
+if TYPE_CHECKING:
+    from comprobust.data.loaders import PairedViewLoader
 
 T = TypeVar("T")
 EXPORT_FORMAT = 1
@@ -86,6 +89,29 @@ class StageContext:
         """Where paired views are made (`PairedViewLoader(device=)`): the training device when it is not the CPU,
         so a GPU never waits for CPU corruption; None (the CPU loader, single-threaded) on a CPU."""
         return None if self.device.type == "cpu" else self.device
+
+    def paired_views(self, split: str, views: Sequence[str], batch_size: int) -> PairedViewLoader:
+        """The stage's loader of `views` of `split` (`batch_size` images per view), seeded by `data_seed(split)`,
+        its views made on `views_device`."""
+        from comprobust.data.loaders import PairedViewLoader
+
+        return PairedViewLoader(
+            self.data,
+            split,
+            views=views,
+            batch_size=batch_size,
+            seed=self.data_seed(split),
+            device=self.views_device,
+        )
+
+    def clean_batches(self, batch_size: int) -> tuple[Callable[[int], Iterable], Callable[[], Iterable]]:
+        """(an epoch's training batches, the validation batches) of clean, augmented (x, y): the Identity view of
+        `paired_views`, the training batches through `prefetch`."""
+        train, valid = (self.paired_views(split, ("Identity",), batch_size) for split in ("train", "valid"))
+        return (
+            lambda epoch: ((x[0], y) for x, y in self.prefetch(train.batches(epoch))),
+            lambda: ((x[0], y) for x, y in valid.batches(0)),
+        )
 
     def stream_seed(self, *salt: Any) -> int:
         """A 63-bit seed from (experiment seed, stage, corruption, `salt`) only.
@@ -309,19 +335,9 @@ class PairedContrastiveTask:
         per_view: int,
         valid_limit: int | None = None,
     ) -> None:
-        from comprobust.data.loaders import PairedViewLoader
-
         self.ctx, self.model, self.valid_limit = ctx, model, valid_limit
         self.train_loader, self.valid_loader = (
-            PairedViewLoader(
-                ctx.data,
-                split,
-                views=views,
-                batch_size=per_view,
-                seed=ctx.data_seed(split),
-                device=ctx.views_device,
-            )
-            for split in ("train", "valid")
+            ctx.paired_views(split, views, per_view) for split in ("train", "valid")
         )
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -32,7 +32,6 @@ from torch import nn
 
 from comprobust.data.cues import Condition
 from comprobust.data.dataset import CueDataset
-from comprobust.data.loaders import PairedViewLoader
 from comprobust.distill import losses
 from comprobust.distill.evaluate import FIDELITY_COLUMNS, fidelity_table
 from comprobust.distill.metrics import FidelityAccumulator
@@ -281,23 +280,11 @@ def train_on_clean_images(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     student = ctx.new_network()
     batch_size = int(param(ctx, "batch_size"))
-    loaders = {
-        split: PairedViewLoader(
-            ctx.data,
-            split,
-            views=("Identity",),
-            batch_size=batch_size,
-            seed=ctx.data_seed(split),
-            device=ctx.views_device,
-        )
-        for split in ("train", "valid")
-    }
     task = DistillTask(
         student,
         teacher,
         settings,
-        lambda epoch: ((x[0], y) for x, y in ctx.prefetch(loaders["train"].batches(epoch))),
-        lambda: ((x[0], y) for x, y in loaders["valid"].batches(0)),
+        *ctx.clean_batches(batch_size),
         ctx.device,
         heads_seed=ctx.stream_seed("crd-heads"),
     )

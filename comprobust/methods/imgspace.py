@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from comprobust.corruptions import ELEMENTALS
-from comprobust.data.loaders import PairedViewLoader
 from comprobust.errors import UserError
 from comprobust.methods.common import ClassifierTask, Export, StageContext
 
@@ -29,22 +28,7 @@ def train(ctx: StageContext) -> Export:
     ctx.seed_torch("init")
     network = ctx.new_network()
     per_view = max(1, ctx.params["batch_size"] // len(VIEWS))
-    train_loader = PairedViewLoader(
-        ctx.data,
-        "train",
-        views=VIEWS,
-        batch_size=per_view,
-        seed=ctx.data_seed("train"),
-        device=ctx.views_device,
-    )
-    valid_loader = PairedViewLoader(
-        ctx.data,
-        "valid",
-        views=VIEWS,
-        batch_size=per_view,
-        seed=ctx.data_seed("valid"),
-        device=ctx.views_device,
-    )
+    train_loader, valid_loader = (ctx.paired_views(split, VIEWS, per_view) for split in ("train", "valid"))
 
     def reconstructed(batches):
         for x, y in batches:
