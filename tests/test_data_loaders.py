@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from helpers.dataset_files import write_fake_cifar
+from helpers.dataset_files import load_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS, corrupt_batch
 from comprobust.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, generator
-from comprobust.data.dataset import load_dataset
 from comprobust.data.loaders import (
     ELEMENTAL_NOISE_SEED,
     MixedElementalLoader,
@@ -26,15 +24,7 @@ from comprobust.errors import UserError
 @pytest.fixture(scope="module")
 def small_cifar(tmp_path_factory: pytest.TempPathFactory):
     """Fake CIFAR-10 (real reader, md5 bypassed in here only): 80 train, 20 valid, 30 test."""
-    import torchvision.datasets.cifar
-
-    root = tmp_path_factory.mktemp("cifar-root")
-    write_fake_cifar(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: Path(fpath).is_file()
-        )
-        return load_dataset("cifar10", root=root, split_sizes={"train": 8, "valid": 2})
+    return load_fake_cifar(tmp_path_factory.mktemp("cifar-root"))
 
 
 def _to_uint8(data, x: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import torch
-from helpers.dataset_files import write_fake_cifar
+from helpers.dataset_files import load_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS, corrupt_batch
 from comprobust.data import loaders
 from comprobust.data.augment import apply_crop_flip, derive_seed, draw_crop_flip, generator
-from comprobust.data.dataset import load_dataset
 from comprobust.data.loaders import PairedViewLoader
 from comprobust.methods.autoencoders import AutoEncoderTask
 from comprobust.methods.common import StageContext
@@ -27,15 +26,7 @@ ALL_VIEWS = ("Identity", *ELEMENTALS)
 @pytest.fixture(scope="module")
 def small_cifar(tmp_path_factory: pytest.TempPathFactory):
     """Fake CIFAR-10 (crop and flip on): 80 train, 20 valid images."""
-    import torchvision.datasets.cifar
-
-    root = tmp_path_factory.mktemp("cifar-root")
-    write_fake_cifar(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: Path(fpath).is_file()
-        )
-        return load_dataset("cifar10", root=root, split_sizes={"train": 8, "valid": 2})
+    return load_fake_cifar(tmp_path_factory.mktemp("cifar-root"))
 
 
 def loader_before_the_device_path(loader: PairedViewLoader, epoch: int):

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import traceback
-from pathlib import Path
 
 import pytest
 import torch
-from helpers.dataset_files import write_fake_cifar
+from helpers.dataset_files import load_fake_cifar
 
 from comprobust.corruptions import ELEMENTALS
 from comprobust.data.dataset import LoadedDataset, load_dataset
@@ -42,15 +41,7 @@ def grey_cropped(tmp_path_factory: pytest.TempPathFactory) -> LoadedDataset:
 @pytest.fixture(scope="module")
 def colour(tmp_path_factory: pytest.TempPathFactory) -> LoadedDataset:
     """Fake CIFAR-10 (crop and flip on): 80 train, 20 valid images."""
-    import torchvision.datasets.cifar
-
-    root = tmp_path_factory.mktemp("cifar-root")
-    write_fake_cifar(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: Path(fpath).is_file()
-        )
-        return load_dataset("cifar10", root=root, split_sizes={"train": 8, "valid": 2})
+    return load_fake_cifar(tmp_path_factory.mktemp("cifar-root"))
 
 
 def test_items_are_those_of_the_plain_iteration_in_order() -> None:

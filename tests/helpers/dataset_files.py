@@ -79,6 +79,22 @@ def write_fake_cifar(
     }
 
 
+def load_fake_cifar(root: Path):
+    """The `cifar10` dataset through its real reader on `write_fake_cifar(root)`'s files (md5 check bypassed only
+    while it loads): 8 train and 2 valid images per class, crop and flip on."""
+    import pytest
+    import torchvision.datasets.cifar
+
+    from comprobust.data.dataset import load_dataset
+
+    write_fake_cifar(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: Path(fpath).is_file()
+        )
+        return load_dataset("cifar10", root=root, split_sizes={"train": 8, "valid": 2})
+
+
 def write_fake_fashion(root: Path, train_per_class: int = 15, test_per_class: int = 5) -> None:
     """Fashion-MNIST's four IDX files in torchvision's layout, random pixels, shuffled labels."""
     raw = root / "FashionMNIST" / "raw"
