@@ -9,40 +9,15 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from helpers.experiments import run_ids, write_experiment
 
 from comprobust.config import load_experiment
 from comprobust.data import prefetch as prefetch_module
 from comprobust.errors import UserError
 from comprobust.methods.common import Export, StageContext
 from comprobust.methods.specs import COMMON_PARAMS, METHODS
-from comprobust.planning import plan, resolve
+from comprobust.planning import plan
 from comprobust.stages import execute
-
-BASE: dict[str, Any] = {
-    "name": "t",
-    "dataset": {"name": "mnist5k"},
-    "stages": {
-        "erm": {"method": "erm", "lr": 0.01},
-        "backbone": {"method": "backbone", "lr": 0.1},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01},
-    },
-    "evaluation": {
-        "systems": {"ERM": {"classifier": "erm"}, "Modular": {"backbone": "backbone", "modules": "modules"}}
-    },
-}
-
-
-def write(tmp_path: Path, erm: dict | None = None, **top: Any) -> Path:
-    body = yaml.safe_load(yaml.safe_dump(BASE))
-    body["stages"]["erm"].update(erm or {})
-    body.update(top)
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return path
-
-
-def ids(path: Path) -> list[str]:
-    return [run.run_id for run in resolve(path).runs]
 
 
 def test_every_method_takes_it_and_it_is_off_by_default() -> None:
@@ -51,18 +26,18 @@ def test_every_method_takes_it_and_it_is_off_by_default() -> None:
 
 
 def test_set_or_not_it_is_never_in_the_params_nor_the_run_ids(tmp_path: Path) -> None:
-    plain = ids(write(tmp_path))
+    plain = run_ids(write_experiment(tmp_path))
     for top in (
         {"erm": {"loader_workers": 1}},
         {"training": {"loader_workers": 1}},
         {"erm": {"loader_workers": 0}},
     ):
-        assert ids(write(tmp_path, **top)) == plain
-    experiment = load_experiment(write(tmp_path, erm={"loader_workers": 1}))
+        assert run_ids(write_experiment(tmp_path, **top)) == plain
+    experiment = load_experiment(write_experiment(tmp_path, erm={"loader_workers": 1}))
     assert experiment.stages["erm"].loader_workers == 1 and experiment.stages["backbone"].loader_workers == 0
     assert not any("loader_workers" in stage.params for stage in experiment.stages.values())
     assert all("loader_workers" not in run.config.get("params", {}) for run in plan(experiment))
-    everywhere = load_experiment(write(tmp_path, training={"loader_workers": 1}))
+    everywhere = load_experiment(write_experiment(tmp_path, training={"loader_workers": 1}))
     assert all(stage.loader_workers == 1 for stage in everywhere.stages.values())
     overridden = experiment.with_stage_params("erm", {"loader_workers": 0})
     assert (
@@ -77,9 +52,12 @@ def test_set_or_not_it_is_never_in_the_params_nor_the_run_ids(tmp_path: Path) ->
 @pytest.mark.parametrize("where", ["stage", "training"])
 def test_a_bad_value_is_one_error_naming_file_key_and_fix(tmp_path: Path, value: Any, where: str) -> None:
     if where == "stage":
-        path, key = write(tmp_path, erm={"loader_workers": value}), r"stages\.erm\.loader_workers"
+        path, key = write_experiment(tmp_path, erm={"loader_workers": value}), r"stages\.erm\.loader_workers"
     else:
-        path, key = write(tmp_path, training={"loader_workers": value}), r"training\.loader_workers"
+        path, key = (
+            write_experiment(tmp_path, training={"loader_workers": value}),
+            r"training\.loader_workers",
+        )
     with pytest.raises(
         UserError, match=rf"{key}: expected 0 or 1, got .*; write loader_workers: 1 to"
     ) as caught:
@@ -88,7 +66,7 @@ def test_a_bad_value_is_one_error_naming_file_key_and_fix(tmp_path: Path, value:
 
 
 def test_a_set_override_is_checked_like_the_files_values(tmp_path: Path) -> None:
-    experiment = load_experiment(write(tmp_path))
+    experiment = load_experiment(write_experiment(tmp_path))
     with pytest.raises(UserError, match=r"override loader_workers='1' for stage 'erm': expected 0 or 1"):
         experiment.with_stage_params("erm", {"loader_workers": "1"})
     assert experiment.with_stage_params("erm", {"loader_workers": 1}).stages["erm"].loader_workers == 1

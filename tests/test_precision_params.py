@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from helpers.experiments import run_ids, write_experiment
 
 from comprobust import evaluation as evaluation_module
 from comprobust.config import load_experiment
@@ -17,35 +18,8 @@ from comprobust.errors import UserError
 from comprobust.methods import common
 from comprobust.methods.common import StageContext
 from comprobust.methods.specs import COMMON_PARAMS, METHODS
-from comprobust.planning import plan, resolve
+from comprobust.planning import plan
 from comprobust.stages import execute
-
-BASE: dict[str, Any] = {
-    "name": "t",
-    "dataset": {"name": "mnist5k"},
-    "stages": {
-        "erm": {"method": "erm", "lr": 0.01},
-        "backbone": {"method": "backbone", "lr": 0.1},
-        "modules": {"method": "modules", "backbone": "backbone", "lr": 0.01},
-    },
-    "evaluation": {
-        "systems": {"ERM": {"classifier": "erm"}, "Modular": {"backbone": "backbone", "modules": "modules"}}
-    },
-}
-
-
-def write(tmp_path: Path, erm: dict | None = None, evaluation: dict | None = None, **top: Any) -> Path:
-    body = yaml.safe_load(yaml.safe_dump(BASE))
-    body["stages"]["erm"].update(erm or {})
-    body["evaluation"].update(evaluation or {})
-    body.update(top)
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return path
-
-
-def ids(path: Path) -> list[str]:
-    return [run.run_id for run in resolve(path).runs]
 
 
 def test_every_method_takes_them_off_by_default() -> None:
@@ -54,47 +28,47 @@ def test_every_method_takes_them_off_by_default() -> None:
 
 
 def test_off_written_or_not_leaves_params_and_ids_as_they_were(tmp_path: Path) -> None:
-    plain = ids(write(tmp_path))
+    plain = run_ids(write_experiment(tmp_path))
     off = {"bf16": False, "channels_last": False}
-    assert ids(write(tmp_path, erm=off)) == plain
-    assert ids(write(tmp_path, training=off)) == plain
-    assert ids(write(tmp_path, evaluation=off)) == plain
-    experiment = load_experiment(write(tmp_path, erm=off, evaluation=off))
+    assert run_ids(write_experiment(tmp_path, erm=off)) == plain
+    assert run_ids(write_experiment(tmp_path, training=off)) == plain
+    assert run_ids(write_experiment(tmp_path, evaluation=off)) == plain
+    experiment = load_experiment(write_experiment(tmp_path, erm=off, evaluation=off))
     assert not {"bf16", "channels_last"} & set(experiment.stages["erm"].params)
     assert experiment.evaluation.identity() == {}
 
 
 def test_a_stage_switched_on_is_another_run_and_only_its_own(tmp_path: Path) -> None:
-    plain = ids(write(tmp_path))
-    bf16 = ids(write(tmp_path, erm={"bf16": True}))
-    nhwc = ids(write(tmp_path, erm={"channels_last": True}))
+    plain = run_ids(write_experiment(tmp_path))
+    bf16 = run_ids(write_experiment(tmp_path, erm={"bf16": True}))
+    nhwc = run_ids(write_experiment(tmp_path, erm={"channels_last": True}))
     changed = [i for i in plain if i not in bf16]
     assert [i.split("-s")[0] for i in changed] == ["erm", "eval-erm"]  # the stage and what evaluates it
     new_bf16, new_nhwc = set(bf16) - set(plain), set(nhwc) - set(plain)
     assert len(new_bf16) == len(new_nhwc) == 2 and not new_bf16 & new_nhwc
-    experiment = load_experiment(write(tmp_path, erm={"bf16": True, "channels_last": True}))
+    experiment = load_experiment(write_experiment(tmp_path, erm={"bf16": True, "channels_last": True}))
     assert {k: experiment.stages["erm"].params[k] for k in ("bf16", "channels_last")} == {
         "bf16": True,
         "channels_last": True,
     }
     [erm] = [r for r in plan(experiment) if r.kind == "train" and r.stage == "erm"]
     assert erm.config["params"]["bf16"] is True
-    everywhere = load_experiment(write(tmp_path, training={"bf16": True}))
+    everywhere = load_experiment(write_experiment(tmp_path, training={"bf16": True}))
     assert all(stage.params["bf16"] is True for stage in everywhere.stages.values())
     overridden = experiment.with_stage_params("erm", {"bf16": False})
     assert "bf16" not in overridden.stages["erm"].params  # back at the default: out of the params again
 
 
 def test_the_evaluation_switched_on_renames_the_evaluations_only(tmp_path: Path) -> None:
-    plain = ids(write(tmp_path))
+    plain = run_ids(write_experiment(tmp_path))
     for switch in ({"bf16": True}, {"channels_last": True}, {"bf16": True, "channels_last": True}):
-        switched = ids(write(tmp_path, evaluation=switch))
+        switched = run_ids(write_experiment(tmp_path, evaluation=switch))
         assert [i for i in switched if not i.startswith("eval-")] == [
             i for i in plain if not i.startswith("eval-")
         ]
         evals = [i for i in switched if i.startswith("eval-")]
         assert evals and not set(evals) & set(plain)
-    experiment = load_experiment(write(tmp_path, evaluation={"bf16": True}))
+    experiment = load_experiment(write_experiment(tmp_path, evaluation={"bf16": True}))
     assert (experiment.evaluation.bf16, experiment.evaluation.channels_last) == (True, False)
     assert all(
         r.config["bf16"] is True and "channels_last" not in r.config
@@ -124,14 +98,14 @@ def test_bad_values_are_one_error_naming_file_key_and_fix(
     tmp_path: Path, erm: dict | None, evaluation: dict | None, training: dict | None, message: str
 ) -> None:
     top = {"training": training} if training else {}
-    path = write(tmp_path, erm=erm, evaluation=evaluation, **top)
+    path = write_experiment(tmp_path, erm=erm, evaluation=evaluation, **top)
     with pytest.raises(UserError, match=message) as caught:
         load_experiment(path)
     assert str(caught.value).startswith(str(path))
 
 
 def test_a_set_override_is_checked_like_the_files_values(tmp_path: Path) -> None:
-    experiment = load_experiment(write(tmp_path))
+    experiment = load_experiment(write_experiment(tmp_path))
     with pytest.raises(UserError, match=r"override bf16='true' for stage 'erm': expected true or false"):
         experiment.with_stage_params("erm", {"bf16": "true"})
     assert experiment.with_stage_params("erm", {"bf16": True}).stages["erm"].params["bf16"] is True
