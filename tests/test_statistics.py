@@ -197,8 +197,7 @@ def commute(images: np.ndarray, a: str, b: str) -> bool:
 
 
 def test_documented_commuting_pairs_are_exactly_those_the_engine_commutes() -> None:
-    """Documented pairs give identical grey and colour images; every other pair differs somewhere (blur and
-    rotation only by float rounding on a few of 50 digits, so they are not exact)."""
+    """Documented pairs give identical grey and colour images; every other pair differs somewhere on 50 digits."""
     digits, patches = sample_digits(50), sample_photo_patches(3)
     for a, b in st.EXACTLY_COMMUTING:
         assert commute(digits, a, b) and commute(patches, a, b), (a, b)
