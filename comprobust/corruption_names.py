@@ -25,6 +25,25 @@ BUILT_IN: dict[str, str] = {
 }
 """Name -> abbreviation of the corruptions the engine implements."""
 
+MOVES_AFTER: dict[str, frozenset[str]] = {
+    # 255 - x commutes with every affine map whose weights sum to 1 (Contrast, the blur, the swirl's bilinear
+    # sampling) and with every permutation of the pixels; not with ImpulseNoise (which element becomes 0 or 255).
+    "Invert": frozenset({"Contrast", "GaussianBlur", "Swirl", "Rotate90"}),
+    # A pixel permutation: Contrast's mean ignores it, and the blur's kernel is the same along both axes and
+    # symmetric. Not the swirl (its centre is half a pixel off the grid's) nor ImpulseNoise (noise by position).
+    "Rotate90": frozenset({"Contrast", "GaussianBlur"}),
+}
+"""Built-in corruption -> those it commutes with exactly (at every severity) and is applied after when it directly
+precedes one of them (the engine's `Corruption.moves_after`): the two orders of such a pair give identical images."""
+
+
+def exactly_commuting_pairs() -> tuple[tuple[str, str], ...]:
+    """The pairs of elementals whose two orders give identical images (`MOVES_AFTER`), each in `ELEMENTALS` order."""
+    rank = ELEMENTALS.index
+    pairs = {(a, b) if rank(a) < rank(b) else (b, a) for a, after in MOVES_AFTER.items() for b in after}
+    return tuple(sorted(pairs, key=lambda pair: (rank(pair[0]), rank(pair[1]))))
+
+
 CompositionLike = str | Sequence[str]
 
 _ABBREVIATION: dict[str, str] = dict(BUILT_IN)  # name -> abbreviation, built-ins and registered ones

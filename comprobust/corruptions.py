@@ -43,6 +43,7 @@ from comprobust.corruption_kernels import (
 from comprobust.corruption_names import (
     BUILT_IN,
     ELEMENTALS,
+    MOVES_AFTER,
     CompositionLike,
     abbreviate,
     add_name,
@@ -278,9 +279,7 @@ def _impulse_on_device(x: torch.Tensor, signed_bits: torch.Tensor, threshold: in
 @register
 class Invert(Corruption):
     name, lossless = "Invert", True
-    # 255 - x commutes with every affine map whose weights sum to 1 (Contrast, the blur, the swirl's bilinear
-    # sampling) and with every permutation of the pixels; not with ImpulseNoise (which element becomes 0 or 255).
-    moves_after = frozenset({"Contrast", "GaussianBlur", "Swirl", "Rotate90"})
+    moves_after = MOVES_AFTER["Invert"]
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         if x.device.type != "cpu":
@@ -302,9 +301,7 @@ class Rotate90(Corruption):
     """90 degrees counter-clockwise as displayed: out[r, c] = in[c, W - 1 - r] (square images)."""
 
     name, lossless = "Rotate90", True
-    # A pixel permutation: Contrast's mean ignores it, and the blur's kernel is the same along both axes and
-    # symmetric. Not the swirl (its centre is half a pixel off the grid's) nor ImpulseNoise (noise by position).
-    moves_after = frozenset({"Contrast", "GaussianBlur"})
+    moves_after = MOVES_AFTER["Rotate90"]
 
     def apply(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         h, w, n, c = x.shape

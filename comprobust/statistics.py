@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from comprobust.corruption_names import exactly_commuting_pairs
 from comprobust.results import method_order
 from comprobust.runs import run_id_of_model
 
@@ -42,16 +43,9 @@ ALPHA = 0.05
 RESOLVED_SE = 2.0  # a module level is "resolved" when its search margin exceeds this many standard errors
 ONE_SEED = "n/a (1 seed)"
 POOLED = "2-6"  # the `lengths` label of the row pooling every set of 2..6 corruptions
-EXACTLY_COMMUTING = (
-    ("Contrast", "Invert"),
-    ("Contrast", "Rotate90"),
-    ("GaussianBlur", "Invert"),
-    ("GaussianBlur", "Rotate90"),
-    ("Invert", "Rotate90"),
-    ("Invert", "Swirl"),
-)
+EXACTLY_COMMUTING = exactly_commuting_pairs()
 """Pairs whose two orders give identical images: they commute in exact arithmetic, and the corruption engine
-computes both orders the same way (`Corruption.moves_after`), so no rounding tells them apart."""
+computes both orders the same way (`corruption_names.MOVES_AFTER`), so no rounding tells them apart."""
 INVARIANCE_PAIRS = (
     ("elemental_invariance", "composition_invariance"),
     ("elemental_invariance", "accuracy"),
