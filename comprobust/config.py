@@ -27,6 +27,7 @@ from comprobust.validation import (
     check_output_folder,
     check_range,
     expect,
+    expect_switch,
     load_yaml_mapping,
     suggest,
 )
@@ -294,7 +295,7 @@ PRECISION_KEYS = ("bf16", "channels_last")
 def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) -> EvaluationConfig:
     expect(raw, dict, where)
     check_keys(raw, ("systems", "batch_size", "shards", *PRECISION_KEYS), where)
-    precision = {key: _load_switch(raw.get(key, False), key, f"{where}.{key}") for key in PRECISION_KEYS}
+    precision = {key: expect_switch(raw.get(key, False), key, f"{where}.{key}") for key in PRECISION_KEYS}
     systems = []
     for label, roles in expect(raw.get("systems") or {}, dict, f"{where}.systems").items():
         at = f"{where}.systems.{label}"
@@ -323,11 +324,3 @@ def _load_evaluation(raw: Any, stages: Mapping[str, StageConfig], where: str) ->
     )
     shards = check_range(expect(raw.get("shards", 1), int, f"{where}.shards"), f"{where}.shards", 1, 10_000)
     return EvaluationConfig(tuple(systems), int(batch_size), int(shards), **precision)
-
-
-def _load_switch(raw: Any, key: str, where: str) -> bool:
-    if not isinstance(raw, bool):
-        raise UserError(
-            f"{where}: expected true or false, got {raw!r}; write {key}: true (or false, the default)"
-        )
-    return raw

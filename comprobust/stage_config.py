@@ -28,7 +28,7 @@ from comprobust.methods.specs import (
     PARAM_TYPES,
     MethodSpec,
 )
-from comprobust.validation import check_keys, check_range, expect, suggest
+from comprobust.validation import check_keys, check_range, expect, expect_switch, suggest
 
 if TYPE_CHECKING:
     from comprobust.data.cues import CueModel
@@ -117,10 +117,8 @@ def _values(value: Any) -> tuple[Any, ...]:
 def check_param(key: str, value: Any, where: str, cues: CueModel | None = None) -> Any:
     """A stage parameter of the right type, finite, within `PARAM_RANGES`, one of its `CHOICES`; `levels`
     distinct ints; `mechanisms` and `conditions` in the canonical names of the dataset's cue model."""
-    if PARAM_TYPES.get(key) == (bool,) and not isinstance(value, bool):
-        raise UserError(
-            f"{where}: expected true or false, got {value!r}; write {key}: true (or false, the default)"
-        )
+    if PARAM_TYPES.get(key) == (bool,):
+        expect_switch(value, key, where)
     if key == "loader_workers" and (type(value) is not int or value not in LOADER_WORKERS):
         raise UserError(
             f"{where}: expected 0 or 1, got {value!r}; write loader_workers: 1 to prepare the training batches in "

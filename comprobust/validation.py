@@ -73,6 +73,15 @@ def check_keys(
             raise UserError(f"{where}: missing required key {key!r}")
 
 
+def expect_switch(value: Any, key: str, where: str) -> bool:
+    """Return `value` if it is true or false (a YAML switch such as `bf16`), else one error naming the fix."""
+    if not isinstance(value, bool):
+        raise UserError(
+            f"{where}: expected true or false, got {value!r}; write {key}: true (or false, the default)"
+        )
+    return value
+
+
 def expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
     """Return `value` if it has type `kind` (bools are not numbers; ints are accepted as floats)."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
