@@ -46,9 +46,8 @@ def prefetch(iterable: Iterable[T], depth: int = 2) -> Iterator[T]:
 
 
 def _prefetched(iterable: Iterable[T], depth: int) -> Iterator[T]:
-    threads = (
-        torch.get_num_threads()
-    )  # initialises this thread's team size before the producer changes the default
+    # Reading it initialises this thread's team size before the producer changes the default.
+    threads = torch.get_num_threads()
     handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     producer = threading.Thread(

@@ -20,6 +20,7 @@ from comprobust.methods.specs import COMMON_PARAMS
 from comprobust.models import build_autoencoder, build_module, build_network
 from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
+from comprobust.stage_config import UNLISTED_DEFAULTS
 from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
 
 if TYPE_CHECKING:
@@ -50,11 +51,8 @@ class StageContext:
     loader_workers: int = 0  # the stage's `loader_workers` (not a param: it leaves the batches as they are)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        """The stage's `TrainConfig`. `optimizer`, `warmup_epochs` and `min_improvement` are in the params only when
-        a stage sets them
-        to something else than their default (`COMMON_PARAMS`), so that runs planned before they existed keep
-        their ids; they are resolved here."""
-        p = {**self.params, **overrides}
+        """The stage's `TrainConfig` (with `overrides` of its params)."""
+        p = {**self.resolved_params(), **overrides}
         return TrainConfig(
             lr=p["lr"],
             max_epochs=p["max_epochs"],
@@ -62,17 +60,20 @@ class StageContext:
             weight_decay=p["weight_decay"],
             patience=p["patience"],
             cosine_epochs=p.get("cosine_epochs"),
-            optimizer=p.get("optimizer", COMMON_PARAMS["optimizer"]),
-            warmup_epochs=p.get("warmup_epochs", COMMON_PARAMS["warmup_epochs"]),
-            min_improvement=p.get("min_improvement", COMMON_PARAMS["min_improvement"]),
+            optimizer=p["optimizer"],
+            warmup_epochs=p["warmup_epochs"],
+            min_improvement=p["min_improvement"],
         )
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The stage's params with the `UNLISTED_DEFAULTS` they leave out at their defaults (`optimizer`,
+        `warmup_epochs`, `bf16`, ...: out of the params, so runs planned before they existed keep their ids)."""
+        return {**{key: COMMON_PARAMS[key] for key in UNLISTED_DEFAULTS}, **self.params}
 
     def precision(self) -> Precision:
         """The stage's `bf16` and `channels_last` (off, and out of its params, unless a stage sets them)."""
-        return Precision(
-            bf16=self.params.get("bf16", COMMON_PARAMS["bf16"]),
-            channels_last=self.params.get("channels_last", COMMON_PARAMS["channels_last"]),
-        )
+        params = self.resolved_params()
+        return Precision(bf16=params["bf16"], channels_last=params["channels_last"])
 
     def prefetch(self, batches: Iterable[T]) -> Iterable[T]:
         """The training `batches` as they are (`loader_workers: 0`), or made by one background thread, the next
