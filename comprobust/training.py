@@ -8,17 +8,18 @@ Without warmup the schedule is torch's `CosineAnnealingLR`, as it always was (so
 loop before AdamW existed); with warmup it is `optim.warmup_cosine_scheduler`, a checkpointed `LambdaLR`. What a stage trains
 and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
 
-Checkpoints are written off the critical path: each epoch's state is snapshotted (deep-copied) and written,
-still atomically and in order, by one background thread while the next epoch trains. An epoch is logged only
-once its checkpoint is on disk (so its W&B record arrives one epoch later than its progress line), and `fit`
-waits for the last write before it returns or raises: whatever is logged can be resumed, exactly.
+Checkpoints are written off the critical path: each epoch's state is serialised to bytes on the training
+thread (a few milliseconds) and written, still atomically and in order, by one background thread while the
+next epoch trains. An epoch is logged only once its checkpoint is on disk (so its W&B record arrives one epoch
+later than its progress line), and `fit` waits for the last write before it returns or raises: whatever is
+logged can be resumed, exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
+import io
 import math
 import os
 import sys
@@ -97,6 +98,11 @@ class TrainConfig:
         return optimizer, scheduler
 
 
+StepMetrics = dict[str, float | torch.Tensor]
+"""A training step's metrics: floats, or 0-d tensors left on the device (the loop sums them there, in float64,
+and reads them once per epoch, so a GPU step never waits on the host)."""
+
+
 class TrainTask(Protocol):
     """What a stage trains: its trainable module, its batches and how to score them."""
 
@@ -105,7 +111,7 @@ class TrainTask(Protocol):
     def train_batches(self, epoch: int) -> Iterable[Any]:
         """The training batches of `epoch` (deterministic given the epoch)."""
 
-    def train_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Any) -> tuple[torch.Tensor, StepMetrics]:
         """Loss to minimise on one batch, plus metrics to average over the epoch (e.g. train_acc)."""
 
     def validate(self) -> dict[str, float]:
@@ -178,25 +184,22 @@ def fit(
             improved = config.improves(record["val_loss"], best["val_loss"])
             if improved:
                 best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-            state = _snapshot(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "identity": identity,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                    "best": best,
-                }
-            )
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "identity": identity,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best": best,
+            }
             logged = {**record, "best_epoch": best["epoch"]}
             writer.submit(
                 _write_epoch,
                 checkpoint_dir,
-                state,
-                improved,
+                _encode_epoch(state, improved),
                 then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch),
             )
             epochs_run.append(epoch)
@@ -231,7 +234,7 @@ def _train_epoch(
     started = time.perf_counter()
     model = task.model
     model.train()
-    sums: dict[str, float] = {}
+    sums: dict[str, float | torch.Tensor] = {}
     batches = 0
     for batch in task.train_batches(epoch):
         loss, metrics = task.train_step(batch)
@@ -239,8 +242,9 @@ def _train_epoch(
         loss.backward()
         optimizer.step()
         batches += 1
-        for key, value in {"train_loss": float(loss.detach()), **metrics}.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
+        for key, value in {"train_loss": loss.detach(), **metrics}.items():
+            # float64 sums in step order: the same values as summing each step's float on the host
+            sums[key] = sums.get(key, 0.0) + (value.double() if isinstance(value, torch.Tensor) else value)
     if batches == 0:
         raise UserError(
             f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch"
@@ -250,7 +254,7 @@ def _train_epoch(
     with torch.no_grad():
         val = task.validate()
     scheduler.step()
-    record = {key: value / batches for key, value in sums.items()}
+    record = {key: float(value) / batches for key, value in sums.items()}
     record.update(val)
     record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
     if not math.isfinite(record["val_loss"]):
@@ -303,25 +307,43 @@ class CheckpointWriter:
             self._executor.shutdown(wait=True)
 
 
-def _snapshot(state: Any) -> Any:
-    """A deep copy of a checkpoint payload, so training can go on changing the live tensors meanwhile."""
-    return copy.deepcopy(state)
+@dataclass(frozen=True)
+class EncodedEpoch:
+    """One epoch's checkpoint files, already serialised: `last` always, `best` when the epoch improved."""
+
+    last: bytes
+    best: bytes | None
 
 
-def _write_epoch(folder: Path, state: dict[str, Any], improved: bool) -> None:
-    """Publish one epoch: best.pt first when it improved (weights and metrics only), then last.pt."""
+def _encode_epoch(state: dict[str, Any], improved: bool) -> EncodedEpoch:
+    """Serialise an epoch on the training thread. The bytes are the snapshot (training goes on changing the live
+    tensors), and serialising here leaves the writer thread nothing but system calls, which release the GIL: a
+    background `torch.save` held it long enough to slow the training loop's Python by a few percent."""
+    best = None
     if improved:
-        _save(
-            folder / BEST,
+        best = _encode(
             {
                 "format": state["format"],
                 "identity": state["identity"],
                 "epoch": state["epoch"],
                 "model": state["model"],
                 "metrics": state["best"],
-            },
+            }
         )
-    _rotate_and_save(folder, state)
+    return EncodedEpoch(last=_encode(state), best=best)
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def _write_epoch(folder: Path, epoch: EncodedEpoch) -> None:
+    """Publish one epoch: best.pt first when it improved (weights and metrics only), then last.pt."""
+    if epoch.best is not None:
+        _write(folder / BEST, epoch.best)
+    _rotate_and_write(folder, epoch.last)
 
 
 def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
@@ -360,12 +382,12 @@ def describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
     return "; ".join(diffs[:4])
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
+def _write(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
-        torch.save(payload, handle)
+        handle.write(data)
 
 
-def _rotate_and_save(folder: Path, payload: dict[str, Any]) -> None:
+def _rotate_and_write(folder: Path, data: bytes) -> None:
     """Keep the current last checkpoint as `previous.pt`, then publish the new one atomically."""
     last = folder / LAST
     if last.exists():
@@ -374,7 +396,7 @@ def _rotate_and_save(folder: Path, payload: dict[str, Any]) -> None:
             previous_tmp.unlink()
         os.link(last, previous_tmp)
         os.replace(previous_tmp, folder / PREVIOUS)
-    _save(last, payload)
+    _write(last, data)
 
 
 def _relog(history: list[dict[str, float]], log_epoch: EpochLogger) -> None:

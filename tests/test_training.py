@@ -202,3 +202,56 @@ def test_bf16_autocast_reaches_the_task_only_when_asked(tmp_path: Path) -> None:
         result = fit(task, TrainConfig(lr=0.1, max_epochs=2), tmp_path / mode, IDENTITY, precision=precision)
         assert math.isfinite(result.history[-1]["val_loss"])
     assert dtypes == {"default": {torch.float32}, "bf16": {torch.bfloat16}}
+
+
+def test_metrics_left_on_the_device_log_exactly_what_host_floats_logged(tmp_path: Path) -> None:
+    """A step may return its metrics as tensors (no host read per step); the epoch means are the same bits as
+    summing each step's float, the loop's arithmetic before."""
+    from comprobust.methods.common import accuracy, accuracy_tensor
+
+    class OnDevice(ToyTask):
+        def train_step(self, batch):
+            x, y = batch
+            logits = self.model(x)
+            return nn.functional.cross_entropy(logits, y), {"train_acc": accuracy_tensor(logits, y)}
+
+    class OnHost(ToyTask):
+        def train_step(self, batch):
+            x, y = batch
+            logits = self.model(x)
+            return nn.functional.cross_entropy(logits, y), {"train_acc": accuracy(logits, y)}
+
+    histories = []
+    for kind in (OnDevice, OnHost):
+        task = kind()  # seeds the global RNG that dropout then draws from
+        result = fit(task, TrainConfig(lr=0.1, max_epochs=3), tmp_path / type(task).__name__, IDENTITY)
+        histories.append([{k: v for k, v in r.items() if k != "epoch_time"} for r in result.history])
+    assert histories[0] == histories[1]
+    assert all(type(record[key]) is float for record in histories[0] for key in ("train_loss", "train_acc"))
+
+
+def test_a_checkpoint_holds_its_epoch_even_when_training_changes_the_weights_before_it_is_written(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints are written in the background while the next epoch trains: each must hold the weights of
+    the epoch it names, not whatever the live tensors hold by the time the writer gets to it."""
+    weights_at_epoch_end = {}
+
+    def log(metrics, epoch):  # called once the epoch's checkpoint is on disk, one epoch later
+        on_disk = torch.load(tmp_path / LAST, weights_only=True)
+        if on_disk["epoch"] == epoch:
+            assert all(torch.equal(on_disk["model"][k], v) for k, v in weights_at_epoch_end[epoch].items())
+
+    class Recording(ToyTask):
+        def validate(self):
+            metrics = super().validate()
+            epoch = len(weights_at_epoch_end)
+            weights_at_epoch_end[epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
+            return metrics
+
+    fit(Recording(), TrainConfig(lr=0.5, max_epochs=4), tmp_path, IDENTITY, log)
+    final = torch.load(tmp_path / LAST, weights_only=True)
+    assert final["epoch"] == 3
+    assert all(torch.equal(final["model"][k], v) for k, v in weights_at_epoch_end[3].items())
+    previous = torch.load(tmp_path / PREVIOUS, weights_only=True)
+    assert all(torch.equal(previous["model"][k], v) for k, v in weights_at_epoch_end[2].items())

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from comprobust.methods.common import Export, StageContext, mean_metrics
 from comprobust.models import build_autoencoder
+from comprobust.training import StepMetrics
 
 
 class AutoEncoderTask:
@@ -29,7 +30,7 @@ class AutoEncoderTask:
         x = batch[0].to(self.device)
         return F.mse_loss(self.model(x[0]), x[1])
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, StepMetrics]:
         return self._mse(batch), {}
 
     def validate(self) -> dict[str, float]:

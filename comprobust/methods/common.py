@@ -21,7 +21,7 @@ from comprobust.models import build_autoencoder, build_module, build_network
 from comprobust.models.blocks import BlockNetwork
 from comprobust.runs import MODEL_FILE
 from comprobust.stage_config import UNLISTED_DEFAULTS
-from comprobust.training import EpochLogger, FitResult, TrainConfig, fit
+from comprobust.training import EpochLogger, FitResult, StepMetrics, TrainConfig, fit
 
 if TYPE_CHECKING:
     from comprobust.data.loaders import PairedViewLoader
@@ -270,7 +270,13 @@ def cue_data(ctx: StageContext) -> CueDataset:
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent: the one unit of every accuracy comprobust logs (training and evaluation)."""
-    return 100.0 * float((logits.argmax(dim=1) == labels).float().mean())
+    return float(accuracy_tensor(logits, labels))
+
+
+def accuracy_tensor(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`accuracy` as a float64 0-d tensor on the logits' device (the same value): a training step returns it so
+    that the loop sums it without waiting for the device after every step."""
+    return (logits.argmax(dim=1) == labels).float().mean().double() * 100.0
 
 
 def mean_metrics(batches: Iterable[tuple[dict[str, float], int]]) -> dict[str, float]:
@@ -301,10 +307,10 @@ class ClassifierTask:
     def train_batches(self, epoch: int) -> Iterable:
         return self._train(epoch)
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, StepMetrics]:
         x, y = (t.to(self.device) for t in batch)
         logits = self.model(x)
-        return F.cross_entropy(logits, y), {"train_acc": accuracy(logits, y)}
+        return F.cross_entropy(logits, y), {"train_acc": accuracy_tensor(logits, y)}
 
     def validate(self) -> dict[str, float]:
         def scored():
@@ -341,15 +347,18 @@ class PairedContrastiveTask:
             ctx.paired_views(split, views, per_view) for split in ("train", "valid")
         )
 
-    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _losses(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cross-entropy, contrastive loss, `accuracy_tensor`) of one batch."""
         raise NotImplementedError
 
     def train_batches(self, epoch: int) -> Iterable:
         return self.ctx.prefetch(self.train_loader.batches(epoch))
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, StepMetrics]:
         ce, ctv, acc = self._losses(batch)
-        return ce + ctv, {"train_acc": acc, "train_ce": float(ce.detach()), "train_ctv": float(ctv.detach())}
+        return ce + ctv, {"train_acc": acc, "train_ce": ce.detach(), "train_ctv": ctv.detach()}
 
     def validate(self) -> dict[str, float]:
         def scored():
@@ -358,7 +367,12 @@ class PairedContrastiveTask:
                     return
                 ce, ctv, acc = self._losses(batch)
                 yield (
-                    {"val_loss": float(ce + ctv), "val_ce": float(ce), "val_ctv": float(ctv), "val_acc": acc},
+                    {
+                        "val_loss": float(ce + ctv),
+                        "val_ce": float(ce),
+                        "val_ctv": float(ctv),
+                        "val_acc": float(acc),
+                    },
                     batch[0].shape[0] * batch[0].shape[1],
                 )
 

@@ -8,7 +8,13 @@ from torch.nn import functional as F
 
 from comprobust.corruptions import ELEMENTALS
 from comprobust.losses import multiview_nt_xent
-from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy, views_as_batch
+from comprobust.methods.common import (
+    Export,
+    PairedContrastiveTask,
+    StageContext,
+    accuracy_tensor,
+    views_as_batch,
+)
 from comprobust.models.blocks import BlockNetwork
 
 VIEWS = (*ELEMENTALS, "Identity")
@@ -22,14 +28,16 @@ class ContrastiveTask(PairedContrastiveTask):
     def __init__(self, ctx: StageContext, model: BlockNetwork) -> None:
         super().__init__(ctx, model, VIEWS, per_view=max(1, ctx.params["batch_size"] // len(VIEWS)))
 
-    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _losses(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = views_as_batch(*batch)
         x, y = x.to(self.ctx.device), y.to(self.ctx.device)
         logits, features = self.model.forward_features(x)
         ctv = multiview_nt_xent(
             features, len(VIEWS), self.ctx.params["temperature"], self.ctx.params["weight"]
         )
-        return F.cross_entropy(logits, y), ctv, accuracy(logits, y)
+        return F.cross_entropy(logits, y), ctv, accuracy_tensor(logits, y)
 
 
 def train(ctx: StageContext) -> Export:

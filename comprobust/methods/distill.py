@@ -37,9 +37,10 @@ from comprobust.distill.evaluate import FIDELITY_COLUMNS, fidelity_table
 from comprobust.distill.metrics import FidelityAccumulator
 from comprobust.distill.names import DEFAULTS, DIVERGENCES, HEAD_MODES, PAIR_MODES, check_choice, check_loss
 from comprobust.errors import UserError
-from comprobust.methods.common import Export, StageContext, accuracy, cue_data, mean_metrics
+from comprobust.methods.common import Export, StageContext, accuracy_tensor, cue_data, mean_metrics
 from comprobust.methods.supervised import cf_sources, param, training_condition
 from comprobust.models.blocks import BlockNetwork
+from comprobust.training import StepMetrics
 
 CONDITION_COLUMNS = FIDELITY_COLUMNS
 STEPS_PER_EPOCH = 1_000_000  # fresh CRD heads are drawn per (seed, epoch * this + batch)
@@ -175,14 +176,14 @@ class DistillTask:
         value = losses.kd(student_logits, teacher_logits, **kd_args)
         return losses.LossParts(value, value, value.new_zeros(())), student_logits, teacher_logits
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, StepMetrics]:
         x, y = (t.to(self.device) for t in batch)
         parts, student_logits, _ = self.losses(x, y, self.epoch * STEPS_PER_EPOCH + self.step)
         self.step += 1
         return parts.total, {
-            "train_acc": accuracy(student_logits.detach(), y),
-            "train_kd": float(parts.kd.detach()),
-            "train_aux": float(parts.aux.detach()),
+            "train_acc": accuracy_tensor(student_logits.detach(), y),
+            "train_kd": parts.kd.detach(),
+            "train_aux": parts.aux.detach(),
         }
 
     def validate(self) -> dict[str, float]:

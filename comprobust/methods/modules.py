@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from comprobust.errors import UserError
 from comprobust.losses import multiview_nt_xent
-from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy
+from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy_tensor
 from comprobust.models import build_module
 from comprobust.models.blocks import BlockNetwork
 from comprobust.training import LAST, TrainingDiverged, load_checkpoint
@@ -61,11 +61,13 @@ class ModuleTask(PairedContrastiveTask):
         moduled = self.model(features)
         return self.backbone.run_from_level(moduled, self.level), y, moduled[:n], features[n:]
 
-    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _losses(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, y, corrupted, clean = self._forward(batch)
         pair = torch.cat([corrupted.flatten(1), clean.flatten(1)])
         ctv = multiview_nt_xent(pair, VIEWS, self.ctx.params["temperature"], self.ctx.params["weight"])
-        return F.cross_entropy(logits, y), ctv, accuracy(logits, y)
+        return F.cross_entropy(logits, y), ctv, accuracy_tensor(logits, y)
 
     def correct(self) -> np.ndarray:
         """Per validation image (the batches `validate` scores): the share of its two views classified right."""
