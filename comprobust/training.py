@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from comprobust.atomic import atomic_open
+from comprobust.atomic import atomic_open, fsync_dir
 from comprobust.device import FP32, Precision
 from comprobust.errors import UserError
 from comprobust.optim import OPTIMIZERS, build_optimizer, warmup_cosine_scheduler
@@ -199,7 +199,8 @@ def fit(
             writer.submit(
                 _write_epoch,
                 checkpoint_dir,
-                _encode_epoch(state, improved),
+                _encode(state),
+                improved,
                 then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch),
             )
             epochs_run.append(epoch)
@@ -307,43 +308,36 @@ class CheckpointWriter:
             self._executor.shutdown(wait=True)
 
 
-@dataclass(frozen=True)
-class EncodedEpoch:
-    """One epoch's checkpoint files, already serialised: `last` always, `best` when the epoch improved."""
-
-    last: bytes
-    best: bytes | None
-
-
-def _encode_epoch(state: dict[str, Any], improved: bool) -> EncodedEpoch:
-    """Serialise an epoch on the training thread. The bytes are the snapshot (training goes on changing the live
-    tensors), and serialising here leaves the writer thread nothing but system calls, which release the GIL: a
-    background `torch.save` held it long enough to slow the training loop's Python by a few percent."""
-    best = None
-    if improved:
-        best = _encode(
-            {
-                "format": state["format"],
-                "identity": state["identity"],
-                "epoch": state["epoch"],
-                "model": state["model"],
-                "metrics": state["best"],
-            }
-        )
-    return EncodedEpoch(last=_encode(state), best=best)
-
-
 def _encode(payload: dict[str, Any]) -> bytes:
+    """Serialise a checkpoint on the training thread. The bytes are the snapshot (training goes on changing the
+    live tensors), and serialising here leaves the writer thread nothing but system calls, which release the
+    GIL: a background `torch.save` held it long enough to slow the training loop's Python by a few percent."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
 
 
-def _write_epoch(folder: Path, epoch: EncodedEpoch) -> None:
-    """Publish one epoch: best.pt first when it improved (weights and metrics only), then last.pt."""
-    if epoch.best is not None:
-        _write(folder / BEST, epoch.best)
-    _rotate_and_write(folder, epoch.last)
+def _write_epoch(folder: Path, data: bytes, improved: bool) -> None:
+    """Publish one epoch's checkpoint as last.pt (the one before it kept as previous.pt) and, when the epoch
+    improved, as best.pt: one file under both names (hard links), best.pt first, so that a crash in between
+    never leaves a last.pt whose best epoch best.pt does not hold."""
+    staged = folder / f".{LAST}.new"
+    with atomic_open(staged, "wb") as handle:
+        handle.write(data)
+    if improved:
+        _link_over(staged, folder / BEST)
+    if (folder / LAST).exists():
+        _link_over(folder / LAST, folder / PREVIOUS)
+    os.replace(staged, folder / LAST)
+    fsync_dir(folder)
+
+
+def _link_over(source: Path, target: Path) -> None:
+    """Make `target` another name of `source`'s file, replacing what `target` named atomically."""
+    link = target.with_name(f".{target.name}.link")
+    link.unlink(missing_ok=True)
+    os.link(source, link)
+    os.replace(link, target)
 
 
 def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
@@ -380,23 +374,6 @@ def describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
         if found.get(key) != expected.get(key)
     ]
     return "; ".join(diffs[:4])
-
-
-def _write(path: Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _rotate_and_write(folder: Path, data: bytes) -> None:
-    """Keep the current last checkpoint as `previous.pt`, then publish the new one atomically."""
-    last = folder / LAST
-    if last.exists():
-        previous_tmp = folder / f".{PREVIOUS}.link"
-        if previous_tmp.exists():
-            previous_tmp.unlink()
-        os.link(last, previous_tmp)
-        os.replace(previous_tmp, folder / PREVIOUS)
-    _write(last, data)
 
 
 def _relog(history: list[dict[str, float]], log_epoch: EpochLogger) -> None:

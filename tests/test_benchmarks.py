@@ -1,8 +1,11 @@
-"""The benchmark harness and the README table generated from its results file (no benchmark is run here)."""
+"""The benchmark harness, the README table generated from its results file, and the paired benchmarks run at a
+toy size (so that their pairing code cannot rot between `make bench` runs)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -103,3 +106,32 @@ def test_table_is_rewritten_between_its_markers_only(
 def test_readme_table_is_generated_from_the_committed_results() -> None:
     """The README's performance figures are the results file's, never hand-copied."""
     assert bench_table.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize(
+    "script, args, goals",
+    [
+        ("training.py", ["--runs", "2", "--epochs", "2"], 2),
+        ("evaluation.py", ["--images", "10", "--shards", "2", "--repeats", "1", "--arch", "small"], 1),
+    ],
+)
+def test_paired_benchmarks_run_and_record_every_pair(
+    tmp_path: Path, script: str, args: list[str], goals: int
+) -> None:
+    results = tmp_path / "results.json"
+    env = {**os.environ, "COMPROBUST_BENCH_RESULTS": str(results), "WANDB_MODE": "offline"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [section] = json.loads(results.read_text()).values()
+    assert len(section["goals"]) == goals and all(
+        g["value"] == g["value"] for g in section["goals"]
+    )  # not NaN
+    ratio = section["figures"].get("overhead_ratio") or section["figures"]["ratio"]
+    assert ratio["n"] == 2  # training: 2 runs x (2 - 1) epoch pairs; evaluation: 1 repeat x 2 shards

@@ -255,3 +255,24 @@ def test_a_checkpoint_holds_its_epoch_even_when_training_changes_the_weights_bef
     assert all(torch.equal(final["model"][k], v) for k, v in weights_at_epoch_end[3].items())
     previous = torch.load(tmp_path / PREVIOUS, weights_only=True)
     assert all(torch.equal(previous["model"][k], v) for k, v in weights_at_epoch_end[2].items())
+
+
+def test_best_pt_is_the_whole_checkpoint_of_the_best_epoch_and_stays_when_later_epochs_do_worse(
+    tmp_path: Path,
+) -> None:
+    class Scripted(ToyTask):
+        losses = iter([3.0, 1.0, 2.0, 2.5])
+
+        def validate(self):
+            return {**super().validate(), "val_loss": next(self.losses)}
+
+    result = fit(Scripted(), TrainConfig(lr=0.1, max_epochs=4), tmp_path, IDENTITY)
+    best, last, previous = (torch.load(tmp_path / n, weights_only=True) for n in (BEST, LAST, PREVIOUS))
+    assert (best["epoch"], last["epoch"], previous["epoch"]) == (1, 3, 2)
+    assert result.best_epoch == 1 and best["best"] == {
+        "epoch": 1,
+        "val_loss": 1.0,
+        "val_acc": best["best"]["val_acc"],
+    }
+    assert {"model", "optimizer", "history"} <= set(best)  # resumable from, like any epoch's checkpoint
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staged file or link left behind
