@@ -99,8 +99,8 @@ class TrainConfig:
 
 
 StepMetrics = dict[str, float | torch.Tensor]
-"""A training step's metrics: floats, or 0-d tensors left on the device (the loop sums them there, in float64,
-and reads them once per epoch, so a GPU step never waits on the host)."""
+"""A training step's metrics: floats, or 0-d tensors left on the device (the loop reads them once per epoch, so
+a GPU step never waits on the host)."""
 
 
 class TrainTask(Protocol):
@@ -235,7 +235,7 @@ def _train_epoch(
     started = time.perf_counter()
     model = task.model
     model.train()
-    sums: dict[str, float | torch.Tensor] = {}
+    steps: dict[str, list[float | torch.Tensor]] = {}
     batches = 0
     for batch in task.train_batches(epoch):
         loss, metrics = task.train_step(batch)
@@ -244,8 +244,7 @@ def _train_epoch(
         optimizer.step()
         batches += 1
         for key, value in {"train_loss": loss.detach(), **metrics}.items():
-            # float64 sums in step order: the same values as summing each step's float on the host
-            sums[key] = sums.get(key, 0.0) + (value.double() if isinstance(value, torch.Tensor) else value)
+            steps.setdefault(key, []).append(value)
     if batches == 0:
         raise UserError(
             f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch"
@@ -255,7 +254,7 @@ def _train_epoch(
     with torch.no_grad():
         val = task.validate()
     scheduler.step()
-    record = {key: float(value) / batches for key, value in sums.items()}
+    record = {key: _step_mean(values) for key, values in steps.items()}
     record.update(val)
     record.update(epoch=epoch, lr=lr, epoch_time=time.perf_counter() - started)
     if not math.isfinite(record["val_loss"]):
@@ -265,6 +264,18 @@ def _train_epoch(
             f"(now {lr_setting})"
         )
     return record
+
+
+def _step_mean(values: list[float | torch.Tensor]) -> float:
+    """The mean of one metric's per-step values, summed in step order in float64: the same bits as summing each
+    step's float as it came. Tensors are read in one transfer (a GPU is waited for once per epoch, not per step)."""
+    tensors = [value for value in values if isinstance(value, torch.Tensor)]
+    if len(tensors) == len(values):
+        values = torch.stack(tensors).tolist()
+    total = 0.0
+    for value in values:
+        total += float(value)
+    return total / len(values)
 
 
 class CheckpointWriter:

@@ -133,5 +133,5 @@ def test_paired_benchmarks_run_and_record_every_pair(
     assert len(section["goals"]) == goals and all(
         g["value"] == g["value"] for g in section["goals"]
     )  # not NaN
-    ratio = section["figures"].get("overhead_ratio") or section["figures"]["ratio"]
+    ratio = section["figures"].get("stage_over_bare") or section["figures"]["ratio"]
     assert ratio["n"] == 2  # training: 2 runs x (2 - 1) epoch pairs; evaluation: 1 repeat x 2 shards
