@@ -44,6 +44,20 @@ def _names(results: dict[str, Any]) -> list[str]:
     return sorted(results, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
+def _goals_by_row(name: str, section: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Each table row's goals. A goal named `<benchmark> <qualifier>: ...` belongs to the rows whose description
+    mentions the qualifier (`corruptions colour 32x32` to the colour row, `device cifar` to the CIFAR row); a
+    goal without one belongs to the section's first row."""
+    rows = section["rows"]
+    by_row: list[list[dict[str, Any]]] = [[] for _ in rows]
+    for goal in section["goals"]:
+        qualifier = goal["name"].split(":", 1)[0].removeprefix(name).strip().lower()
+        matches = [i for i, row in enumerate(rows) if qualifier and qualifier in row["benchmark"].lower()]
+        for i in matches or [0]:
+            by_row[i].append(goal)
+    return by_row
+
+
 def render(results: dict[str, Any]) -> str:
     """The markdown block: one row per measured figure, goals met / not met, and the conditions of each run."""
     lines = [
@@ -53,12 +67,12 @@ def render(results: dict[str, Any]) -> str:
     conditions = []
     for name in _names(results):
         section = results[name]
-        goals = section["goals"]
-        verdict = "–" if not goals else ("yes" if all(g["met"] for g in goals) else "**no**")
-        for i, row in enumerate(section["rows"]):
+        for i, (row, goals) in enumerate(zip(section["rows"], _goals_by_row(name, section))):
+            verdict = "yes" if all(g["met"] for g in goals) else "**no**"
+            if not goals:
+                verdict = "" if section["goals"] or i else "–"
             lines.append(
-                f"| {row['benchmark']} | {row['baseline']} | {row['measured']} | {row['goal']} | "
-                f"{verdict if i == 0 else ''} |"
+                f"| {row['benchmark']} | {row['baseline']} | {row['measured']} | {row['goal']} | {verdict} |"
             )
         env = section["environment"]
         before = ", ".join(f"{v:.1f}" for v in env["load_before"])

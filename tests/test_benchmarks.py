@@ -135,3 +135,52 @@ def test_paired_benchmarks_run_and_record_every_pair(
     )  # not NaN
     ratio = section["figures"].get("stage_over_bare") or section["figures"]["ratio"]
     assert ratio["n"] == 2  # training: 2 runs x (2 - 1) epoch pairs; evaluation: 1 repeat x 2 shards
+
+
+def test_each_row_shows_the_verdict_of_its_own_goals() -> None:
+    """A section with several rows (grey and colour, EMNIST and CIFAR) judges each row by the goals that name
+    it; a goal without a qualifier belongs to the first row, and a section without goals shows a dash."""
+
+    def row(text: str) -> dict[str, str]:
+        return {"benchmark": text, "baseline": "b", "measured": "m", "goal": "g"}
+
+    def goal(name: str, met: bool) -> dict:
+        return {"name": name, "value": 1.0, "op": ">=", "target": 1.0, "unit": "x", "met": met}
+
+    section = {
+        "rows": [row("on 2,000 grey 28x28 images"), row("on 500 colour 32x32 images"), row("a second view")],
+        "goals": [
+            goal("corruptions grey 28x28: speed", True),
+            goal("corruptions colour 32x32: speed", False),
+            goal("corruptions: overall", True),
+        ],
+    }
+    grey, colour, other = bench_table._goals_by_row("corruptions", section)
+    assert [g["name"] for g in grey] == ["corruptions grey 28x28: speed", "corruptions: overall"]
+    assert [g["name"] for g in colour] == ["corruptions colour 32x32: speed"] and other == []
+    environment = {
+        "threads": 1,
+        "load_before": [1, 1, 1],
+        "load_after": [1, 1, 1],
+        "date": "d",
+        "commit": "c",
+    }
+    environment |= {
+        k: "v" for k in ("cpus", "machine", "python", "torch", "numpy", "scipy", "scikit-image", "opencv")
+    }
+    results = {
+        "corruptions": {**section, "environment": environment},
+        "sweeps": {"rows": [row("no goal here")], "goals": [], "environment": environment},
+    }
+    cells = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in bench_table.render(results).splitlines()
+        if line.startswith("| ") and "(`make bench`)" not in line
+    ]
+    verdicts = {row[0]: row[-1] for row in cells}
+    assert verdicts == {
+        "on 2,000 grey 28x28 images": "yes",
+        "on 500 colour 32x32 images": "**no**",
+        "a second view": "",
+        "no goal here": "–",
+    }
