@@ -236,16 +236,14 @@ def _train_epoch(
     model = task.model
     model.train()
     steps: dict[str, list[float | torch.Tensor]] = {}
-    batches = 0
     for batch in task.train_batches(epoch):
         loss, metrics = task.train_step(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        batches += 1
         for key, value in {"train_loss": loss.detach(), **metrics}.items():
             steps.setdefault(key, []).append(value)
-    if batches == 0:
+    if not steps:  # every step records its train_loss
         raise UserError(
             f"{label}: no training batch in epoch {epoch}: the train split is smaller than one batch"
         )

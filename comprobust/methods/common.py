@@ -275,7 +275,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def accuracy_tensor(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """`accuracy` as a float64 0-d tensor on the logits' device (the same value): a training step returns it so
-    that the loop sums it without waiting for the device after every step."""
+    that the loop reads it once per epoch instead of waiting for the device after every step."""
     return (logits.argmax(dim=1) == labels).float().mean().double() * 100.0
 
 
