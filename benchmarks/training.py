@@ -95,11 +95,30 @@ class Clock:
 
 
 @dataclass
-class Run:
-    """One stage run's timings: its epochs' and their inner bare epochs' seconds, and the fixed cost."""
+class Pairs:
+    """Epochs of an outer loop (the stage, or the control's bare loop) and the bare epochs timed inside them."""
 
-    stage: list[Clock]
-    bare: list[Clock]
+    outer: list[Clock] = field(default_factory=list)
+    inner: list[Clock] = field(default_factory=list)
+
+    def __iadd__(self, other: Pairs) -> Pairs:
+        self.outer += other.outer
+        self.inner += other.inner
+        return self
+
+    def ratios(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Paired outer/inner ratios of wall and of CPU seconds (min, median, max)."""
+        return (
+            ratio([o.wall for o in self.outer], [i.wall for i in self.inner]),
+            ratio([o.cpu for o in self.outer], [i.cpu for i in self.inner]),
+        )
+
+
+@dataclass
+class Run:
+    """One stage run's timings: its epochs paired with their inner bare epochs, and the fixed cost."""
+
+    pairs: Pairs
     fixed_s: float
 
 
@@ -146,26 +165,24 @@ def interleaved_run(
     # artifact, the last write's wait and the best weights' restore
     typical = statistics.median(s.wall for s in stage)
     fixed = (end - begin).wall - sum(b.wall for b in bare_epochs) - epochs * typical
-    return Run(stage, bare_epochs[: epochs - 1], fixed)
+    return Run(Pairs(stage, bare_epochs[: epochs - 1]), fixed)
 
 
-def control_run(arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int) -> list[Clock]:
-    """The A/A test: a bare loop in the stage's place, cut by an inner bare epoch as the stage's epochs are; the
-    outer/inner ratios of its epochs but the last, as `Clock(outer / inner)` per epoch."""
+def control_run(arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int) -> Pairs:
+    """The A/A test: a bare loop in the stage's place, cut by an inner bare epoch as the stage's epochs are;
+    every epoch but the last paired, as the stage's are."""
     outer, inner = BareLoop(arch, data, train, valid, epochs), BareLoop(arch, data, train, valid, epochs)
-    ratios = []
+    pairs = Pairs()
     for _ in range(epochs - 1):
         start = Clock()
         outer.train_part()
         before = Clock()
         inner.epoch()
-        inner_s = Clock() - before
+        pairs.inner.append(Clock() - before)
         outer.validate_part()
-        outer_s = Clock() - start - inner_s
-        ratios.append(Clock(outer_s.wall / inner_s.wall, outer_s.cpu / inner_s.cpu))
-    outer.train_part()  # the last epoch, as the stage's last, unpaired
-    outer.validate_part()
-    return ratios
+        pairs.outer.append(Clock() - start - pairs.inner[-1])
+    outer.epoch()  # the last epoch, as the stage's last, unpaired
+    return pairs
 
 
 def main() -> None:
@@ -184,7 +201,7 @@ def main() -> None:
     environment = setup(args.threads)
     os.environ.setdefault("WANDB_SILENT", "true")
     runs: list[Run] = []
-    controls: list[Clock] = []
+    stage_pairs, control_pairs = Pairs(), Pairs()
     with tempfile.TemporaryDirectory() as tmp:
         data = load_dataset("mnist5k", root=tmp)
         train, valid = batches(data, "train"), batches(data, "valid")
@@ -192,12 +209,11 @@ def main() -> None:
         interleaved_run(args.arch, data, train, valid, 2, Path(tmp) / "warmup")  # wandb service, imports
         for i in range(args.runs):
             runs.append(interleaved_run(args.arch, data, train, valid, args.epochs, Path(tmp) / f"run{i}"))
-            controls += control_run(args.arch, data, train, valid, args.epochs)
-    stage = [s for run in runs for s in run.stage]
-    bare = [b for run in runs for b in run.bare]
-    raw = ratio([s.wall for s in stage], [b.wall for b in bare])
-    raw_cpu = ratio([s.cpu for s in stage], [b.cpu for b in bare])
-    control, control_cpu = spread([c.wall for c in controls]), spread([c.cpu for c in controls])
+            stage_pairs += runs[-1].pairs
+            control_pairs += control_run(args.arch, data, train, valid, args.epochs)
+    stage, bare = stage_pairs.outer, stage_pairs.inner
+    raw, raw_cpu = stage_pairs.ratios()
+    control, control_cpu = control_pairs.ratios()
     percent, cpu_percent = 100 * (raw["median"] - 1), 100 * (raw_cpu["median"] - 1)
     b, e = spread([x.wall for x in bare]), spread([x.wall for x in stage])
     fixed = spread([run.fixed_s for run in runs])
