@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_steps(
+    network: torch.nn.Module,
+    device: torch.device,
+    steps: int,
+    next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[float, float]:
+    """(images/s, data share of a step) of SGD steps on `network`: `next_batch(step)` makes the batch (the data
+    part), `loss_of(x, y)` its loss; medians over `steps` after two warm-up steps."""
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    network.train()
+    data_s, step_s, images = [], [], 0
+    for step in range(steps + 2):
+        sync(device)
+        start = time.perf_counter()
+        x, y = next_batch(step)
+        sync(device)
+        fetched = time.perf_counter()
+        loss = loss_of(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync(device)
+        if step >= 2:  # warm-up steps excluded
+            data_s.append(fetched - start)
+            step_s.append(time.perf_counter() - start)
+            images = len(x)
+    step_time = statistics.median(step_s)
+    return images / step_time, statistics.median(data_s) / step_time
+
+
 def training(
     network: torch.nn.Module,
     data: LoadedDataset,
@@ -67,27 +99,16 @@ def training(
     steps: int,
 ) -> tuple[float, float]:
     """(images/s of SGD steps fed by on-device corruption, data share of a step): medians over `steps`."""
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     images, labels = data.test.images[:batch].to(device), data.test.labels[:batch].to(device)
-    network.train()
-    data_s, step_s = [], []
-    for step in range(steps + 2):
-        sync(device)
-        start = time.perf_counter()
-        x = data.normalize(corrupt_batch(images, ELEMENTALS[step % len(ELEMENTALS)], seed=step))
-        sync(device)
-        fetched = time.perf_counter()
+
+    def corrupted(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return data.normalize(corrupt_batch(images, ELEMENTALS[step % len(ELEMENTALS)], seed=step)), labels
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with precision.autocast(device):
-            loss = F.cross_entropy(network(precision.inputs(x)), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        sync(device)
-        if step >= 2:  # warm-up steps excluded
-            data_s.append(fetched - start)
-            step_s.append(time.perf_counter() - start)
-    step = statistics.median(step_s)
-    return batch / step, statistics.median(data_s) / step
+            return F.cross_entropy(network(precision.inputs(x)), y)
+
+    return timed_steps(network, device, steps, corrupted, loss_of)
 
 
 def contrastive_training(
@@ -104,29 +125,14 @@ def contrastive_training(
     loader = PairedViewLoader(
         data, "train", views=views, batch_size=batch // len(views), seed=0, device=device
     )
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    network.train()
     stream = (b for epoch in range(10_000) for b in loader.batches(epoch))
-    data_s, step_s, images = [], [], 0
-    for step in range(steps + 2):
-        sync(device)
-        start = time.perf_counter()
-        x, y = views_as_batch(*next(stream))
-        sync(device)
-        fetched = time.perf_counter()
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with precision.autocast(device):
             logits, features = network.forward_features(precision.inputs(x))
-            loss = F.cross_entropy(logits, y.to(device)) + multiview_nt_xent(features, len(views), 0.15, 1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        sync(device)
-        if step >= 2:
-            data_s.append(fetched - start)
-            step_s.append(time.perf_counter() - start)
-            images = len(x)
-    step = statistics.median(step_s)
-    return images / step, statistics.median(data_s) / step
+            return F.cross_entropy(logits, y.to(device)) + multiview_nt_xent(features, len(views), 0.15, 1.0)
+
+    return timed_steps(network, device, steps, lambda step: views_as_batch(*next(stream)), loss_of)
 
 
 def evaluation(
