@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from helpers.experiments import run_ids, write_experiment
+from helpers.experiments import run_ids, sweep_command, write_experiment
 
 from comprobust.config import load_experiment
 from comprobust.data import prefetch as prefetch_module
@@ -145,19 +145,10 @@ def test_a_stage_trained_with_a_loader_worker_has_the_weights_of_one_without(
 def test_a_sweep_over_it_is_refused_since_its_values_are_one_run() -> None:
     from comprobust.sweeps.validate import validate_sweep
 
-    command = [
-        "${env}",
-        "${interpreter}",
-        "launch.py",
-        "run-stage",
-        "experiments/demo.yaml",
-        "--stage",
-        "erm",
-    ]
     config = {
         "method": "grid",
         "metric": {"name": "val_acc", "goal": "maximize"},
-        "command": [*command, "${args}"],
+        "command": sweep_command(),
     }
     repo = Path(__file__).resolve().parents[1]
     validate_sweep({**config, "parameters": {"lr": {"values": [0.01, 0.1]}}}, where="s.yaml", workdir=repo)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.experiments import sweep_command
 
 from comprobust.cli import describe_failure, main
 from comprobust.errors import UserError
@@ -110,20 +111,7 @@ def test_overrides_read_the_same_in_run_stage_and_sweeps(workdir: Path) -> None:
         "method": "grid",
         "metric": {"name": "val_acc", "goal": "maximize"},
         "parameters": {"max_epochs": {"value": 1}},
-        "command": [
-            "${env}",
-            "${interpreter}",
-            "launch.py",
-            "run-stage",
-            "base.yaml",
-            "--stage",
-            "modules",
-            "--corruption",
-            "CO",
-            "--set",
-            "lr=1e-05",
-            "${args}",
-        ],
+        "command": sweep_command("base.yaml", "modules", "--corruption", "CO", "--set", "lr=1e-05"),
     }
     target = validate_sweep(sweep, where="s.yaml").target
     assert target.overrides == {"lr": 1e-05} and target.corruption == "CO"

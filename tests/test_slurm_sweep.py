@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.experiments import sweep_command
 
 from comprobust.cli import main
 from comprobust.sweeps.controller import SweepController
@@ -35,16 +36,7 @@ def test_offline_sweep_agents_run_as_a_slurm_array(tmp_path: Path, monkeypatch, 
         "method": "grid",
         "metric": {"name": "val_acc", "goal": "maximize"},
         "parameters": {"lr": {"values": [0.01, 0.05, 0.1]}},
-        "command": [
-            "${env}",
-            "${interpreter}",
-            "launch.py",
-            "run-stage",
-            str(tmp_path / "demo.yaml"),
-            "--stage",
-            "backbone",
-            "${args}",
-        ],
+        "command": sweep_command(str(tmp_path / "demo.yaml"), "backbone"),
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     assert main(["sweep", str(tmp_path / "sweep.yaml"), "--agents", "2", "--executor", "slurm"]) == 0

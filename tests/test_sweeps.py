@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.experiments import sweep_command
 
 from comprobust.errors import UserError
 from comprobust.sweeps.agent import run_agent
@@ -26,16 +27,7 @@ from comprobust.sweeps.validate import load_sweep, validate_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 FORK = multiprocessing.get_context("fork")
-STAGE_COMMAND = [
-    "${env}",
-    "${interpreter}",
-    "launch.py",
-    "run-stage",
-    "experiments/demo.yaml",
-    "--stage",
-    "erm",
-    "${args}",
-]
+STAGE_COMMAND = sweep_command()
 # A trivial "training" command: records the agent contract it sees, then exits.
 RECORD = """
 import json, os, sys, pathlib
@@ -489,16 +481,7 @@ def test_end_to_end_demo_erm_grid_through_run_stage(tmp_path: Path, monkeypatch,
         "method": "grid",
         "metric": {"name": "val_acc", "goal": "maximize"},
         "parameters": {"lr": {"values": [0.01, 0.1]}, "max_epochs": {"value": 1}},
-        "command": [
-            "${env}",
-            "${interpreter}",
-            "launch.py",
-            "run-stage",
-            str(tmp_path / "demo.yaml"),
-            "--stage",
-            "erm",
-            "${args}",
-        ],
+        "command": sweep_command(str(tmp_path / "demo.yaml")),
     }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     monkeypatch.setenv("WANDB_MODE", "offline")

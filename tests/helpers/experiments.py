@@ -1,5 +1,5 @@
 """A small experiment YAML (ERM, a backbone and modules on mnist5k, two evaluation systems) written with changes,
-and the run ids it plans: what the tests of stage parameters compare."""
+and the run ids it plans: what the tests of stage parameters compare; and a sweep's stage command."""
 
 from __future__ import annotations
 
@@ -41,3 +41,18 @@ def write_experiment(
 def run_ids(path: Path) -> list[str]:
     """The ids of every run the experiment at `path` plans."""
     return [run.run_id for run in resolve(path).runs]
+
+
+def sweep_command(experiment: str = "experiments/demo.yaml", stage: str = "erm", *extra: str) -> list[str]:
+    """A sweep's `command`: W&B's agent macros around `launch.py run-stage <experiment> --stage <stage> <extra>`."""
+    return [
+        "${env}",
+        "${interpreter}",
+        "launch.py",
+        "run-stage",
+        experiment,
+        "--stage",
+        stage,
+        *extra,
+        "${args}",
+    ]
