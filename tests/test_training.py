@@ -276,3 +276,14 @@ def test_best_pt_is_the_whole_checkpoint_of_the_best_epoch_and_stays_when_later_
     }
     assert {"model", "optimizer", "history"} <= set(best)  # resumable from, like any epoch's checkpoint
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staged file or link left behind
+
+
+def test_a_checkpoint_keeps_the_state_dicts_metadata_though_it_serialises_a_copy(tmp_path: Path) -> None:
+    """The loop serialises a copy of the tensors (serialising the live ones slowed training): the copy must keep
+    what `torch.save` of the state dict itself would hold, the module versions in `_metadata` included."""
+    task = ToyTask()
+    fit(task, TrainConfig(lr=0.1, max_epochs=2), tmp_path, IDENTITY)
+    on_disk = torch.load(tmp_path / LAST, weights_only=True)["model"]
+    live = task.model.state_dict()
+    assert on_disk._metadata == live._metadata and on_disk._metadata
+    assert list(on_disk) == list(live)
