@@ -232,40 +232,23 @@ class ImpulseNoise(Corruption):
         if x.device.type != "cpu":
             bits = element_bits16(keys, x.shape[0] * x.shape[1], x.shape[3])
             return _impulse_on_device(x, torch.from_numpy(bits.view(np.int16)).to(x.device), self._threshold)
-        if x.numel() == 0:
-            return x
-        keep, salt = self._masks(x, keys)
-        # A mask is 255 where true, so the salt mask as float32 is already the 255-or-0 of every flipped element.
-        out = salt.astype(np.float32)
-        _opencv().copyTo(x.numpy().reshape(keep.shape), keep, out)
+        from comprobust.impulse_kernel import impulse_planes_last  # numba: not at command-line start
+
+        h, w, n, c = x.shape
+        out = impulse_planes_last(x.numpy().reshape(h * w, n * c), keys, c, self._threshold)
         return torch.from_numpy(out).view(x.shape)
 
     def apply_uint8(self, x: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
         """Truncating first is exact (the flipped elements become 0 or 255 either way), and the uint8 pass is
         a quarter of the float one's bytes."""
-        if x.device.type != "cpu" or x.numel() == 0:
+        if x.device.type != "cpu":
             return super().apply_uint8(x, keys)
-        keep, salt = self._masks(x, keys)
-        _opencv().copyTo(_truncate_uint8(x).numpy().reshape(keep.shape), keep, salt)
-        return torch.from_numpy(salt).view(x.shape)
+        return self.apply(_truncate_uint8(x), keys)
 
     @property
     def _threshold(self) -> int:
+        """Draws whose bits 0..14 fall below this flip (resolution 2**-15); bit 15 then picks 255 or 0."""
         return round(self.strength * 2**15)
-
-    def _masks(self, x: torch.Tensor, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(H*W, N*C) uint8 masks, 255 where true: the elements kept, and the flipped ones that become 255.
-
-        Bits 0..14 of an element's draw decide whether it flips (resolution 2**-15), bit 15 whether it becomes
-        255 or 0: as unsigned, [0, threshold) becomes 0; as signed, [-2**15, threshold - 2**15) becomes 255.
-        OpenCV's SIMD compares (numpy's select mispredicts on a random mask).
-        """
-        h, w, _, c = x.shape
-        bits = element_bits16(keys, h * w, c).reshape(h * w, -1)
-        cv2, threshold = _opencv(), self._threshold
-        keep = cv2.compare(cv2.bitwise_and(bits, 0x7FFF), threshold, cv2.CMP_GE)
-        salt = cv2.compare(bits.view(np.int16), threshold - 2**15, cv2.CMP_LT)
-        return keep, salt
 
 
 def _impulse_on_device(x: torch.Tensor, signed_bits: torch.Tensor, threshold: int) -> torch.Tensor:

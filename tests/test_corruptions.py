@@ -279,6 +279,28 @@ def test_the_torch_only_impulse_noise_of_gpus_equals_the_cpu_path() -> None:
     )
 
 
+@pytest.mark.parametrize("severity", [1, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+@pytest.mark.parametrize(
+    "h, w, n, c", [(28, 28, 6, 1), (32, 32, 5, 3), (27, 27, 4, 3), (5, 3, 2, 1), (8, 8, 0, 3)]
+)
+def test_the_compiled_impulse_pass_is_the_element_bits_definition(
+    severity: int, dtype: type, h: int, w: int, n: int, c: int
+) -> None:
+    """One compiled pass on CPU, against the definition written with `element_bits16`: bits 0..14 below the
+    threshold flip an element, bit 15 makes it 255 (else 0); quads straddle rows when H*W is not a multiple of 4."""
+    rng = np.random.default_rng(severity)
+    x = (rng.random((h, w, n, c), dtype=np.float32) * 255).astype(dtype)
+    keys = cr.noise_keys(severity, ("ImpulseNoise",), np.arange(7, 7 + n))
+    corruption = cr.get_corruption("ImpulseNoise", severity)
+    bits = element_bits16(keys, h * w, c).reshape(h, w, n, c).astype(np.int32)
+    flipped = (bits & 0x7FFF) < round(corruption.strength * 2**15)
+    expected = np.where(flipped, np.where(bits >= 2**15, 255, 0), x).astype(dtype)
+    out = corruption.apply(torch.from_numpy(x), keys)
+    assert out.dtype == torch.from_numpy(x).dtype and out.shape == (h, w, n, c)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
 @pytest.mark.parametrize("name", [*DETERMINISTIC, "ImpulseNoise"])
 def test_a_last_steps_fused_truncation_equals_truncating_after_it(name: str) -> None:
     x = torch.from_numpy(np.random.default_rng(8).random((28, 28, 5, 3), dtype=np.float32) * 255)
