@@ -64,6 +64,7 @@ def setup(threads: int) -> dict[str, Any]:
 def versions() -> dict[str, Any]:
     """Interpreter, library versions, CPU count, machine, git commit and date."""
     import cv2
+    import numba
     import numpy
     import scipy
     import skimage
@@ -77,6 +78,7 @@ def versions() -> dict[str, Any]:
         "scipy": scipy.__version__,
         "scikit-image": skimage.__version__,
         "opencv": cv2.__version__,
+        "numba": numba.__version__,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "commit": commit.stdout.strip() or "unknown",

@@ -87,7 +87,9 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}, torch {env['torch']}, "
         f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-image {env['scikit-image']}, OpenCV "
-        f"{env['opencv']}. Load averages (1, 5, 15 min) per run: " + "; ".join(conditions) + ".",
+        f"{env['opencv']}, numba {env.get('numba', 'not recorded')}. Load averages (1, 5, 15 min) per run: "
+        + "; ".join(conditions)
+        + ".",
     ]
     return "\n".join(lines)
 
