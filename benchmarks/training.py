@@ -1,20 +1,24 @@
 """Overhead of the stage machinery (W&B offline logging, per-epoch atomic checkpoints, best-val restore) over a
 bare PyTorch loop: same network, same pre-materialised batches, same validation, in this process.
 
-    .venv/bin/python benchmarks/training.py [--epochs 4] [--runs 21] [--arch small] [--threads 1]
+    .venv/bin/python benchmarks/training.py [--epochs 4] [--runs 22] [--arch small] [--threads 1]
 
-The two loops are interleaved epoch by epoch: each W&B stage run trains its own network and, at the end of each
-of its epochs' training batches, one epoch of the bare loop (its own network, optimiser and schedule) runs and is
-timed on its own. A stage epoch's time is the span from one epoch's start to the next's, less the bare epoch
-inside it, so it holds everything the stage adds per epoch: the step metrics, the checkpoint serialised on the
-training thread, its write in the background while the next epoch trains, the W&B record, the progress line.
-Pairs half a second apart see the same machine (whole 4-epoch rounds, 5 s apart, gave paired ratios from 0.7 to
-1.6 on a shared 2-core VM). Pairs come from every epoch but each run's last (which also waits for its write and
-restores the best weights, counted with W&B's start and finish as the fixed cost of a run).
+The two loops are interleaved step by step: each W&B stage run trains its own network, and beside each of its
+training and validation batches one step of the bare loop (its own network, optimiser and schedule, on the same
+batch) runs and is timed on its own, right after the stage's step in even runs and right before it in odd ones
+(the two positions need not read alike). A stage epoch's time is the span from one epoch's start to the
+next's, less the bare steps inside it, so it holds everything the stage adds per epoch: the step metrics, the
+validation's metrics, the checkpoint serialised on the training thread, its write in the background, the W&B
+record, the progress line. Steps a few tens of milliseconds apart see the same machine: whole 4-epoch rounds 5 s
+apart gave paired ratios from 0.7 to 1.6 on a shared 2-core VM, and epochs paired half a second apart still
+left the A/A control below reading anywhere from -1.4% to +1.5% from run to run. Pairs come from every epoch but
+each run's last (which also waits for its write and restores the best weights, counted with W&B's start and
+finish as the fixed cost of a run). The background write overlaps whichever steps run meanwhile, the bare
+loop's included; it mostly waits on the disk.
 
-A control run (an A/A test) alternates with every stage run: a second bare loop in the stage's place, cut by
-an inner bare epoch the same way. Its median ratio is what the arrangement reads with no overhead at all, and
-its distance from 1 shows how finely this machine resolves the figure. The figure is the median stage/bare
+A control run (an A/A test) alternates with every stage run: a second bare loop in the stage's place,
+interleaved step by step the same way. Its median ratio is what the arrangement reads with no overhead at all,
+and its distance from 1 shows how finely this machine resolves the figure. The figure is the median stage/bare
 ratio. Goal: at most 2% per epoch.
 """
 
@@ -25,7 +29,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,42 +60,74 @@ def network(arch: str, data: LoadedDataset) -> torch.nn.Module:
 
 
 class BareLoop:
-    """The baseline: SGD with momentum and weight decay, a cosine schedule, validation losses; nothing else."""
+    """The baseline: SGD with momentum and weight decay, a cosine schedule, validation losses; nothing else.
+    Driven one step at a time, so that another loop's steps can run in between."""
 
-    def __init__(self, arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int) -> None:
-        self.model, self.train, self.valid = network(arch, data), train, valid
+    def __init__(self, arch: str, data: LoadedDataset, epochs: int) -> None:
+        self.model = network(arch, data)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs)
 
-    def train_part(self) -> None:
-        self.model.train()
-        for x, y in self.train:
-            loss = F.cross_entropy(self.model(x), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
 
-    def validate_part(self) -> None:
-        self.model.eval()
+    def valid_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():
-            for x, y in self.valid:
-                F.cross_entropy(self.model(x), y)
-        self.scheduler.step()
-
-    def epoch(self) -> None:
-        self.train_part()
-        self.validate_part()
+            F.cross_entropy(self.model(x), y)
 
 
 @dataclass
 class Clock:
-    """Wall and process CPU seconds at a point, and the difference of two points."""
+    """Wall and process CPU seconds at a point, and the difference or sum of two."""
 
     wall: float = field(default_factory=time.perf_counter)
     cpu: float = field(default_factory=time.process_time)
 
     def __sub__(self, other: Clock) -> Clock:
         return Clock(self.wall - other.wall, self.cpu - other.cpu)
+
+    def __add__(self, other: Clock) -> Clock:
+        return Clock(self.wall + other.wall, self.cpu + other.cpu)
+
+
+class InnerLoop:
+    """The bare loop run inside another loop's epochs: one of its steps on each batch that loop takes, right
+    before or right after that loop's step (`first`), each timed, the times summed per epoch."""
+
+    def __init__(self, bare: BareLoop, train: Batches, valid: Batches, first: bool) -> None:
+        self.bare, self.train, self.valid, self.first = bare, train, valid, first
+        self.epochs: list[Clock] = []
+
+    def timed(self, step: Callable[..., object], *args: torch.Tensor) -> None:
+        """Run `step(*args)`, adding its time to the current epoch's."""
+        before = Clock()
+        step(*args)
+        self.epochs[-1] += Clock() - before
+
+    def _beside(
+        self, batches: Batches, step: Callable[..., object]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in batches:
+            if self.first:
+                self.timed(step, x, y)
+            yield x, y
+            if not self.first:
+                self.timed(step, x, y)
+
+    def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches, a bare training step beside each (starts the bare loop's epoch)."""
+        self.epochs.append(Clock(0.0, 0.0))
+        self.timed(self.bare.model.train)
+        yield from self._beside(self.train, self.bare.train_step)
+
+    def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The validation batches, a bare validation step beside each (ends the bare loop's epoch)."""
+        self.timed(self.bare.model.eval)
+        yield from self._beside(self.valid, self.bare.valid_step)
+        self.timed(self.bare.scheduler.step)
 
 
 @dataclass
@@ -123,21 +159,17 @@ class Run:
 
 
 def interleaved_run(
-    arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int, out: Path
+    arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int, out: Path, bare_first: bool
 ) -> Run:
-    """One W&B stage run of `epochs`, with one bare-loop epoch inside each of its epochs."""
-    bare = BareLoop(arch, data, train, valid, epochs)
+    """One W&B stage run of `epochs`, a bare-loop step beside each of its steps (before it if `bare_first`)."""
+    inner = InnerLoop(BareLoop(arch, data, epochs), train, valid, bare_first)
     starts: list[Clock] = []
-    bare_epochs: list[Clock] = []
 
     def train_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         starts.append(Clock())
-        yield from train
-        before = Clock()
-        bare.epoch()
-        bare_epochs.append(Clock() - before)
+        yield from inner.train_batches()
 
-    task = ClassifierTask(network(arch, data), train_batches, lambda: valid, torch.device("cpu"))
+    task = ClassifierTask(network(arch, data), train_batches, inner.valid_batches, torch.device("cpu"))
     begin = Clock()
     with start_run(
         out_dir=out,
@@ -160,29 +192,35 @@ def interleaved_run(
         )
         run.log_checkpoint(result.best_path, "model-bench", {"bench": 1}, is_best=True)
     end = Clock()
-    stage = [starts[e + 1] - starts[e] - bare_epochs[e] for e in range(epochs - 1)]
+    stage = [starts[e + 1] - starts[e] - inner.epochs[e] for e in range(epochs - 1)]
     # the rest of the run beyond `epochs` typical stage epochs and the bare ones: W&B's start and finish, the
     # artifact, the last write's wait and the best weights' restore
     typical = statistics.median(s.wall for s in stage)
-    fixed = (end - begin).wall - sum(b.wall for b in bare_epochs) - epochs * typical
-    return Run(Pairs(stage, bare_epochs[: epochs - 1]), fixed)
+    fixed = (end - begin).wall - sum(b.wall for b in inner.epochs) - epochs * typical
+    return Run(Pairs(stage, inner.epochs[: epochs - 1]), fixed)
 
 
-def control_run(arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int) -> Pairs:
-    """The A/A test: a bare loop in the stage's place, cut by an inner bare epoch as the stage's epochs are;
+def control_run(
+    arch: str, data: LoadedDataset, train: Batches, valid: Batches, epochs: int, bare_first: bool
+) -> Pairs:
+    """The A/A test: a bare loop in the stage's place, a step of another bare loop beside each of its steps;
     every epoch but the last paired, as the stage's are."""
-    outer, inner = BareLoop(arch, data, train, valid, epochs), BareLoop(arch, data, train, valid, epochs)
-    pairs = Pairs()
-    for _ in range(epochs - 1):
-        start = Clock()
-        outer.train_part()
-        before = Clock()
-        inner.epoch()
-        pairs.inner.append(Clock() - before)
-        outer.validate_part()
-        pairs.outer.append(Clock() - start - pairs.inner[-1])
-    outer.epoch()  # the last epoch, as the stage's last, unpaired
-    return pairs
+    outer = BareLoop(arch, data, epochs)
+    inner = InnerLoop(BareLoop(arch, data, epochs), train, valid, bare_first)
+    starts = []
+    for _ in range(epochs):
+        starts.append(Clock())
+        outer.model.train()
+        for x, y in inner.train_batches():
+            outer.train_step(x, y)
+        outer.model.eval()
+        for x, y in inner.valid_batches():
+            outer.valid_step(x, y)
+        outer.scheduler.step()
+    starts.append(Clock())
+    return Pairs(
+        [starts[e + 1] - starts[e] - inner.epochs[e] for e in range(epochs - 1)], inner.epochs[: epochs - 1]
+    )
 
 
 def main() -> None:
@@ -191,7 +229,7 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run (the demo's stages train 4)")
     parser.add_argument(
-        "--runs", type=int, default=21, help="stage runs and control runs (each epochs - 1 pairs)"
+        "--runs", type=int, default=22, help="stage runs and control runs (each epochs - 1 pairs)"
     )
     parser.add_argument("--arch", default="small")
     parser.add_argument("--threads", type=int, default=1)
@@ -206,11 +244,16 @@ def main() -> None:
         data = load_dataset("mnist5k", root=tmp)
         train, valid = batches(data, "train"), batches(data, "valid")
         images = sum(len(y) for _, y in train)
-        interleaved_run(args.arch, data, train, valid, 2, Path(tmp) / "warmup")  # wandb service, imports
+        interleaved_run(
+            args.arch, data, train, valid, 2, Path(tmp) / "warmup", False
+        )  # wandb service, imports
         for i in range(args.runs):
-            runs.append(interleaved_run(args.arch, data, train, valid, args.epochs, Path(tmp) / f"run{i}"))
+            bare_first = i % 2 == 1  # which loop steps first alternates, run by run
+            runs.append(
+                interleaved_run(args.arch, data, train, valid, args.epochs, Path(tmp) / f"run{i}", bare_first)
+            )
             stage_pairs += runs[-1].pairs
-            control_pairs += control_run(args.arch, data, train, valid, args.epochs)
+            control_pairs += control_run(args.arch, data, train, valid, args.epochs, bare_first)
     stage, bare = stage_pairs.outer, stage_pairs.inner
     raw, raw_cpu = stage_pairs.ratios()
     control, control_cpu = control_pairs.ratios()
@@ -239,7 +282,7 @@ def main() -> None:
     row = {
         "benchmark": (
             f"`training.py`: {args.epochs}-epoch runs of the {args.arch} network through the stage machinery, "
-            "a bare epoch timed inside each epoch"
+            "a bare step timed after each of its steps"
         ),
         "baseline": f"bare PyTorch loop, same batches: {images / b['median']:,.0f} images/s",
         "measured": (
