@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -135,6 +137,46 @@ def test_paired_benchmarks_run_and_record_every_pair(
     )  # not NaN
     ratio = section["figures"].get("stage_over_bare") or section["figures"]["ratio"]
     assert ratio["n"] == 2  # training: 2 runs x (2 - 1) epoch pairs; evaluation: 1 repeat x 2 shards
+
+
+class RecordingBareLoop:
+    """A bare loop for the training benchmark whose steps record themselves in `events` and take 5 ms each."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.model = SimpleNamespace(train=lambda: events.append("bare train mode"), eval=lambda: None)
+        self.scheduler = SimpleNamespace(step=lambda: events.append("bare schedule"))
+
+    def train_step(self, x: int, y: int) -> None:
+        self.events.append(f"bare train {x}")
+        time.sleep(0.005)
+
+    def valid_step(self, x: int, y: int) -> None:
+        self.events.append(f"bare valid {x}")
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_the_training_benchmark_steps_the_bare_loop_beside_every_batch_in_either_order(first: bool) -> None:
+    """The training benchmark's bare loop takes one timed step on each batch the stage takes, right after the
+    stage's step or right before it, and each epoch's bare steps are summed into that epoch alone."""
+    import training as training_benchmark
+
+    events: list[str] = []
+    inner = training_benchmark.InnerLoop(RecordingBareLoop(events), [(1, 0), (2, 0)], [(3, 0)], first)
+    for _ in range(2):
+        for x, _ in inner.train_batches():
+            events.append(f"stage train {x}")
+        for x, _ in inner.valid_batches():
+            events.append(f"stage valid {x}")
+    pairs = [
+        ("stage train 1", "bare train 1"),
+        ("stage train 2", "bare train 2"),
+        ("stage valid 3", "bare valid 3"),
+    ]
+    steps = [event for pair in pairs for event in (pair[::-1] if first else pair)]
+    assert events == ["bare train mode", *steps, "bare schedule"] * 2
+    assert len(inner.epochs) == 2 and all(e.wall >= 0.015 for e in inner.epochs)  # three 5-ms steps each
 
 
 def test_each_row_shows_the_verdict_of_its_own_goals() -> None:
