@@ -62,12 +62,14 @@ def sync(device: torch.device) -> None:
 def timed_steps(
     network: torch.nn.Module,
     device: torch.device,
+    precision: Precision,
     steps: int,
     next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> tuple[float, float]:
     """(images/s, data share of a step) of SGD steps on `network`: `next_batch(step)` makes the batch (the data
-    part), `loss_of(x, y)` its loss; medians over `steps` after two warm-up steps."""
+    part), `loss_of(x, y)` its loss, run in `precision` (its input format and autocast); medians over `steps`
+    after two warm-up steps."""
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     network.train()
     data_s, step_s, images = [], [], 0
@@ -77,7 +79,8 @@ def timed_steps(
         x, y = next_batch(step)
         sync(device)
         fetched = time.perf_counter()
-        loss = loss_of(x, y)
+        with precision.autocast(device):
+            loss = loss_of(precision.inputs(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -105,10 +108,9 @@ def training(
         return data.normalize(corrupt_batch(images, ELEMENTALS[step % len(ELEMENTALS)], seed=step)), labels
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with precision.autocast(device):
-            return F.cross_entropy(network(precision.inputs(x)), y)
+        return F.cross_entropy(network(x), y)
 
-    return timed_steps(network, device, steps, corrupted, loss_of)
+    return timed_steps(network, device, precision, steps, corrupted, loss_of)
 
 
 def contrastive_training(
@@ -128,11 +130,10 @@ def contrastive_training(
     stream = (b for epoch in range(10_000) for b in loader.batches(epoch))
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with precision.autocast(device):
-            logits, features = network.forward_features(precision.inputs(x))
-            return F.cross_entropy(logits, y.to(device)) + multiview_nt_xent(features, len(views), 0.15, 1.0)
+        logits, features = network.forward_features(x)
+        return F.cross_entropy(logits, y.to(device)) + multiview_nt_xent(features, len(views), 0.15, 1.0)
 
-    return timed_steps(network, device, steps, lambda step: views_as_batch(*next(stream)), loss_of)
+    return timed_steps(network, device, precision, steps, lambda step: views_as_batch(*next(stream)), loss_of)
 
 
 def evaluation(
