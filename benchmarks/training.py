@@ -130,6 +130,11 @@ class InnerLoop:
         yield from self._beside(self.valid, self.bare.valid_step)
         self.timed(self.bare.scheduler.step)
 
+    def pairs(self, starts: list[Clock], count: int) -> Pairs:
+        """The first `count` epochs of the outer loop whose epochs began at `starts` (each epoch the span to the
+        next start, less the bare steps inside it), paired with those bare epochs."""
+        return Pairs([starts[e + 1] - starts[e] - self.epochs[e] for e in range(count)], self.epochs[:count])
+
 
 @dataclass
 class Pairs:
@@ -197,12 +202,12 @@ def interleaved_run(
         )
         run.log_checkpoint(result.best_path, "model-bench", {"bench": 1}, is_best=True)
     end = Clock()
-    stage = [starts[e + 1] - starts[e] - inner.epochs[e] for e in range(epochs - 1)]
+    pairs = inner.pairs(starts, epochs - 1)
     # the rest of the run beyond `epochs` typical stage epochs and the bare ones: W&B's start and finish, the
     # artifact, the last write's wait and the best weights' restore
-    typical = statistics.median(s.wall for s in stage)
+    typical = statistics.median(s.wall for s in pairs.outer)
     fixed = (end - begin).wall - sum(b.wall for b in inner.epochs) - epochs * typical
-    return Run(Pairs(stage, inner.epochs[: epochs - 1]), fixed)
+    return Run(pairs, fixed)
 
 
 def control_run(
@@ -212,7 +217,7 @@ def control_run(
     every epoch but the last paired, as the stage's are."""
     outer = BareLoop(arch, data, epochs)
     inner = InnerLoop(BareLoop(arch, data, epochs), train, valid, bare_first)
-    starts = []
+    starts: list[Clock] = []
     for _ in range(epochs):
         starts.append(Clock())
         outer.model.train()
@@ -222,10 +227,7 @@ def control_run(
         for x, y in inner.valid_batches():
             outer.valid_step(x, y)
         outer.scheduler.step()
-    starts.append(Clock())
-    return Pairs(
-        [starts[e + 1] - starts[e] - inner.epochs[e] for e in range(epochs - 1)], inner.epochs[: epochs - 1]
-    )
+    return inner.pairs(starts, epochs - 1)
 
 
 def main() -> None:
@@ -249,9 +251,8 @@ def main() -> None:
         data = load_dataset("mnist5k", root=tmp)
         train, valid = batches(data, "train"), batches(data, "valid")
         images = sum(len(y) for _, y in train)
-        interleaved_run(
-            args.arch, data, train, valid, 2, Path(tmp) / "warmup", False
-        )  # wandb service, imports
+        warmup = Path(tmp) / "warmup"  # the wandb service, imports
+        interleaved_run(args.arch, data, train, valid, 2, warmup, bare_first=False)
         for i in range(args.runs):
             bare_first = i % 2 == 1  # which loop steps first alternates, run by run
             runs.append(
