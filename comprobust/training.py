@@ -5,28 +5,23 @@ norms and tokens; see `comprobust.optim`) with an optional linear warmup and a c
 checkpoint every epoch (model, optimiser, scheduler, epoch, RNG state, history) written atomically, resume from the
 last checkpoint, and the best-validation weights restored at the end (the paper's effective model selection).
 Without warmup the schedule is torch's `CosineAnnealingLR`, as it always was (so SGD runs are bit-identical to the
-loop before AdamW existed); with warmup it is `optim.warmup_cosine_scheduler`, a checkpointed `LambdaLR`. What a stage trains
-and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
+loop before AdamW existed); with warmup it is `optim.warmup_cosine_scheduler`, a checkpointed `LambdaLR`. What a
+stage trains and how it computes its losses is a `TrainTask`; this module knows nothing about methods.
 
-Checkpoints are written off the critical path: each epoch's state is copied and the copy serialised to bytes
-on the training thread (a few milliseconds) and written, still atomically and in order, by one background
-thread while the next epoch trains. An epoch is logged only once its checkpoint is on disk (so its W&B record arrives one epoch
-later than its progress line), and `fit` waits for the last write before it returns or raises: whatever is
-logged can be resumed, exactly.
+Checkpoints are written off the critical path (`comprobust.checkpoints`): each epoch's state is packed and
+serialised to bytes on the training thread (a few milliseconds) and written, still atomically and in order, by one
+background thread while the next epoch trains. An epoch is logged only once its checkpoint is on disk (so its W&B
+record arrives one epoch later than its progress line), and `fit` waits for the last write before it returns or
+raises: whatever is logged can be resumed, exactly.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
-import io
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,13 +29,17 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from comprobust.atomic import atomic_open, fsync_dir
+from comprobust.checkpoints import (
+    BEST,
+    LAST,
+    CheckpointWriter,
+    encode_checkpoint,
+    load_checkpoint,
+    write_epoch,
+)
 from comprobust.device import FP32, Precision
 from comprobust.errors import UserError
 from comprobust.optim import OPTIMIZERS, build_optimizer, warmup_cosine_scheduler
-
-CHECKPOINT_FORMAT = 1
-LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
 
 class TrainingDiverged(UserError):
@@ -186,7 +185,6 @@ def fit(
             if improved:
                 best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
             state = {
-                "format": CHECKPOINT_FORMAT,
                 "identity": identity,
                 "epoch": epoch,
                 "model": model.state_dict(),
@@ -198,9 +196,9 @@ def fit(
             }
             logged = {**record, "best_epoch": best["epoch"]}
             writer.submit(
-                _write_epoch,
+                write_epoch,
                 checkpoint_dir,
-                _encode(state),
+                encode_checkpoint(state),
                 improved,
                 then=None if log_epoch is None else functools.partial(log_epoch, logged, epoch),
             )
@@ -275,135 +273,6 @@ def _step_mean(values: list[float | torch.Tensor]) -> float:
     for value in values:
         total += float(value)
     return total / len(values)
-
-
-class CheckpointWriter:
-    """Runs checkpoint writes on one background thread, one at a time and in order.
-
-    `submit(function, *args, then=callback)` first finishes the previous write: it re-raises that write's
-    error, or calls its `then` on this thread. Leaving the `with` block finishes the last write the same way;
-    when the block raised, its error wins over the write's.
-    """
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._pending: tuple[Future, Callable[[], Any] | None] | None = None
-
-    def submit(
-        self, function: Callable[..., None], *args: Any, then: Callable[[], Any] | None = None
-    ) -> None:
-        self.wait()
-        self._pending = (self._executor.submit(function, *args), then)
-
-    def wait(self) -> None:
-        """Finish the pending write, then call its `then`."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            future, then = pending
-            future.result()
-            if then is not None:
-                then()
-
-    def __enter__(self) -> CheckpointWriter:
-        return self
-
-    def __exit__(self, error_type: type | None, *_: object) -> None:
-        try:
-            if error_type is None:
-                self.wait()
-            else:
-                with contextlib.suppress(Exception):
-                    self.wait()
-        finally:
-            self._executor.shutdown(wait=True)
-
-
-def _encode(payload: dict[str, Any]) -> bytes:
-    """Serialise a checkpoint on the training thread. The bytes are the snapshot (training goes on changing the
-    live tensors), and serialising here leaves the writer thread nothing but system calls, which release the
-    GIL: a background `torch.save` held it long enough to slow the training loop's Python by a few percent.
-
-    What is serialised is a copy of the tensors (a memcpy, 0.3 ms for the small network): `torch.save` on the
-    live parameters and optimiser buffers made every later training step slower (the next epoch's steps took
-    1.4-2.2% longer in four paired runs; -0.1% with the copy serialised instead).
-    """
-    buffer = io.BytesIO()
-    torch.save(_copy_tensors(payload), buffer)
-    return buffer.getvalue()
-
-
-def _copy_tensors(tree: Any) -> Any:
-    """`tree` with every tensor in its dicts and lists replaced by a copy; dicts keep their type and attributes
-    (a state dict's `_metadata`), everything else is shared."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, dict):
-        copied = copy.copy(tree)
-        for key, value in tree.items():
-            copied[key] = _copy_tensors(value)
-        return copied
-    if isinstance(tree, list):
-        return [_copy_tensors(value) for value in tree]
-    return tree
-
-
-def _write_epoch(folder: Path, data: bytes, improved: bool) -> None:
-    """Publish one epoch's checkpoint as last.pt (the one before it kept as previous.pt) and, when the epoch
-    improved, as best.pt: one file under both names (hard links), best.pt first, so that a crash in between
-    never leaves a last.pt whose best epoch best.pt does not hold."""
-    staged = folder / f".{LAST}.new"
-    with atomic_open(staged, "wb") as handle:
-        handle.write(data)
-    if improved:
-        _link_over(staged, folder / BEST)
-    if (folder / LAST).exists():
-        _link_over(folder / LAST, folder / PREVIOUS)
-    os.replace(staged, folder / LAST)
-    fsync_dir(folder)
-
-
-def _link_over(source: Path, target: Path) -> None:
-    """Make `target` another name of `source`'s file, replacing what `target` named atomically."""
-    link = target.with_name(f".{target.name}.link")
-    link.unlink(missing_ok=True)
-    os.link(source, link)
-    os.replace(link, target)
-
-
-def load_checkpoint(path: Path, identity: dict[str, Any], model: nn.Module) -> dict[str, Any] | None:
-    """Read a checkpoint written by `fit` (weights_only), or None if absent; refuse corrupt or foreign files."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or garbled files
-        previous = path.with_name(PREVIOUS)
-        hint = f"; the previous good checkpoint is {previous}" if previous.exists() else ""
-        raise UserError(
-            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}); move it away to retrain or "
-            f"resume from an older one{hint}"
-        ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"checkpoint {path} is not a comprobust checkpoint (format {CHECKPOINT_FORMAT})")
-    mismatch = describe_mismatch(state.get("identity", {}), identity)
-    if mismatch:
-        raise UserError(f"checkpoint {path} belongs to another run ({mismatch}); use a fresh output folder")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state["model"].items()}
-    if expected != found:
-        differing = sorted(set(expected.items()) ^ set(found.items()))[:3]
-        raise UserError(f"checkpoint {path} holds another architecture (parameters differ: {differing})")
-    return state
-
-
-def describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
-    """A short description of the keys whose values differ between two identity dicts ('' if equal)."""
-    diffs = [
-        f"{key}: checkpoint {found.get(key)!r} vs run {expected.get(key)!r}"
-        for key in sorted(set(found) | set(expected))
-        if found.get(key) != expected.get(key)
-    ]
-    return "; ".join(diffs[:4])
 
 
 def _relog(history: list[dict[str, float]], log_epoch: EpochLogger) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers.dataset_files import write_fake_fashion
 
+from comprobust.checkpoints import read_checkpoint
 from comprobust.data.dataset import CueDataset, load_dataset
 from comprobust.distill.evaluate import accuracy_table, fidelity_table, render_seed
 from comprobust.distill.metrics import fidelity
@@ -203,7 +204,7 @@ def test_jacobian_and_contrastive_students_train_and_export_the_student_only(
     assert np.isfinite(student.meta["val_loss"]) and student.meta["loss"] == loss
     assert student.meta["resolved_alpha"] == {"jacobian": 0.15, "contrastive": 0.03}[loss]
     assert not any(key.startswith("heads.") for key in student.state)
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.pt")
     heads = any(key.startswith("heads.") for key in checkpoint["model"])
     assert heads == (loss == "contrastive" and extra.get("crd_heads") != "fresh")
 

@@ -14,9 +14,10 @@ import torch
 from helpers.toy_task import IDENTITY, ToyTask
 from torch import nn
 
+from comprobust.checkpoints import BEST, LAST, PREVIOUS, read_checkpoint
 from comprobust.device import Precision
 from comprobust.errors import UserError
-from comprobust.training import BEST, LAST, PREVIOUS, TrainConfig, fit
+from comprobust.training import TrainConfig, fit
 
 
 def test_fit_learns_and_restores_the_best_validation_weights(tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ def test_a_checkpoint_holds_its_epoch_even_when_training_changes_the_weights_bef
     weights_at_epoch_end = {}
 
     def log(metrics, epoch):  # called once the epoch's checkpoint is on disk, one epoch later
-        on_disk = torch.load(tmp_path / LAST, weights_only=True)
+        on_disk = read_checkpoint(tmp_path / LAST)
         if on_disk["epoch"] == epoch:
             assert all(torch.equal(on_disk["model"][k], v) for k, v in weights_at_epoch_end[epoch].items())
 
@@ -250,10 +251,10 @@ def test_a_checkpoint_holds_its_epoch_even_when_training_changes_the_weights_bef
             return metrics
 
     fit(Recording(), TrainConfig(lr=0.5, max_epochs=4), tmp_path, IDENTITY, log)
-    final = torch.load(tmp_path / LAST, weights_only=True)
+    final = read_checkpoint(tmp_path / LAST)
     assert final["epoch"] == 3
     assert all(torch.equal(final["model"][k], v) for k, v in weights_at_epoch_end[3].items())
-    previous = torch.load(tmp_path / PREVIOUS, weights_only=True)
+    previous = read_checkpoint(tmp_path / PREVIOUS)
     assert all(torch.equal(previous["model"][k], v) for k, v in weights_at_epoch_end[2].items())
 
 
@@ -267,7 +268,7 @@ def test_best_pt_is_the_whole_checkpoint_of_the_best_epoch_and_stays_when_later_
             return {**super().validate(), "val_loss": next(self.losses)}
 
     result = fit(Scripted(), TrainConfig(lr=0.1, max_epochs=4), tmp_path, IDENTITY)
-    best, last, previous = (torch.load(tmp_path / n, weights_only=True) for n in (BEST, LAST, PREVIOUS))
+    best, last, previous = (read_checkpoint(tmp_path / n) for n in (BEST, LAST, PREVIOUS))
     assert (best["epoch"], last["epoch"], previous["epoch"]) == (1, 3, 2)
     assert result.best_epoch == 1 and best["best"] == {
         "epoch": 1,
@@ -283,7 +284,7 @@ def test_a_checkpoint_keeps_the_state_dicts_metadata_though_it_serialises_a_copy
     what `torch.save` of the state dict itself would hold, the module versions in `_metadata` included."""
     task = ToyTask()
     fit(task, TrainConfig(lr=0.1, max_epochs=2), tmp_path, IDENTITY)
-    on_disk = torch.load(tmp_path / LAST, weights_only=True)["model"]
+    on_disk = read_checkpoint(tmp_path / LAST)["model"]
     live = task.model.state_dict()
     assert on_disk._metadata == live._metadata and on_disk._metadata
     assert list(on_disk) == list(live)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from helpers.toy_task import IDENTITY, ToyTask
 
+from comprobust.checkpoints import LAST, read_checkpoint
 from comprobust.errors import UserError
 from comprobust.optim import warmup_cosine
-from comprobust.training import LAST, TrainConfig, fit
+from comprobust.training import TrainConfig, fit
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +59,7 @@ def test_the_default_sgd_path_is_bit_identical_to_the_loop_before_adamw(
     assert _records(today.history) == _records(legacy.history)
     for key, value in today_task.model.state_dict().items():
         assert torch.equal(value, legacy_task.model.state_dict()[key]), key
-    last = [torch.load(tmp_path / f / LAST, weights_only=True) for f in ("today", "legacy")]
+    last = [read_checkpoint(tmp_path / f / LAST) for f in ("today", "legacy")]
     assert last[0]["optimizer"]["param_groups"] == last[1]["optimizer"]["param_groups"]
     assert last[0]["scheduler"] == last[1]["scheduler"]
 
@@ -85,7 +86,7 @@ def test_warmup_then_cosine_learning_rates_in_the_history(tmp_path: Path) -> Non
     config = TrainConfig(lr=1e-3, max_epochs=4, optimizer="adamw", weight_decay=0.05, warmup_epochs=1)
     result = fit(ToyTask(), config, tmp_path, IDENTITY)
     assert [r["lr"] for r in result.history] == pytest.approx([5e-4, 1e-3, 7.5e-4, 2.5e-4], rel=1e-12)
-    state = torch.load(tmp_path / LAST, weights_only=True)
+    state = read_checkpoint(tmp_path / LAST)
     groups = state["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]  # weights decay, biases do not
     assert groups[0]["betas"] == (0.9, 0.999)
@@ -121,7 +122,7 @@ def test_stopping_halfway_and_resuming_is_bit_identical(tmp_path: Path, optimize
     )
     for key, value in straight_task.model.state_dict().items():  # the best epoch's weights
         assert torch.equal(value, resumed_task.model.state_dict()[key]), key
-    last = [torch.load(tmp_path / f / LAST, weights_only=True) for f in ("straight", "cut")]
+    last = [read_checkpoint(tmp_path / f / LAST) for f in ("straight", "cut")]
     for key, value in last[0]["model"].items():  # and the last epoch's
         assert torch.equal(value, last[1]["model"][key]), key
     for index, moments in last[0]["optimizer"]["state"].items():

@@ -23,12 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from comprobust.checkpoints import LAST, load_checkpoint
 from comprobust.errors import UserError
 from comprobust.losses import multiview_nt_xent
 from comprobust.methods.common import Export, PairedContrastiveTask, StageContext, accuracy_tensor
 from comprobust.models import build_module
 from comprobust.models.blocks import BlockNetwork
-from comprobust.training import LAST, TrainingDiverged, load_checkpoint
+from comprobust.training import TrainingDiverged
 
 VIEWS = 2  # [corrupted, clean]
 
