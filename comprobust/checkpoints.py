@@ -48,36 +48,23 @@ def encode_checkpoint(state: dict[str, Any]) -> bytes:
 
 
 def _pack(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` with each tensor in its dicts, lists and tuples replaced by a marker (flat index, offset, shape,
-    strides), plus the flat tensors under `_PACKED`; dicts keep their type and attributes (a state dict's
-    `_metadata`), everything else is shared."""
+    """`state` with each tensor replaced by a marker (flat index, offset, shape, strides), plus the flat tensors
+    under `_PACKED`."""
     groups: dict[tuple[torch.dtype, torch.device], tuple[int, list[torch.Tensor]]] = {}
     sizes: list[int] = []
 
-    def marker(tensor: torch.Tensor) -> tuple[Any, ...]:
-        index, parts = groups.setdefault((tensor.dtype, tensor.device), (len(groups), []))
+    def marker(node: Any) -> tuple[Any, ...] | None:
+        if not isinstance(node, torch.Tensor):
+            return None
+        index, parts = groups.setdefault((node.dtype, node.device), (len(groups), []))
         if index == len(sizes):
             sizes.append(0)
         offset = sizes[index]
-        parts.append(tensor.detach().reshape(-1))
-        sizes[index] += tensor.numel()
-        return (_TENSOR, index, offset, tuple(tensor.shape), tuple(tensor.stride()))
+        parts.append(node.detach().reshape(-1))
+        sizes[index] += node.numel()
+        return (_TENSOR, index, offset, tuple(node.shape), tuple(node.stride()))
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, torch.Tensor):
-            return marker(node)
-        if isinstance(node, dict):
-            packed = copy.copy(node)
-            for key, value in node.items():
-                packed[key] = walk(value)
-            return packed
-        if isinstance(node, list):
-            return [walk(value) for value in node]
-        if type(node) is tuple:
-            return tuple(walk(value) for value in node)
-        return node
-
-    tree = walk(state)
+    tree = _replaced(state, marker)
     tree[_PACKED] = [torch.cat(parts) for _, parts in groups.values()]
     return tree
 
@@ -86,24 +73,33 @@ def _unpack(tree: dict[str, Any]) -> dict[str, Any]:
     """The state `_pack` packed: each marker replaced by its tensor (a copy with its own storage and strides)."""
     flats = tree.pop(_PACKED)
 
-    def tensor(index: int, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> torch.Tensor:
+    def tensor(node: Any) -> torch.Tensor | None:
+        if not (type(node) is tuple and node and isinstance(node[0], str) and node[0] == _TENSOR):
+            return None
+        _, index, offset, shape, stride = node
         values = flats[index][offset : offset + math.prod(shape)].view(shape)
         return torch.empty_strided(shape, stride, dtype=values.dtype).copy_(values)
 
-    def walk(node: Any) -> Any:
-        if type(node) is tuple and node and isinstance(node[0], str) and node[0] == _TENSOR:
-            return tensor(*node[1:])
-        if isinstance(node, dict):
-            for key, value in node.items():
-                node[key] = walk(value)
-            return node
-        if isinstance(node, list):
-            return [walk(value) for value in node]
-        if type(node) is tuple:
-            return tuple(walk(value) for value in node)
-        return node
+    return _replaced(tree, tensor)
 
-    return walk(tree)
+
+def _replaced(node: Any, replacement: Callable[[Any], Any]) -> Any:
+    """`node` with every part for which `replacement` returns something other than None replaced by that, found
+    through dicts, lists and tuples; dicts keep their type and attributes (a state dict's `_metadata`), the
+    parts left alone are shared."""
+    replaced = replacement(node)
+    if replaced is not None:
+        return replaced
+    if isinstance(node, dict):
+        copied = copy.copy(node)
+        for key, value in node.items():
+            copied[key] = _replaced(value, replacement)
+        return copied
+    if isinstance(node, list):
+        return [_replaced(value, replacement) for value in node]
+    if type(node) is tuple:
+        return tuple(_replaced(value, replacement) for value in node)
+    return node
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
