@@ -19,10 +19,11 @@ same way online (preferring the local file when its digest matches the server's)
 Secrets never reach the config: keys that name a secret (api_key, token, password, secret, credential) and
 values that are the configured W&B key or look like one are replaced by "<redacted>".
 
-Modules: `credentials` (the mode), `scrub` (secrets out of configs), `lineage` (artifact files on disk), `run`
-(`start_run`, `StageRun`). This package re-exports their public names: callers import from `comprobust.tracking`.
+Modules: `credentials` (the mode), `scrub` (secrets out of configs), `lineage` (artifact files on disk), `client`
+(the wandb client's environment, service and `init`), `run` (`start_run`, `StageRun`). This package re-exports their public names: callers import from `comprobust.tracking`.
 """
 
+from comprobust.tracking.client import reset_client
 from comprobust.tracking.credentials import (
     MODES,
     configured_api_keys,
@@ -31,7 +32,7 @@ from comprobust.tracking.credentials import (
     wandb_settings_base_url_and_key,
 )
 from comprobust.tracking.lineage import ArtifactRef, LineageRecord, LineageStore, file_digest
-from comprobust.tracking.run import StageRun, git_state, reset_client, start_run
+from comprobust.tracking.run import StageRun, git_state, start_run
 from comprobust.tracking.scrub import REDACTED, scrub
 
 __all__ = [

@@ -3,21 +3,20 @@ artifacts, resolves inputs (W&B `use_artifact` online, the lineage store offline
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from comprobust.errors import UserError, first_line
+from comprobust.tracking.client import environment, forget_inherited_service, init_wandb, restore
 from comprobust.tracking.credentials import configured_api_keys, resolve_mode
 from comprobust.tracking.lineage import ArtifactRef, LineageRecord, LineageStore, file_digest
 from comprobust.tracking.scrub import scrub
@@ -53,25 +52,6 @@ def git_state() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit, "git_dirty": bool(dirty)} if commit else {}
-
-
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[dict[str, str | None]]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield saved
-    except BaseException:
-        _restore(saved)
-        raise
-
-
-def _restore(saved: Mapping[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 class StageRun:
@@ -301,7 +281,7 @@ class StageRun:
                 self._run.finish(exit_code=exit_code)
                 self._wait_for_log(folder)
         finally:
-            _restore(self._saved_env)
+            restore(self._saved_env)
             if _active is self:
                 _active = None
 
@@ -330,57 +310,6 @@ class StageRun:
         except Exception as err:  # the service may already be gone; `finish` restored the environment anyway
             log.warning("could not finish W&B run %s cleanly: %s", self.id, err)
         return False
-
-
-def _init_wandb(mode: str, directory: str, **init: Any) -> Any:
-    """`wandb.init` in `mode` (None when disabled), with one step axis ("epoch") for every metric; online, the
-    run's URL is printed and a refusal by the server is a one-line `UserError`."""
-    if mode == "disabled":
-        return None
-    import wandb
-
-    try:
-        run = wandb.init(
-            mode=cast(Literal["online", "offline"], mode),
-            dir=directory,
-            settings=wandb.Settings(silent=True),
-            **init,
-        )
-    except (wandb.errors.CommError, wandb.errors.UsageError) as err:
-        from comprobust.wandb_connection import base_url
-
-        raise UserError(
-            f"run {init.get('name')}: the W&B server {base_url()} refused the run "
-            f"({first_line(err)}); check the project and entity, or run with --mode offline"
-        ) from err
-    run.define_metric("epoch", hidden=True)
-    run.define_metric("*", step_metric="epoch")
-    if mode == "online":
-        print(f"{init.get('name')}: W&B run {run.url}", file=sys.stderr, flush=True)
-    return run
-
-
-def reset_client() -> None:
-    """Forget the wandb client's process-wide state (its settings, read once from WANDB_* variables, and its
-    service), so that the next `wandb.init` reads the environment afresh. A no-op before wandb was imported."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None:
-        wandb.teardown()
-
-
-_SERVICE_TOKEN_RE = re.compile(r"^\d+-(\d+)-")
-
-
-def _forget_inherited_service() -> None:
-    """Drop a W&B service token inherited from a parent process (local jobs, sweep agents, subprocesses).
-
-    wandb lets child processes share their parent's service, but a stage job must own its service: a parent's
-    service may sit on another node (Slurm exports the environment), and a killed child would leave its run
-    registered there, so a rerun of the same run id fails with "run ID ... is in use".
-    """
-    match = _SERVICE_TOKEN_RE.match(os.environ.get("WANDB_SERVICE", ""))
-    if match and int(match.group(1)) != os.getpid():
-        os.environ.pop("WANDB_SERVICE", None)
 
 
 def start_run(
@@ -422,7 +351,7 @@ def start_run(
         if not 0 < len(tag) <= 64:
             raise UserError(f"W&B tag {tag!r} must have 1 to 64 characters")
     input_refs = [str(ArtifactRef.parse(r)) for r in inputs]
-    _forget_inherited_service()
+    forget_inherited_service()
     resolved = resolve_mode(mode, mode_override)
     secrets = configured_api_keys()
     full = {**git_state(), **dict(config)}
@@ -441,8 +370,8 @@ def start_run(
         from comprobust.wandb_connection import require_reachable
 
         require_reachable(f"run {name}")
-    with _environment(env) as saved:
-        wandb_run = _init_wandb(
+    with environment(env) as saved:
+        wandb_run = init_wandb(
             resolved,
             env["WANDB_DIR"],
             project=project,
