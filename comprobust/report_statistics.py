@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from comprobust.diagnostics import RESOLVED_SE
 from comprobust.html_parts import esc, html_table, num
-from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, RESOLVED_SE, Statistics, format_interval
+from comprobust.statistics import ALPHA, CONFIDENCE, ONE_SEED, Statistics, format_interval
 
 NA = '<span class="na">n/a</span>'
 PAIR_TITLES = {

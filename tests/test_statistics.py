@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
+from comprobust import diagnostics
 from comprobust import statistics as st
 from comprobust.corruptions import ELEMENTALS, corrupt
 from comprobust.report_statistics import format_intervals, format_levels, levels_table, statistics_html
@@ -199,9 +200,9 @@ def commute(images: np.ndarray, a: str, b: str) -> bool:
 def test_documented_commuting_pairs_are_exactly_those_the_engine_commutes() -> None:
     """Documented pairs give identical grey and colour images; every other pair differs somewhere on 50 digits."""
     digits, patches = sample_digits(50), sample_photo_patches(3)
-    for a, b in st.EXACTLY_COMMUTING:
+    for a, b in diagnostics.EXACTLY_COMMUTING:
         assert commute(digits, a, b) and commute(patches, a, b), (a, b)
-    others = set(itertools.combinations(ELEMENTALS, 2)) - set(st.EXACTLY_COMMUTING)
+    others = set(itertools.combinations(ELEMENTALS, 2)) - set(diagnostics.EXACTLY_COMMUTING)
     assert not any(commute(digits, a, b) for a, b in others)
 
 
@@ -211,12 +212,14 @@ def test_commuting_diagnostic_is_zero_for_a_monolithic_network(small_mnist) -> N
 
     torch.manual_seed(0)
     network = build_network("small", 10, in_channels=1, image_size=28).eval()
-    compositions = [tuple(p.split("-")) for a, b in st.EXACTLY_COMMUTING for p in (f"{a}-{b}", f"{b}-{a}")]
+    compositions = [
+        tuple(p.split("-")) for a, b in diagnostics.EXACTLY_COMMUTING for p in (f"{a}-{b}", f"{b}-{a}")
+    ]
     rows = evaluate(monolithic(network), small_mnist, compositions, batch_size=100).rows
     results = pd.DataFrame(rows).assign(method="ERM", seed=0)
     modular = results.assign(method="Modular", accuracy=results["accuracy"] + np.arange(len(results)))
-    diagnostic = st.commuting_diagnostics(pd.concat([results, modular]))
-    assert len(diagnostic) == 2 * len(st.EXACTLY_COMMUTING)
+    diagnostic = diagnostics.commuting_diagnostics(pd.concat([results, modular]))
+    assert len(diagnostic) == 2 * len(diagnostics.EXACTLY_COMMUTING)
     assert (diagnostic.loc[diagnostic["method"] == "ERM", "abs_diff"] == 0).all()
     assert (diagnostic.loc[diagnostic["method"] == "Modular", "abs_diff"] == 1).all()
 
@@ -284,7 +287,7 @@ def runs_frame() -> pd.DataFrame:
 
 def test_training_diagnostics_flag_best_epoch_last_and_measure_the_level_margin() -> None:
     results = pd.DataFrame({"run_id": ["eval-modular-1"]})
-    training = st.training_diagnostics(runs_frame(), results).set_index("run_id")
+    training = diagnostics.training_diagnostics(runs_frame(), results).set_index("run_id")
     assert list(training.index) == ["backbone-1", "modules-in-1", "modules-co-1"]
     assert training["converged"].to_dict() == {
         "backbone-1": True,
