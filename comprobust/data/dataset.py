@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from comprobust.data.cue_datasets import CUE_DATASETS, CueDatasetEntry
+from comprobust.data.cue_parts import SplitParts
 from comprobust.data.cues import Condition, CueModel
-from comprobust.data.dominoes import SplitParts
 from comprobust.data.normalisation import cached_stats
 from comprobust.data.registry import DatasetSpec, SplitSize, get_dataset_spec, get_reader
 from comprobust.data.sources import RawData, cache_dir

@@ -37,9 +37,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from comprobust.data import dominoes
+from comprobust.data import cue_parts
+from comprobust.data.cue_parts import SplitParts, items_of_class
 from comprobust.data.cues import TRUE, Condition, CueDraws, CueModel, Mechanism, class_ranks
-from comprobust.data.dominoes import SplitParts
 from comprobust.data.registry import SplitSize
 from comprobust.data.sources import read_mnist5k_arrays
 from comprobust.data.splits import split_pool
@@ -224,7 +224,7 @@ def parse(condition: object) -> Condition:
 
 def render_parts(
     parts: SplitParts, indices: np.ndarray, condition: Condition, seed: int, epoch: int = 0
-) -> dominoes.Rendered:
+) -> cue_parts.Rendered:
     """Images ``indices`` (positions in the split) of ``parts`` under any condition of ``CUE_MODEL``, with the class
     each cue shows: the cue-dataset renderer (`comprobust.data.cue_datasets`). Equal to `render` of the same digits
     for a shape at 0 or 1; a randomised (R) or conflicting (X) shape is a digit of the drawn class from the split,
@@ -237,11 +237,11 @@ def render_parts(
     shapes = cues.classes["shape"]
     other = cues.modes["shape"] > TRUE
     if other.any():
-        chosen = dominoes._items_of_class(shapes[other], cues.picks["shape"][other], parts.labels, "digit")
+        chosen = items_of_class(shapes[other], cues.picks["shape"][other], parts.labels, "digit")
         digits = digits.copy()
         digits[other] = parts.images[chosen, 0]
     images = compose(digits, shapes, cues.classes["texture"], _phases(seed, sources, epoch))
-    return dominoes.Rendered(images, labels, cues.classes, cues.modes)
+    return cue_parts.Rendered(images, labels, cues.classes, cues.modes)
 
 
 def load_parts(
