@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import math
 import os
@@ -47,25 +48,33 @@ def encode_checkpoint(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+@dataclasses.dataclass
+class _Flat:
+    """The tensors of one dtype and device being packed: the flat tensor's index, its parts so far, their size."""
+
+    index: int
+    parts: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    size: int = 0
+
+
 def _pack(state: dict[str, Any]) -> dict[str, Any]:
     """`state` with each tensor replaced by a marker (flat index, offset, shape, strides), plus the flat tensors
     under `_PACKED`."""
-    groups: dict[tuple[torch.dtype, torch.device], tuple[int, list[torch.Tensor]]] = {}
-    sizes: list[int] = []
+    flats: dict[tuple[torch.dtype, torch.device], _Flat] = {}
 
     def marker(node: Any) -> tuple[Any, ...] | None:
         if not isinstance(node, torch.Tensor):
             return None
-        index, parts = groups.setdefault((node.dtype, node.device), (len(groups), []))
-        if index == len(sizes):
-            sizes.append(0)
-        offset = sizes[index]
-        parts.append(node.detach().reshape(-1))
-        sizes[index] += node.numel()
-        return (_TENSOR, index, offset, tuple(node.shape), tuple(node.stride()))
+        flat = flats.get((node.dtype, node.device))
+        if flat is None:
+            flat = flats[node.dtype, node.device] = _Flat(len(flats))
+        offset = flat.size
+        flat.parts.append(node.detach().reshape(-1))
+        flat.size += node.numel()
+        return (_TENSOR, flat.index, offset, tuple(node.shape), tuple(node.stride()))
 
     tree = _replaced(state, marker)
-    tree[_PACKED] = [torch.cat(parts) for _, parts in groups.values()]
+    tree[_PACKED] = [torch.cat(flat.parts) for flat in flats.values()]
     return tree
 
 

@@ -20,7 +20,8 @@ Secrets never reach the config: keys that name a secret (api_key, token, passwor
 values that are the configured W&B key or look like one are replaced by "<redacted>".
 
 Modules: `credentials` (the mode), `scrub` (secrets out of configs), `lineage` (artifact files on disk), `client`
-(the wandb client's environment, service and `init`), `run` (`start_run`, `StageRun`). This package re-exports their public names: callers import from `comprobust.tracking`.
+(the wandb client's environment, service and `init`), `run` (`start_run`, `StageRun`). This package re-exports
+their public names: callers import from `comprobust.tracking`.
 """
 
 from comprobust.tracking.client import reset_client
